@@ -1,0 +1,9 @@
+//! vgmake's stage API and its built-in stage kinds, with their domain code.
+//!
+//! The engine (the `vgmake` crate) sees stages only through [`api`] and
+//! [`registry`]; everything about MIDI, datasets and tensors lives here.
+
+pub mod api;
+pub mod command;
+pub mod registry;
+pub mod scrape;
