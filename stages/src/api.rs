@@ -20,19 +20,32 @@ pub type Value = toml::Value;
 pub enum ParamType {
     Bool,
     /// A 64-bit integer within `min..=max`.
-    Int { min: i64, max: i64 },
+    Int {
+        min: i64,
+        max: i64,
+    },
     /// A float; an integer literal is accepted and widened (`lr = 1` is `1.0`).
-    Float { min: f64, max: f64 },
+    Float {
+        min: f64,
+        max: f64,
+    },
     /// A string; when `choices` is not empty it must be one of them.
-    Str { choices: &'static [&'static str] },
+    Str {
+        choices: &'static [&'static str],
+    },
     /// A list of strings; when `choices` is not empty each must be one of them.
-    StrList { choices: &'static [&'static str] },
+    StrList {
+        choices: &'static [&'static str],
+    },
     /// A table of scalar values (the `command` kind's `params`).
     Table,
 }
 
 impl ParamType {
-    pub const ANY_INT: ParamType = ParamType::Int { min: i64::MIN, max: i64::MAX };
+    pub const ANY_INT: ParamType = ParamType::Int {
+        min: i64::MIN,
+        max: i64::MAX,
+    };
     pub const ANY_STR: ParamType = ParamType::Str { choices: &[] };
 
     /// A short human name for error messages: "an integer in 1..=64".
@@ -76,9 +89,11 @@ impl ParamType {
                     Ok(value.clone())
                 }
             }
-            (ParamType::Float { min, max }, Value::Integer(i)) => {
-                ParamType::Float { min: *min, max: *max }.check(&Value::Float(*i as f64))
+            (ParamType::Float { min, max }, Value::Integer(i)) => ParamType::Float {
+                min: *min,
+                max: *max,
             }
+            .check(&Value::Float(*i as f64)),
             (ParamType::Float { min, max }, Value::Float(f)) => {
                 if f.is_nan() || f < min || f > max {
                     wrong()
@@ -96,14 +111,17 @@ impl ParamType {
             (ParamType::StrList { choices }, Value::Array(items)) => {
                 for item in items {
                     match item {
-                        Value::String(s) if choices.is_empty() || choices.contains(&s.as_str()) => {}
+                        Value::String(s) if choices.is_empty() || choices.contains(&s.as_str()) => {
+                        }
                         _ => return wrong(),
                     }
                 }
                 Ok(value.clone())
             }
             (ParamType::Table, Value::Table(t)) => {
-                if t.values().all(|v| !matches!(v, Value::Table(_) | Value::Array(_))) {
+                if t.values()
+                    .all(|v| !matches!(v, Value::Table(_) | Value::Array(_)))
+                {
                     Ok(value.clone())
                 } else {
                     Err("expected a table of scalar values (strings, numbers, booleans)".into())
@@ -115,7 +133,11 @@ impl ParamType {
 }
 
 fn quoted(choices: &[&str]) -> String {
-    choices.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
+    choices
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One declared parameter of a stage kind.
@@ -128,8 +150,18 @@ pub struct ParamSpec {
 }
 
 impl ParamSpec {
-    pub fn new(name: &'static str, ty: ParamType, default: impl Into<Value>, doc: &'static str) -> Self {
-        ParamSpec { name, ty, default: default.into(), doc }
+    pub fn new(
+        name: &'static str,
+        ty: ParamType,
+        default: impl Into<Value>,
+        doc: &'static str,
+    ) -> Self {
+        ParamSpec {
+            name,
+            ty,
+            default: default.into(),
+            doc,
+        }
     }
 }
 
@@ -154,10 +186,14 @@ impl Params {
             .unwrap_or_else(|| panic!("parameter `{name}` is not declared by this stage kind"))
     }
     pub fn bool(&self, name: &str) -> bool {
-        self.get(name).as_bool().unwrap_or_else(|| panic!("parameter `{name}` is not a bool"))
+        self.get(name)
+            .as_bool()
+            .unwrap_or_else(|| panic!("parameter `{name}` is not a bool"))
     }
     pub fn int(&self, name: &str) -> i64 {
-        self.get(name).as_integer().unwrap_or_else(|| panic!("parameter `{name}` is not an integer"))
+        self.get(name)
+            .as_integer()
+            .unwrap_or_else(|| panic!("parameter `{name}` is not an integer"))
     }
     pub fn usize(&self, name: &str) -> usize {
         usize::try_from(self.int(name)).unwrap_or_else(|_| panic!("parameter `{name}` is negative"))
@@ -170,18 +206,23 @@ impl Params {
         }
     }
     pub fn str(&self, name: &str) -> &str {
-        self.get(name).as_str().unwrap_or_else(|| panic!("parameter `{name}` is not a string"))
+        self.get(name)
+            .as_str()
+            .unwrap_or_else(|| panic!("parameter `{name}` is not a string"))
     }
     pub fn str_list(&self, name: &str) -> Vec<String> {
         match self.get(name) {
-            Value::Array(items) => {
-                items.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
-            }
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
             _ => panic!("parameter `{name}` is not a list"),
         }
     }
     pub fn table(&self, name: &str) -> &toml::Table {
-        self.get(name).as_table().unwrap_or_else(|| panic!("parameter `{name}` is not a table"))
+        self.get(name)
+            .as_table()
+            .unwrap_or_else(|| panic!("parameter `{name}` is not a table"))
     }
 }
 
@@ -311,7 +352,11 @@ impl StageContext<'_> {
 
     /// Returns `Err(Cancelled)` once Ctrl-C was pressed.
     pub fn check_cancelled(&self) -> Result<(), StageError> {
-        if self.is_cancelled() { Err(StageError::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() {
+            Err(StageError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 
     /// A persistent folder for resumable state that outlives one run and is
@@ -351,7 +396,10 @@ pub enum StageError {
 impl StageError {
     /// Wraps an I/O error with what was being done and on which path.
     pub fn io(context: impl std::fmt::Display, source: std::io::Error) -> Self {
-        StageError::Io { context: context.to_string(), source }
+        StageError::Io {
+            context: context.to_string(),
+            source,
+        }
     }
 }
 

@@ -18,7 +18,13 @@ pub struct CommandKind;
 /// `VGMAKE_IN_<NAME>`: a stage or parameter name as an environment variable suffix.
 pub fn env_suffix(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -34,7 +40,12 @@ impl StageKind for CommandKind {
     }
     fn params(&self) -> Vec<ParamSpec> {
         vec![
-            ParamSpec::new("cmd", ParamType::ANY_STR, "", "the command line, run by `sh -c` in the output folder"),
+            ParamSpec::new(
+                "cmd",
+                ParamType::ANY_STR,
+                "",
+                "the command line, run by `sh -c` in the output folder",
+            ),
             ParamSpec::new(
                 "params",
                 ParamType::Table,
@@ -98,7 +109,10 @@ impl StageKind for CommandKind {
             .arg(ctx.params.str("cmd"))
             .current_dir(ctx.out_dir)
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("VGMAKE_OUT", ctx.out_dir)
             .env("VGMAKE_TMP", ctx.temp_dir)
             .env("VGMAKE_PROJECT", ctx.project_dir)
@@ -112,7 +126,10 @@ impl StageKind for CommandKind {
             }
         }
         for input in ctx.inputs {
-            command.env(format!("VGMAKE_IN_{}", env_suffix(&input.stage)), &input.dir);
+            command.env(
+                format!("VGMAKE_IN_{}", env_suffix(&input.stage)),
+                &input.dir,
+            );
         }
         for (name, value) in ctx.params.table("params") {
             let text = match value {
@@ -128,7 +145,10 @@ impl StageKind for CommandKind {
         let err = child.stderr.take().expect("piped");
         let tail = std::sync::Mutex::new(std::collections::VecDeque::<String>::new());
         let status = std::thread::scope(|s| {
-            for stream in [Box::new(out) as Box<dyn std::io::Read + Send>, Box::new(err)] {
+            for stream in [
+                Box::new(out) as Box<dyn std::io::Read + Send>,
+                Box::new(err),
+            ] {
                 let tail = &tail;
                 s.spawn(move || {
                     for line in BufReader::new(stream).lines().map_while(Result::ok) {
@@ -165,7 +185,11 @@ impl StageKind for CommandKind {
         Err(StageError::Other(format!(
             "command `{}` failed with {code}{}",
             ctx.params.str("cmd"),
-            if tail.is_empty() { String::new() } else { format!("; last output:\n  {}", tail.join("\n  ")) }
+            if tail.is_empty() {
+                String::new()
+            } else {
+                format!("; last output:\n  {}", tail.join("\n  "))
+            }
         )))
     }
 }

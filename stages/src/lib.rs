@@ -5,5 +5,6 @@
 
 pub mod api;
 pub mod command;
+pub mod dataset;
 pub mod registry;
 pub mod scrape;

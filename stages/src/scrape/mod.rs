@@ -37,25 +37,50 @@ impl StageKind for ScrapeKind {
                 consoles,
                 "vgmusic consoles to scrape",
             ),
-            ParamSpec::new("base_url", ParamType::ANY_STR, "https://www.vgmusic.com/", "vgmusic site root"),
+            ParamSpec::new(
+                "base_url",
+                ParamType::ANY_STR,
+                "https://www.vgmusic.com/",
+                "vgmusic site root",
+            ),
             ParamSpec::new(
                 "max_files",
-                ParamType::Int { min: 0, max: i64::MAX },
+                ParamType::Int {
+                    min: 0,
+                    max: i64::MAX,
+                },
                 0,
                 "at most this many files per console, in page order (0 = all)",
             ),
             ParamSpec::new(
                 "delay_ms",
-                ParamType::Int { min: 0, max: 600_000 },
+                ParamType::Int {
+                    min: 0,
+                    max: 600_000,
+                },
                 1000,
                 "pause between two requests to one host, in milliseconds",
             ),
-            ParamSpec::new("timeout_s", ParamType::Int { min: 1, max: 3600 }, 30, "timeout of one request, in seconds"),
-            ParamSpec::new("retries", ParamType::Int { min: 0, max: 20 }, 4, "retries of a failed request (5xx, timeout, reset)"),
+            ParamSpec::new(
+                "timeout_s",
+                ParamType::Int { min: 1, max: 3600 },
+                30,
+                "timeout of one request, in seconds",
+            ),
+            ParamSpec::new(
+                "retries",
+                ParamType::Int { min: 0, max: 20 },
+                4,
+                "retries of a failed request (5xx, timeout, reset)",
+            ),
             ParamSpec::new(
                 "user_agent",
                 ParamType::ANY_STR,
-                concat!("vgmake/", env!("CARGO_PKG_VERSION"), " (research scraper; polite, 1 request/s)"),
+                concat!(
+                    "vgmake/",
+                    env!("CARGO_PKG_VERSION"),
+                    " (research scraper; polite, 1 request/s)"
+                ),
                 "User-Agent header sent to the site",
             ),
         ]

@@ -3,5 +3,7 @@
 use crate::api::*;
 
 pub fn run(_ctx: &StageContext) -> Result<(), StageError> {
-    Err(StageError::Config("source \"vgmusic\" is not built yet".into()))
+    Err(StageError::Config(
+        "source \"vgmusic\" is not built yet".into(),
+    ))
 }

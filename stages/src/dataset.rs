@@ -1,0 +1,289 @@
+//! The dataset the `vocab` stage writes and `train`/`sample` read, in formats
+//! numpy and PyTorch read directly:
+//!
+//! - `vocab.json`: `{"tokens": [...], "counts": [...]}`; a token's id is its
+//!   index. Id 0 is `<pad>`, id 1 is `<unk>`, then tokens by falling
+//!   frequency, ties by name.
+//! - `train.npy`, `val.npy`: 1-D little-endian `u32` arrays, every song's ids
+//!   concatenated (each song runs from `start` to `finish`).
+//! - `train_offsets.npy`, `val_offsets.npy`: 1-D little-endian `u64` arrays of
+//!   `songs + 1` offsets: song `i` is `ids[offsets[i]..offsets[i+1]]`.
+//!
+//! In Python: `ids = np.load("train.npy"); off = np.load("train_offsets.npy")`.
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+pub const PAD: &str = "<pad>";
+pub const UNK: &str = "<unk>";
+pub const PAD_ID: u32 = 0;
+pub const UNK_ID: u32 = 1;
+
+/// The vocabulary: `tokens[id]`, with each token's count in the training split.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Vocab {
+    pub tokens: Vec<String>,
+    pub counts: Vec<u64>,
+}
+
+impl Vocab {
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+    /// A map from token text to id.
+    pub fn index(&self) -> std::collections::HashMap<&str, u32> {
+        self.tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i as u32))
+            .collect()
+    }
+}
+
+/// Songs as id sequences: `ids[offsets[i]..offsets[i + 1]]` is song `i`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Split {
+    pub ids: Vec<u32>,
+    pub offsets: Vec<u64>,
+}
+
+impl Split {
+    pub fn new() -> Self {
+        Split {
+            ids: Vec::new(),
+            offsets: vec![0],
+        }
+    }
+    pub fn push_song(&mut self, song: &[u32]) {
+        self.ids.extend_from_slice(song);
+        self.offsets.push(self.ids.len() as u64);
+    }
+    pub fn songs(&self) -> usize {
+        self.offsets.len().saturating_sub(1)
+    }
+    pub fn song(&self, i: usize) -> &[u32] {
+        &self.ids[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+}
+
+/// A loaded dataset: the vocabulary and both splits.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub vocab: Vocab,
+    pub train: Split,
+    pub val: Split,
+}
+
+impl Dataset {
+    /// Reads the dataset from a `vocab` stage's output folder.
+    pub fn load(dir: &Path) -> io::Result<Dataset> {
+        let vocab_path = dir.join("vocab.json");
+        let vocab: Vocab = serde_json::from_slice(&fs::read(&vocab_path)?).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: {e}", vocab_path.display()),
+            )
+        })?;
+        let split = |name: &str| -> io::Result<Split> {
+            let ids = read_npy_u32(&dir.join(format!("{name}.npy")))?;
+            let offsets = read_npy_u64(&dir.join(format!("{name}_offsets.npy")))?;
+            let valid = offsets.first() == Some(&0)
+                && offsets.windows(2).all(|w| w[0] <= w[1])
+                && offsets.last() == Some(&(ids.len() as u64))
+                && ids.iter().all(|&id| (id as usize) < vocab.len());
+            if !valid {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}: offsets or ids do not match the vocabulary",
+                        dir.join(name).display()
+                    ),
+                ));
+            }
+            Ok(Split { ids, offsets })
+        };
+        Ok(Dataset {
+            train: split("train")?,
+            val: split("val")?,
+            vocab,
+        })
+    }
+
+    /// Writes `vocab.json` and the four arrays into `dir`.
+    pub fn write(&self, dir: &Path) -> io::Result<()> {
+        fs::write(
+            dir.join("vocab.json"),
+            serde_json::to_vec_pretty(&self.vocab)?,
+        )?;
+        for (name, split) in [("train", &self.train), ("val", &self.val)] {
+            write_npy_u32(&dir.join(format!("{name}.npy")), &split.ids)?;
+            write_npy_u64(&dir.join(format!("{name}_offsets.npy")), &split.offsets)?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes a 1-D `<u4` .npy file (format version 1.0).
+pub fn write_npy_u32(path: &Path, data: &[u32]) -> io::Result<()> {
+    let mut bytes = npy_header("<u4", data.len());
+    bytes.reserve(data.len() * 4);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    fs::write(path, bytes)
+}
+
+/// Writes a 1-D `<u8` .npy file (format version 1.0).
+pub fn write_npy_u64(path: &Path, data: &[u64]) -> io::Result<()> {
+    let mut bytes = npy_header("<u8", data.len());
+    bytes.reserve(data.len() * 8);
+    for v in data {
+        bytes.extend_from_slice(&v.to_le_bytes());
+    }
+    fs::write(path, bytes)
+}
+
+pub fn read_npy_u32(path: &Path) -> io::Result<Vec<u32>> {
+    let body = read_npy(path, "<u4")?;
+    Ok(body
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+        .collect())
+}
+
+pub fn read_npy_u64(path: &Path) -> io::Result<Vec<u64>> {
+    let body = read_npy(path, "<u8")?;
+    Ok(body
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect())
+}
+
+fn npy_header(descr: &str, len: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({len},), }}");
+    // Magic (6) + version (2) + header length (2) + dict + padding + '\n',
+    // padded so that the data starts at a multiple of 64 bytes.
+    let unpadded = 10 + dict.len() + 1;
+    let padding = (64 - unpadded % 64) % 64;
+    let header_len = dict.len() + padding + 1;
+    let mut out = Vec::with_capacity(10 + header_len);
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.extend(std::iter::repeat_n(b' ', padding));
+    out.push(b'\n');
+    out
+}
+
+/// Reads a 1-D .npy file of the given dtype; returns its data bytes.
+fn read_npy(path: &Path, descr: &str) -> io::Result<Vec<u8>> {
+    let bad = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {what}", path.display()),
+        )
+    };
+    let mut file = fs::File::open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not a .npy file"));
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
+            12,
+        ),
+        _ => return Err(bad("unsupported .npy version")),
+    };
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or_else(|| bad("truncated header"))?;
+    let header = String::from_utf8_lossy(header);
+    if !header.contains(&format!("'descr': '{descr}'")) || header.contains("'fortran_order': True")
+    {
+        return Err(bad(&format!(
+            "expected a 1-D array of dtype {descr}, header is {}",
+            header.trim()
+        )));
+    }
+    let len: usize = header
+        .split("'shape': (")
+        .nth(1)
+        .and_then(|s| s.split([',', ')']).next())
+        .and_then(|n| n.trim().parse().ok())
+        .ok_or_else(|| bad("cannot read the shape"))?;
+    let width = if descr.ends_with('4') { 4 } else { 8 };
+    let body = bytes.split_off(start + header_len);
+    if body.len() != len * width {
+        return Err(bad(&format!(
+            "expected {} data bytes, found {}",
+            len * width,
+            body.len()
+        )));
+    }
+    Ok(body)
+}
+
+/// Writes `value` as pretty JSON into `path` (a small helper every stage uses
+/// for reports and metrics).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    serde_json::to_writer_pretty(&mut file, value)?;
+    file.write_all(b"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn npy_round_trip_and_alignment() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        write_npy_u32(&p, &[1, 2, 3, u32::MAX]).unwrap();
+        let bytes = fs::read(&p).unwrap();
+        assert_eq!(
+            (bytes.len() - 16) % 64,
+            0,
+            "data starts on a 64-byte boundary"
+        );
+        assert_eq!(read_npy_u32(&p).unwrap(), vec![1, 2, 3, u32::MAX]);
+        let q = dir.path().join("b.npy");
+        write_npy_u64(&q, &[]).unwrap();
+        assert!(read_npy_u64(&q).unwrap().is_empty());
+        assert!(read_npy_u64(&p).is_err(), "dtype mismatch is an error");
+    }
+
+    #[test]
+    fn dataset_round_trip_and_validation() {
+        let dir = tempfile::tempdir().unwrap();
+        let vocab = Vocab {
+            tokens: vec![PAD.into(), UNK.into(), "start".into(), "finish".into()],
+            counts: vec![0, 0, 2, 2],
+        };
+        let mut train = Split::new();
+        train.push_song(&[2, 1, 3]);
+        train.push_song(&[2, 3]);
+        let mut val = Split::new();
+        val.push_song(&[2, 3]);
+        let ds = Dataset { vocab, train, val };
+        ds.write(dir.path()).unwrap();
+        let back = Dataset::load(dir.path()).unwrap();
+        assert_eq!(back.train, ds.train);
+        assert_eq!(back.train.song(1), &[2, 3]);
+        assert_eq!(back.vocab, ds.vocab);
+        write_npy_u32(&dir.path().join("val.npy"), &[2, 9]).unwrap();
+        assert!(
+            Dataset::load(dir.path()).is_err(),
+            "an id outside the vocabulary is rejected"
+        );
+    }
+}
