@@ -6,5 +6,6 @@
 pub mod api;
 pub mod command;
 pub mod dataset;
+pub mod memo;
 pub mod registry;
 pub mod scrape;
