@@ -1,1 +1,40 @@
-fn main() {}
+//! vgmake: a content-hashed, make-style build tool for a video-game-music
+//! ML pipeline. See README.md and DESIGN.md.
+
+mod cli;
+mod commands;
+mod diagnostic;
+mod executor;
+mod fsutil;
+mod graph;
+mod hashing;
+mod lock;
+mod pipeline;
+mod plan;
+mod project;
+mod report;
+mod scheduler;
+mod statcache;
+mod store;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let common = &cli.common;
+    match &cli.command {
+        None => commands::build::run(common, &cli.build),
+        Some(Command::Build(args)) => commands::build::run(common, args),
+        Some(Command::Status { targets }) => commands::status::status(common, targets),
+        Some(Command::Why { stage }) => commands::status::why(common, stage),
+        Some(Command::Dag { format }) => commands::dag::run(common, *format),
+        Some(Command::Show { stage, log }) => commands::show::run(common, stage, *log),
+        Some(Command::Params { kind }) => commands::params::run(kind.as_deref()),
+        Some(Command::Gc { dry_run }) => commands::gc::run(common, *dry_run),
+        Some(Command::Verify) => commands::verify::run(common),
+    }
+}

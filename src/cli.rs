@@ -1,0 +1,110 @@
+//! The command line (clap).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "vgmake",
+    version,
+    about = "Content-hashed, make-style builds of a video-game-music ML pipeline",
+    after_help = "Without a command, `vgmake [STAGE...]` builds. To build a stage whose name is also a command \
+                  (encode, decode), say `vgmake build encode`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub build: BuildArgs,
+}
+
+/// Flags every command accepts.
+#[derive(Args, Clone)]
+pub struct Common {
+    /// The pipeline file.
+    #[arg(
+        short = 'f',
+        long = "pipeline",
+        global = true,
+        default_value = "pipeline.toml"
+    )]
+    pub pipeline: PathBuf,
+    /// Apply the `[variants.NAME]` table.
+    #[arg(long, global = true)]
+    pub variant: Option<String>,
+    /// Override a parameter for this command: `stage.key=value` (value read as TOML; a bare word is a string).
+    #[arg(long = "set", global = true, value_name = "STAGE.KEY=VALUE")]
+    pub sets: Vec<String>,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct BuildArgs {
+    /// Stages to build (with their dependencies); default: all.
+    pub targets: Vec<String>,
+    /// Stages to run at once, and threads per stage (default: cores).
+    #[arg(short = 'j', long = "jobs")]
+    pub jobs: Option<usize>,
+    /// Show what would run and why, run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run this stage even when it is cached (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub force: Vec<String>,
+    /// Rerun this source stage, revalidating what it fetched (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub refresh: Vec<String>,
+    /// Print stage log lines as they come.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Fail at once if another build holds the project lock, instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Build the targets (default: every stage) and their dependencies.
+    Build(BuildArgs),
+    /// Each stage: cached, or will run and why.
+    Status {
+        /// Stages to report (default: all).
+        targets: Vec<String>,
+    },
+    /// The exact reason a stage will run (or why it did not).
+    Why { stage: String },
+    /// The stage graph.
+    Dag {
+        #[arg(long, value_enum, default_value = "text")]
+        format: DagFormat,
+    },
+    /// A stage's output folder, files, metrics and log.
+    Show {
+        stage: String,
+        /// Print the whole log, not its last lines.
+        #[arg(long)]
+        log: bool,
+    },
+    /// The parameters of a stage kind (all kinds when none is named).
+    Params { kind: Option<String> },
+    /// Drop cache entries no variant of the pipeline references.
+    Gc {
+        /// List what would be removed and how many bytes, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check every cached output and memo entry against its hash.
+    Verify,
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum DagFormat {
+    Text,
+    Dot,
+    Mermaid,
+}

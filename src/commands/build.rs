@@ -1,0 +1,150 @@
+//! `vgmake build`: bring the targets up to date.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crate::cli::{BuildArgs, Common};
+use crate::commands::{EXIT_FAILED, EXIT_INTERRUPTED, usage_error};
+use crate::executor::BuildEnv;
+use crate::lock::{ProjectLock, Wait, unix_now};
+use crate::project::Project;
+use crate::report::{self, Status};
+use crate::scheduler::{BuildOptions, build};
+use crate::store::Store;
+
+/// Set by Ctrl-C; stages stop at their next item boundary.
+pub static CANCEL: AtomicBool = AtomicBool::new(false);
+
+pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
+    let project = match Project::load(common) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    for name in args.force.iter().chain(&args.refresh) {
+        if project.resolved.stage(name).is_none() {
+            return usage_error(format!("--force/--refresh: no stage is named `{name}`"));
+        }
+    }
+    if args.dry_run {
+        return crate::commands::status::print_plan(&project, &args.targets, common.json);
+    }
+    let jobs = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    // Stages parallelize inside with rayon; one pool sized by -j.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build_global();
+
+    let store = match std::fs::create_dir_all(&project.cache_dir)
+        .and_then(|_| Store::open(&project.cache_dir))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            return usage_error(format!(
+                "cannot open the cache at {}: {e}",
+                project.cache_dir.display()
+            ));
+        }
+    };
+    let wait = if args.no_wait {
+        Wait::NoWait
+    } else {
+        Wait::Block(Box::new(|holder: &str| {
+            eprintln!("waiting for another build to finish ({holder})")
+        }))
+    };
+    let (_lock, stale) = match ProjectLock::acquire(&store.root, wait) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
+    let display = report::display(common.json, args.verbose);
+    if let Some(note) = stale {
+        display.note(&format!("note: {note}"));
+    }
+    match store.clean_tmp() {
+        Ok(0) => {}
+        Ok(n) => display.note(&format!(
+            "note: removed {n} unfinished staging folder(s) of an interrupted build"
+        )),
+        Err(e) => display.note(&format!(
+            "warning: cannot clean {}: {e}",
+            store.tmp_dir().display()
+        )),
+    }
+    install_ctrl_c(display.clone());
+
+    let env = BuildEnv {
+        store: &store,
+        project_dir: &project.dir,
+        data_dir: &project.data_dir,
+        cancel: &CANCEL,
+        threads: jobs,
+    };
+    let options = BuildOptions {
+        targets: args.targets.clone(),
+        jobs,
+        force: args.force.iter().cloned().collect::<BTreeSet<_>>(),
+        refresh: args.refresh.iter().cloned().collect::<BTreeSet<_>>(),
+    };
+    let started = Instant::now();
+    let results = match build(&env, &project.resolved, &options, display.clone()) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if let Err(e) = store.stats.save() {
+        display.note(&format!("warning: cannot save the stat cache: {e}"));
+    }
+    let count = |s: Status| results.iter().filter(|r| r.status == s).count();
+    let history = serde_json::json!({
+        "finished": unix_now(),
+        "variant": project.resolved.variant,
+        "sets": common.sets,
+        "targets": args.targets,
+        "seconds": seconds,
+        "stages": results.iter().map(|r| serde_json::json!({
+            "name": r.name, "status": r.status, "key": r.key, "output": r.output, "seconds": r.seconds,
+        })).collect::<Vec<_>>(),
+    });
+    if let Err(e) = store.append_history(&history) {
+        display.note(&format!("warning: cannot append to the build history: {e}"));
+    }
+    let failed = count(Status::Failed) + count(Status::Skipped);
+    if !common.json {
+        display.note(&format!(
+            "{} ran, {} cached, {} cut off, {} failed, {} skipped in {} (variant {})",
+            count(Status::Ran),
+            count(Status::Cached),
+            count(Status::Cutoff),
+            count(Status::Failed),
+            count(Status::Skipped),
+            report::format_seconds(seconds),
+            project.resolved.variant,
+        ));
+    }
+    if CANCEL.load(Ordering::Relaxed) {
+        display.note(
+            "interrupted: finished stages and items are kept; run the build again to continue",
+        );
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if failed > 0 {
+        ExitCode::from(EXIT_FAILED)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn install_ctrl_c(display: std::sync::Arc<dyn report::Display>) {
+    let _ = ctrlc::set_handler(move || {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            // Second Ctrl-C: leave now. The cache stays valid (every write
+            // is atomic); staging folders are cleaned by the next build.
+            std::process::exit(EXIT_INTERRUPTED as i32);
+        }
+        display.note("interrupting: stopping running stages (Ctrl-C again to quit at once)");
+    });
+}

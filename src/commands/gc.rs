@@ -1,0 +1,171 @@
+//! `vgmake gc`: drop cache entries that nothing references.
+//!
+//! Kept: the results each variant of pipeline.toml (and `default`) last
+//! built, the results of the last builds in the history, the outputs and memo
+//! entries those results were made from. Everything else goes. gc takes the
+//! project lock, so it never removes what a running build uses.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::cli::Common;
+use crate::commands::show::human_bytes;
+use crate::commands::usage_error;
+use crate::fsutil::{remove_tree, tree_size};
+use crate::lock::{ProjectLock, Wait};
+use crate::pipeline::DEFAULT_VARIANT;
+use crate::project::Project;
+use crate::store::Store;
+
+/// How many recent builds keep their results alive.
+pub const KEEP_LAST_BUILDS: usize = 10;
+
+pub fn run(common: &Common, dry_run: bool) -> ExitCode {
+    let project = match Project::load(common) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let Some(store) = Store::open_existing(&project.cache_dir) else {
+        println!("no cache yet at {}", project.cache_dir.display());
+        return ExitCode::SUCCESS;
+    };
+    let wait = Wait::Block(Box::new(|holder: &str| {
+        eprintln!("waiting for a running build to finish ({holder})")
+    }));
+    let _lock = match ProjectLock::acquire(&store.root, wait) {
+        Ok(l) => l,
+        Err(e) => return usage_error(e),
+    };
+
+    let mut variants: BTreeSet<String> = project.pipeline.variants.keys().cloned().collect();
+    variants.insert(DEFAULT_VARIANT.to_string());
+    let mut keep_keys: BTreeSet<String> = BTreeSet::new();
+    for v in &variants {
+        keep_keys.extend(store.refs(v).into_values().map(|r| r.key));
+    }
+    let history = store.history();
+    for build in history.iter().rev().take(KEEP_LAST_BUILDS) {
+        for s in build["stages"].as_array().into_iter().flatten() {
+            if let Some(k) = s["key"].as_str() {
+                keep_keys.insert(k.to_string());
+            }
+        }
+    }
+
+    let records = store.records();
+    let mut keep_outputs = BTreeSet::new();
+    let mut keep_memo = BTreeSet::new();
+    let mut drop_records = Vec::new();
+    for r in records {
+        if keep_keys.contains(&r.key) {
+            keep_outputs.insert(r.output.clone());
+            keep_memo.extend(r.memo_keys.iter().cloned());
+        } else {
+            drop_records.push(r);
+        }
+    }
+    let drop_outputs: Vec<PathBuf> = list(&store.root.join("outputs"))
+        .into_iter()
+        .filter(|p| !keep_outputs.contains(&file_name(p)))
+        .collect();
+    let drop_manifests: Vec<PathBuf> = list(&store.root.join("manifests"))
+        .into_iter()
+        .filter(|p| !keep_outputs.contains(file_name(p).trim_end_matches(".json")))
+        .collect();
+    let drop_memo: Vec<PathBuf> = memo_entries(&store)
+        .into_iter()
+        .filter(|sum| !keep_memo.contains(file_name(sum).trim_end_matches(".b3")))
+        .collect();
+    let drop_refs: Vec<PathBuf> = store
+        .ref_variants()
+        .into_iter()
+        .filter(|v| !variants.contains(v))
+        .map(|v| store.root.join("refs").join(format!("{v}.json")))
+        .collect();
+
+    let output_bytes: u64 = drop_outputs.iter().map(|p| tree_size(p)).sum();
+    let memo_bytes: u64 = drop_memo
+        .iter()
+        .map(|p| std::fs::metadata(p.with_extension("")).map_or(0, |m| m.len()))
+        .sum();
+    let verb = if dry_run { "would remove" } else { "removed" };
+    if dry_run {
+        for r in &drop_records {
+            println!(
+                "result  {} (stage {}, output {})",
+                &r.key[..12],
+                r.stage,
+                &r.output[..12]
+            );
+        }
+        for p in &drop_outputs {
+            println!("output  {} ({})", file_name(p), human_bytes(tree_size(p)));
+        }
+        for p in &drop_refs {
+            println!("refs    {}", p.display());
+        }
+    } else {
+        for r in &drop_records {
+            store.remove_record(&r.key);
+        }
+        for p in drop_outputs.iter().chain(&drop_manifests).chain(&drop_refs) {
+            let _ = if p.is_dir() {
+                remove_tree(p)
+            } else {
+                std::fs::remove_file(p)
+            };
+        }
+        for sum in &drop_memo {
+            // The record (.b3) first: a half-removed entry reads as absent.
+            let _ = std::fs::remove_file(sum);
+            let _ = std::fs::remove_file(sum.with_extension(""));
+        }
+        let _ = store.clean_tmp();
+        let _ = store.stats.save();
+    }
+    println!(
+        "{verb} {} results, {} outputs ({}), {} memo entries ({}); kept {} results of {} variants and the last {} builds",
+        drop_records.len(),
+        drop_outputs.len(),
+        human_bytes(output_bytes),
+        drop_memo.len(),
+        human_bytes(memo_bytes),
+        keep_keys.len(),
+        variants.len(),
+        KEEP_LAST_BUILDS,
+    );
+    ExitCode::SUCCESS
+}
+
+fn list(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
+}
+
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Every memo entry's `.b3` file.
+pub fn memo_entries(store: &Store) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for kind in list(&store.root.join("memo")) {
+        for shard in list(&kind) {
+            out.extend(
+                list(&shard)
+                    .into_iter()
+                    .filter(|p| p.extension().is_some_and(|e| e == "b3")),
+            );
+        }
+    }
+    out
+}

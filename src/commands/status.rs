@@ -1,0 +1,112 @@
+//! `vgmake status`, `vgmake why` and `vgmake build --dry-run`.
+
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+
+use crate::cli::Common;
+use crate::commands::usage_error;
+use crate::executor::BuildEnv;
+use crate::plan::{StagePlan, plan};
+use crate::project::Project;
+use crate::store::Store;
+
+fn plans(project: &Project, targets: &[String]) -> Result<(Store, Vec<StagePlan>), String> {
+    let store = Store::open(&project.cache_dir).map_err(|e| {
+        format!(
+            "cannot open the cache at {}: {e}",
+            project.cache_dir.display()
+        )
+    })?;
+    let cancel = AtomicBool::new(false);
+    let env = BuildEnv {
+        store: &store,
+        project_dir: &project.dir,
+        data_dir: &project.data_dir,
+        cancel: &cancel,
+        threads: 1,
+    };
+    let p = plan(&env, &project.resolved, targets)?;
+    Ok((store, p))
+}
+
+/// Prints each stage's state and reasons; exit 0.
+pub fn print_plan(project: &Project, targets: &[String], json: bool) -> ExitCode {
+    let (_, plans) = match plans(project, targets) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    if json {
+        for p in &plans {
+            println!("{}", serde_json::to_string(p).unwrap());
+        }
+        return ExitCode::SUCCESS;
+    }
+    println!("variant {}", project.resolved.variant);
+    for p in &plans {
+        let short = p.key.as_deref().map(|k| &k[..12]).unwrap_or("?");
+        println!("{:<9} {:<12} key {short}", p.state, p.name);
+        for r in &p.reasons {
+            println!("            {r}");
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+pub fn status(common: &Common, targets: &[String]) -> ExitCode {
+    match Project::load(common) {
+        Ok(project) => print_plan(&project, targets, common.json),
+        Err(e) => usage_error(e),
+    }
+}
+
+pub fn why(common: &Common, stage: &str) -> ExitCode {
+    let project = match Project::load(common) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let (store, plans) = match plans(&project, &[stage.to_string()]) {
+        Ok(p) => p,
+        Err(e) => return usage_error(e),
+    };
+    let plan = plans
+        .iter()
+        .find(|p| p.name == stage)
+        .expect("the target is in its own plan");
+    if plan.state == "will-run" {
+        println!("{stage} will run:");
+        for r in &plan.reasons {
+            println!("  {r}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    let key = plan.key.as_deref().unwrap();
+    let record = store.record(key);
+    // Was it cut off in the last build of this variant?
+    let last = store
+        .history()
+        .into_iter()
+        .rev()
+        .find(|h| h["variant"] == project.resolved.variant.as_str())
+        .and_then(|h| {
+            h["stages"]
+                .as_array()
+                .and_then(|s| s.iter().find(|s| s["name"] == stage).cloned())
+        });
+    if last.as_ref().is_some_and(|s| s["status"] == "cutoff") {
+        println!(
+            "{stage} is up to date: upstream output unchanged: cut off (an upstream stage reran and produced the same bytes)"
+        );
+    } else {
+        println!("{stage} is up to date: nothing it depends on changed since it was built");
+    }
+    if let Some(r) = record {
+        println!("  key    {key}");
+        println!("  output {}", r.output);
+        println!(
+            "  built  in {} ({})",
+            crate::report::format_seconds(r.seconds),
+            crate::commands::show::ago(r.finished)
+        );
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,222 @@
+//! What enters a stage's key, and the Merkle hash of an output folder.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::statcache::StatCache;
+
+/// Everything a stage's key is computed from, stored beside each result so
+/// `vgmake why` can say exactly what changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyManifest {
+    pub kind: String,
+    pub version: u32,
+    /// Every declared parameter's effective value, defaults included.
+    pub params: BTreeMap<String, toml::Value>,
+    /// Dependency stage name -> its output hash.
+    pub deps: BTreeMap<String, String>,
+    /// External inputs: corpus folders, script files, allow-listed variables.
+    pub external: BTreeMap<String, String>,
+}
+
+impl KeyManifest {
+    /// The stage key: blake3 over a canonical encoding (JSON of sorted maps;
+    /// key order, comments and white space in pipeline.toml never reach it).
+    pub fn key(&self) -> blake3::Hash {
+        let canonical = serde_json::to_vec(self).expect("a manifest always serializes");
+        let mut hasher = blake3::Hasher::new_derive_key("vgmake stage key v1");
+        hasher.update(&canonical);
+        hasher.finalize()
+    }
+}
+
+/// One entry of an output folder.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Relative path with `/` separators; folders end with `/`.
+    pub path: String,
+    pub size: u64,
+    /// Content hash (empty for folders).
+    pub hash: String,
+}
+
+/// The sorted list of an output folder's entries.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TreeManifest {
+    pub files: Vec<FileEntry>,
+}
+
+impl TreeManifest {
+    /// Reads `root`, hashing files through `stats`. Symlinks and other
+    /// special files are refused: outputs are plain files and folders.
+    pub fn scan(root: &Path, stats: &StatCache) -> io::Result<TreeManifest> {
+        let mut files = Vec::new();
+        scan_into(root, "", stats, &mut files)?;
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(TreeManifest { files })
+    }
+
+    /// The Merkle hash: blake3 over sorted (path, size, file hash) lines.
+    pub fn hash(&self) -> blake3::Hash {
+        let mut hasher = blake3::Hasher::new_derive_key("vgmake tree v1");
+        for f in &self.files {
+            hasher.update(f.path.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(f.size.to_string().as_bytes());
+            hasher.update(b"\0");
+            hasher.update(f.hash.as_bytes());
+            hasher.update(b"\n");
+        }
+        hasher.finalize()
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.size).sum()
+    }
+
+    /// A short account of how `self` differs from `old`: "+3 files, -1 file,
+    /// 2 changed".
+    pub fn diff_summary(&self, old: &TreeManifest) -> String {
+        let old_map: BTreeMap<&str, &str> = old
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let new_map: BTreeMap<&str, &str> = self
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.hash.as_str()))
+            .collect();
+        let added = new_map.keys().filter(|p| !old_map.contains_key(*p)).count();
+        let removed = old_map.keys().filter(|p| !new_map.contains_key(*p)).count();
+        let changed: Vec<&str> = new_map
+            .iter()
+            .filter(|(p, h)| old_map.get(*p).is_some_and(|o| o != *h))
+            .map(|(p, _)| *p)
+            .collect();
+        let mut parts = Vec::new();
+        let plural = |n: usize| if n == 1 { "file" } else { "files" };
+        if added > 0 {
+            parts.push(format!("+{added} {}", plural(added)));
+        }
+        if removed > 0 {
+            parts.push(format!("-{removed} {}", plural(removed)));
+        }
+        match changed.as_slice() {
+            [] => {}
+            [one] => parts.push(format!("{one} changed")),
+            many => parts.push(format!("{} files changed", many.len())),
+        }
+        if parts.is_empty() {
+            "same files".to_string()
+        } else {
+            parts.join(", ")
+        }
+    }
+}
+
+fn scan_into(
+    dir: &Path,
+    prefix: &str,
+    stats: &StatCache,
+    out: &mut Vec<FileEntry>,
+) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().into_string().map_err(|n| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("file name {n:?} in {} is not UTF-8", dir.display()),
+            )
+        })?;
+        let rel = format!("{prefix}{name}");
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            out.push(FileEntry {
+                path: format!("{rel}/"),
+                size: 0,
+                hash: String::new(),
+            });
+            scan_into(&entry.path(), &format!("{rel}/"), stats, out)?;
+        } else if kind.is_file() {
+            let meta = entry.metadata()?;
+            let hash = stats.hash_with_meta(&entry.path(), &meta)?;
+            out.push(FileEntry {
+                path: rel,
+                size: meta.len(),
+                hash: hash.to_hex().to_string(),
+            });
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is a symlink or special file; stage outputs must be plain files",
+                    entry.path().display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The content hash of an external input: a file's hash, or a folder's
+/// Merkle hash.
+pub fn hash_path(path: &Path, stats: &StatCache) -> io::Result<blake3::Hash> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        Ok(TreeManifest::scan(path, stats)?.hash())
+    } else {
+        stats.hash_with_meta(path, &meta)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tree_hash_depends_on_contents_and_names_only() {
+        let a = tempfile::tempdir().unwrap();
+        let b = tempfile::tempdir().unwrap();
+        let stats = StatCache::load(&a.path().join("none"));
+        for (root, order) in [(a.path(), ["x", "y"]), (b.path(), ["y", "x"])] {
+            fs::create_dir(root.join("sub")).unwrap();
+            for name in order {
+                fs::write(root.join("sub").join(name), name).unwrap();
+            }
+        }
+        let ha = TreeManifest::scan(a.path(), &stats).unwrap();
+        let hb = TreeManifest::scan(b.path(), &stats).unwrap();
+        assert_eq!(ha.hash(), hb.hash());
+        fs::write(b.path().join("sub/x"), "changed").unwrap();
+        fs::write(b.path().join("new"), "").unwrap();
+        let hb2 = TreeManifest::scan(b.path(), &stats).unwrap();
+        assert_ne!(ha.hash(), hb2.hash());
+        assert_eq!(hb2.diff_summary(&ha), "+1 file, sub/x changed");
+    }
+
+    #[test]
+    fn key_ignores_map_insertion_order() {
+        let mut p1 = BTreeMap::new();
+        p1.insert("b".to_string(), toml::Value::Integer(1));
+        p1.insert("a".to_string(), toml::Value::Float(0.5));
+        let mut p2 = BTreeMap::new();
+        p2.insert("a".to_string(), toml::Value::Float(0.5));
+        p2.insert("b".to_string(), toml::Value::Integer(1));
+        let m = |params| KeyManifest {
+            kind: "k".into(),
+            version: 1,
+            params,
+            deps: BTreeMap::new(),
+            external: BTreeMap::new(),
+        };
+        assert_eq!(m(p1.clone()).key(), m(p2).key());
+        let mut p3 = p1.clone();
+        p3.insert("b".to_string(), toml::Value::Integer(2));
+        assert_ne!(m(p1).key(), m(p3).key());
+    }
+}

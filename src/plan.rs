@@ -1,0 +1,165 @@
+//! What a build would do, without doing it: `status`, `why` and
+//! `build --dry-run`. Keys are computed wherever the dependencies' outputs
+//! are known (cached); a stage below one that will run is "will run unless
+//! cut off".
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::executor::{BuildEnv, DepOutput, key_manifest};
+use crate::graph::StageGraph;
+use crate::hashing::KeyManifest;
+use crate::pipeline::Resolved;
+use crate::store::Store;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StagePlan {
+    pub name: String,
+    /// `cached` or `will-run`.
+    pub state: &'static str,
+    pub key: Option<String>,
+    pub output: Option<String>,
+    /// Why it will run, one reason per line.
+    pub reasons: Vec<String>,
+}
+
+pub fn plan(
+    env: &BuildEnv,
+    resolved: &Resolved,
+    targets: &[String],
+) -> Result<Vec<StagePlan>, String> {
+    let graph = StageGraph::of_resolved(&resolved.stages);
+    let selected = graph.select(targets)?;
+    let refs = env.store.refs(&resolved.variant);
+    let mut plans: BTreeMap<String, StagePlan> = BTreeMap::new();
+    let mut order = Vec::new();
+    for name in graph
+        .topological_order()
+        .into_iter()
+        .filter(|s| selected.contains(s))
+    {
+        let stage = resolved.stage(&name).unwrap();
+        let mut deps = Vec::new();
+        let mut upstream_runs = Vec::new();
+        for d in &stage.deps {
+            let p = &plans[d];
+            match &p.output {
+                Some(out) if p.state == "cached" => deps.push(DepOutput {
+                    stage: d.clone(),
+                    kind: resolved.stage(d).unwrap().kind.name().to_string(),
+                    output: out.clone(),
+                }),
+                _ => upstream_runs.push(d.clone()),
+            }
+        }
+        let plan = if !upstream_runs.is_empty() {
+            let reasons = upstream_runs
+                .iter()
+                .map(|d| format!("upstream `{d}` will run (this stage is cut off if its output comes out unchanged)"))
+                .collect();
+            StagePlan {
+                name: name.clone(),
+                state: "will-run",
+                key: None,
+                output: None,
+                reasons,
+            }
+        } else {
+            let manifest =
+                key_manifest(env, stage, &deps).map_err(|e| format!("stage `{name}`: {e}"))?;
+            let key = manifest.key().to_hex().to_string();
+            match env.store.record(&key) {
+                Some(r) if env.store.verify_output(&r.output).is_ok() => StagePlan {
+                    name: name.clone(),
+                    state: "cached",
+                    key: Some(key),
+                    output: Some(r.output),
+                    reasons: vec![],
+                },
+                found => {
+                    let mut reasons = match refs.get(&name).and_then(|r| env.store.record(&r.key)) {
+                        Some(old) => explain(env.store, &name, &old.manifest, &manifest),
+                        None => vec![format!(
+                            "not built before in variant `{}`",
+                            resolved.variant
+                        )],
+                    };
+                    if let Some(r) = found {
+                        reasons.push(format!(
+                            "cached output {} failed verification",
+                            &r.output[..12]
+                        ));
+                    } else if reasons.is_empty() {
+                        reasons.push(
+                            "its result is no longer in the cache (removed by gc or damaged)"
+                                .into(),
+                        );
+                    }
+                    StagePlan {
+                        name: name.clone(),
+                        state: "will-run",
+                        key: Some(key),
+                        output: None,
+                        reasons,
+                    }
+                }
+            }
+        };
+        order.push(name.clone());
+        plans.insert(name, plan);
+    }
+    Ok(order
+        .into_iter()
+        .map(|n| plans.remove(&n).unwrap())
+        .collect())
+}
+
+/// Each difference between the manifest a stage was last built from and
+/// the current one, in words.
+pub fn explain(store: &Store, stage: &str, old: &KeyManifest, new: &KeyManifest) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if old.kind != new.kind {
+        reasons.push(format!("kind {} -> {}", old.kind, new.kind));
+    }
+    if old.version != new.version {
+        reasons.push(format!(
+            "stage kind `{}` version {} -> {} (its output format changed)",
+            new.kind, old.version, new.version
+        ));
+    }
+    let stage_prefix = |k: &str| format!("{stage}.{k}");
+    for (k, v) in &new.params {
+        match old.params.get(k) {
+            Some(o) if o == v => {}
+            Some(o) => reasons.push(format!("param {} {} -> {}", stage_prefix(k), o, v)),
+            None => reasons.push(format!("param {} (new) = {}", stage_prefix(k), v)),
+        }
+    }
+    for (dep, hash) in &new.deps {
+        match old.deps.get(dep) {
+            Some(o) if o == hash => {}
+            Some(o) => {
+                let change = match (store.tree_manifest(o), store.tree_manifest(hash)) {
+                    (Some(a), Some(b)) => b.diff_summary(&a),
+                    _ => "output changed".into(),
+                };
+                reasons.push(format!("input {dep}: {change}"));
+            }
+            None => reasons.push(format!("new input {dep}")),
+        }
+    }
+    for dep in old.deps.keys().filter(|d| !new.deps.contains_key(*d)) {
+        reasons.push(format!("input {dep} removed"));
+    }
+    for (name, value) in &new.external {
+        if old.external.get(name) != Some(value) {
+            let what = name
+                .strip_prefix("path:")
+                .map(|p| format!("{p} changed"))
+                .unwrap_or_else(|| format!("{name} changed"));
+            reasons.push(format!("external input: {what}"));
+        }
+    }
+    reasons
+}

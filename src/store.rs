@@ -1,0 +1,286 @@
+//! The content-addressed cache under `cache/`:
+//!
+//! ```text
+//! actions/<key>.json      action record: key manifest -> output hash, time, log
+//! outputs/<hash>/         a stage output folder, read-only, named by its Merkle hash
+//! manifests/<hash>.json   the file list of that folder (for verification and `why`)
+//! memo/<kind>-v<n>/       per-item memo of map stages
+//! state/<kind>/<id>/      resumable stage state (training checkpoints)
+//! refs/<variant>.json     what each stage of a variant last built
+//! tmp/                    staging folders (anything here is garbage after a crash)
+//! builds.jsonl            one line per build, for `vgmake log`
+//! statcache.json          file stamps -> hashes
+//! LOCK                    the writer lock
+//! ```
+//!
+//! Order of a commit: output folder complete in tmp -> manifest written ->
+//! folder renamed into outputs/ -> record written last. A crash at any point
+//! leaves at worst an unreferenced folder, never a record that lies.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fsutil::{self, write_atomic};
+use crate::hashing::{KeyManifest, TreeManifest};
+use crate::statcache::StatCache;
+
+/// What the cache remembers about one run of a stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionRecord {
+    pub key: String,
+    pub stage: String,
+    pub manifest: KeyManifest,
+    pub output: String,
+    pub seconds: f64,
+    /// Unix time the run finished.
+    pub finished: u64,
+    /// The stage's log lines (the last 2,000).
+    pub log: Vec<String>,
+    /// Memo entries the run read or wrote (kept by `gc` with the record).
+    #[serde(default)]
+    pub memo_keys: Vec<String>,
+    /// The output's `metrics.json`, if it wrote one.
+    #[serde(default)]
+    pub metrics: Option<serde_json::Value>,
+}
+
+/// A stage's entry in `refs/<variant>.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageRef {
+    pub key: String,
+    pub output: String,
+}
+
+pub struct Store {
+    pub root: PathBuf,
+    pub stats: StatCache,
+    refs_lock: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating) the cache at `root`.
+    pub fn open(root: &Path) -> io::Result<Store> {
+        for dir in [
+            "actions",
+            "outputs",
+            "manifests",
+            "memo",
+            "state",
+            "refs",
+            "tmp",
+        ] {
+            fs::create_dir_all(root.join(dir))?;
+        }
+        let root = root.canonicalize()?;
+        let stats = StatCache::load(&root.join("statcache.json"));
+        Ok(Store {
+            root,
+            stats,
+            refs_lock: Mutex::new(()),
+        })
+    }
+
+    /// Opens the cache only if it exists (read-only commands).
+    pub fn open_existing(root: &Path) -> Option<Store> {
+        if root.join("actions").is_dir() {
+            Store::open(root).ok()
+        } else {
+            None
+        }
+    }
+
+    pub fn output_dir(&self, hash: &str) -> PathBuf {
+        self.root.join("outputs").join(hash)
+    }
+    fn manifest_path(&self, hash: &str) -> PathBuf {
+        self.root.join("manifests").join(format!("{hash}.json"))
+    }
+    fn record_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join("actions")
+            .join(&key[..2])
+            .join(format!("{key}.json"))
+    }
+    pub fn memo_dir(&self, kind: &str, version: u32) -> PathBuf {
+        self.root.join("memo").join(format!("{kind}-v{version}"))
+    }
+    pub fn state_root(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Deletes staging folders left by a crashed or killed build. Only called
+    /// under the lock, so none of them belongs to a live build.
+    pub fn clean_tmp(&self) -> io::Result<usize> {
+        let mut n = 0;
+        for entry in fs::read_dir(self.tmp_dir())? {
+            fsutil::remove_tree(&entry?.path())?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// The record for `key`, if present and readable.
+    pub fn record(&self, key: &str) -> Option<ActionRecord> {
+        let bytes = fs::read(self.record_path(key)).ok()?;
+        serde_json::from_slice::<ActionRecord>(&bytes)
+            .ok()
+            .filter(|r| r.key == key)
+    }
+
+    pub fn remove_record(&self, key: &str) {
+        let _ = fs::remove_file(self.record_path(key));
+    }
+
+    /// Every record in the cache.
+    pub fn records(&self) -> Vec<ActionRecord> {
+        let mut out = Vec::new();
+        let Ok(shards) = fs::read_dir(self.root.join("actions")) else {
+            return out;
+        };
+        for shard in shards.flatten() {
+            let Ok(files) = fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let name = file.file_name().to_string_lossy().into_owned();
+                if let Some(key) = name.strip_suffix(".json") {
+                    if let Some(r) = self.record(key) {
+                        out.push(r);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn tree_manifest(&self, hash: &str) -> Option<TreeManifest> {
+        serde_json::from_slice(&fs::read(self.manifest_path(hash)).ok()?).ok()
+    }
+
+    /// Checks that `outputs/<hash>` holds exactly what its manifest says.
+    /// Files whose stamps are unchanged are not re-read (stat cache).
+    pub fn verify_output(&self, hash: &str) -> Result<(), String> {
+        let manifest = self
+            .tree_manifest(hash)
+            .ok_or_else(|| format!("manifest of output {hash} is missing or unreadable"))?;
+        if manifest.hash().to_hex().as_str() != hash {
+            return Err(format!("manifest of output {hash} does not match its name"));
+        }
+        let dir = self.output_dir(hash);
+        if !dir.is_dir() {
+            return Err(format!("output folder {} is missing", dir.display()));
+        }
+        let actual = TreeManifest::scan(&dir, &self.stats)
+            .map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        if actual != manifest {
+            let what = actual.diff_summary(&manifest);
+            return Err(format!(
+                "output folder {} was modified ({what})",
+                dir.display()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves a finished staging folder into the cache and returns its hash.
+    /// An identical output already cached is kept and the staging copy dropped.
+    pub fn commit_output(&self, staging: &Path) -> io::Result<(String, TreeManifest)> {
+        let manifest = TreeManifest::scan(staging, &self.stats)?;
+        let hash = manifest.hash().to_hex().to_string();
+        let target = self.output_dir(&hash);
+        self.stats.forget_under(staging);
+        if target.is_dir() && self.verify_output(&hash).is_ok() {
+            fsutil::remove_tree(staging)?;
+            return Ok((hash, manifest));
+        }
+        // A damaged copy of the same output is replaced by the fresh one.
+        fsutil::remove_tree(&target)?;
+        write_atomic(
+            &self.manifest_path(&hash),
+            &serde_json::to_vec_pretty(&manifest)?,
+        )?;
+        fsutil::make_read_only(staging)?;
+        fs::rename(staging, &target)?;
+        // Prime the stat cache with the files at their final place.
+        TreeManifest::scan(&target, &self.stats)?;
+        Ok((hash, manifest))
+    }
+
+    /// Writes the record: the last step of a commit.
+    pub fn write_record(&self, record: &ActionRecord) -> io::Result<()> {
+        write_atomic(
+            &self.record_path(&record.key),
+            &serde_json::to_vec_pretty(record)?,
+        )
+    }
+
+    /// A removed or damaged output: drop its record so the stage reruns.
+    pub fn discard(&self, key: &str, output: &str) {
+        self.remove_record(key);
+        let dir = self.output_dir(output);
+        self.stats.forget_under(&dir);
+        let _ = fsutil::remove_tree(&dir);
+        let _ = fs::remove_file(self.manifest_path(output));
+    }
+
+    pub fn refs(&self, variant: &str) -> BTreeMap<String, StageRef> {
+        fs::read(self.root.join("refs").join(format!("{variant}.json")))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Every variant that has refs.
+    pub fn ref_variants(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(self.root.join("refs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .strip_suffix(".json")
+                    .map(str::to_string)
+            })
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Records that `stage` of `variant` now stands at `r`.
+    pub fn set_ref(&self, variant: &str, stage: &str, r: StageRef) -> io::Result<()> {
+        let _guard = self.refs_lock.lock().unwrap();
+        let mut refs = self.refs(variant);
+        refs.insert(stage.to_string(), r);
+        write_atomic(
+            &self.root.join("refs").join(format!("{variant}.json")),
+            &serde_json::to_vec_pretty(&refs)?,
+        )
+    }
+
+    /// Appends one line to the build history.
+    pub fn append_history(&self, line: &serde_json::Value) -> io::Result<()> {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.join("builds.jsonl"))?;
+        writeln!(file, "{line}")
+    }
+
+    pub fn history(&self) -> Vec<serde_json::Value> {
+        fs::read_to_string(self.root.join("builds.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
