@@ -130,10 +130,30 @@ pub fn explain(store: &Store, stage: &str, old: &KeyManifest, new: &KeyManifest)
     }
     let stage_prefix = |k: &str| format!("{stage}.{k}");
     for (k, v) in &new.params {
-        match old.params.get(k) {
-            Some(o) if o == v => {}
-            Some(o) => reasons.push(format!("param {} {} -> {}", stage_prefix(k), o, v)),
-            None => reasons.push(format!("param {} (new) = {}", stage_prefix(k), v)),
+        match (old.params.get(k), v) {
+            (Some(o), _) if o == v => {}
+            // Table parameters: name the entries that changed.
+            (Some(toml::Value::Table(o)), toml::Value::Table(n)) => {
+                for key in o
+                    .keys()
+                    .chain(n.keys())
+                    .collect::<std::collections::BTreeSet<_>>()
+                {
+                    let show = |v: Option<&toml::Value>| {
+                        v.map_or("(unset)".to_string(), |v| v.to_string())
+                    };
+                    if o.get(key) != n.get(key) {
+                        reasons.push(format!(
+                            "param {}.{key} {} -> {}",
+                            stage_prefix(k),
+                            show(o.get(key)),
+                            show(n.get(key))
+                        ));
+                    }
+                }
+            }
+            (Some(o), _) => reasons.push(format!("param {} {} -> {}", stage_prefix(k), o, v)),
+            (None, _) => reasons.push(format!("param {} (new) = {}", stage_prefix(k), v)),
         }
     }
     for (dep, hash) in &new.deps {
