@@ -177,6 +177,8 @@ impl StageKind for CommandKind {
         if status.success() {
             return Ok(());
         }
+        // On a terminal, Ctrl-C reaches the command too; that is a cancel.
+        ctx.check_cancelled()?;
         let tail: Vec<String> = tail.into_inner().unwrap().into();
         let code = match status.code() {
             Some(c) => format!("exit status {c}"),
