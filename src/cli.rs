@@ -62,6 +62,9 @@ pub struct BuildArgs {
     /// Print stage log lines as they come.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Build the default pipeline and every `[variants.NAME]`; shared stages run once.
+    #[arg(long)]
+    pub all_variants: bool,
     /// Fail at once if another build holds the project lock, instead of waiting.
     #[arg(long)]
     pub no_wait: bool,
@@ -97,9 +100,32 @@ pub enum Command {
         /// List what would be removed and how many bytes, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Also keep the results of this many most recent builds.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        keep_last: usize,
     },
     /// Check every cached output and memo entry against its hash.
     Verify,
+    /// Built variants side by side: the parameters that differ and key metrics.
+    Compare {
+        /// Variants to compare (default: every built one).
+        variants: Vec<String>,
+        #[arg(long, value_enum, default_value = "table")]
+        format: CompareFormat,
+        /// Sort by this metric (its label or metrics.json key), ascending.
+        #[arg(long, value_name = "METRIC")]
+        sort: Option<String>,
+    },
+    /// The history of builds: when, which variant and overrides, what ran, how long.
+    Log { variant: Option<String> },
+}
+
+#[derive(ValueEnum, Clone, Copy)]
+pub enum CompareFormat {
+    Table,
+    Markdown,
+    Csv,
+    Json,
 }
 
 #[derive(ValueEnum, Clone, Copy)]

@@ -117,10 +117,14 @@ pub fn execute(
     force: bool,
     refresh: bool,
     progress: &StageLog,
+    key_locks: &crate::scheduler::KeyLocks,
 ) -> Result<Done, String> {
     let started = Instant::now();
     let manifest = key_manifest(env, stage, deps)?;
     let key = manifest.key().to_hex().to_string();
+    // Another variant computing the same key runs first; this one then finds its result.
+    let key_lock = key_locks.lock_for(&key);
+    let _running = key_lock.lock().unwrap_or_else(|e| e.into_inner());
     if !force {
         if let Some(record) = lookup(env, &key, progress) {
             return Ok(Done {

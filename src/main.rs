@@ -34,7 +34,13 @@ fn main() -> ExitCode {
         Some(Command::Dag { format }) => commands::dag::run(common, *format),
         Some(Command::Show { stage, log }) => commands::show::run(common, stage, *log),
         Some(Command::Params { kind }) => commands::params::run(kind.as_deref()),
-        Some(Command::Gc { dry_run }) => commands::gc::run(common, *dry_run),
+        Some(Command::Gc { dry_run, keep_last }) => commands::gc::run(common, *dry_run, *keep_last),
+        Some(Command::Compare {
+            variants,
+            format,
+            sort,
+        }) => commands::compare::run(common, variants, *format, sort.as_deref()),
+        Some(Command::Log { variant }) => commands::log::run(common, variant.as_deref()),
         Some(Command::Verify) => commands::verify::run(common),
     }
 }

@@ -601,6 +601,20 @@ pub fn parse_set(arg: &str) -> Result<Override, Diagnostic> {
     })
 }
 
+/// The values of a sweep, `--set train.lr=1e-3,3e-4`: a value that is not
+/// TOML as a whole but whose comma-separated parts are each a value (TOML or
+/// a bare word). A single value gives a list of one. Quote a string that
+/// holds a comma: `--set scrape.source='"a,b"'`.
+pub fn sweep_values(raw: &str) -> Vec<(String, Value)> {
+    let raw = raw.trim();
+    if toml::from_str::<toml::Table>(&format!("v = {raw}")).is_ok() || !raw.contains(',') {
+        return vec![(raw.to_string(), parse_value(raw))];
+    }
+    raw.split(',')
+        .map(|part| (part.trim().to_string(), parse_value(part.trim())))
+        .collect()
+}
+
 /// A command-line value: TOML if it parses as a value, else a plain string.
 pub fn parse_value(raw: &str) -> Value {
     match toml::from_str::<toml::Table>(&format!("v = {raw}")) {

@@ -35,6 +35,10 @@ impl Status {
 #[derive(Debug, Clone, Serialize)]
 pub struct StageResult {
     pub name: String,
+    pub variant: String,
+    /// `name`, or `variant/name` when a build covers several variants.
+    #[serde(skip)]
+    pub label: String,
     pub status: Status,
     pub key: Option<String>,
     pub output: Option<String>,
@@ -192,7 +196,7 @@ impl Display for BarDisplay {
         }
     }
     fn finished(&self, r: &StageResult) {
-        if let Some(bar) = self.bars.lock().unwrap().remove(&r.name) {
+        if let Some(bar) = self.bars.lock().unwrap().remove(&r.label) {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }

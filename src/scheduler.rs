@@ -2,7 +2,7 @@
 //! parallel (`-j`). A failed stage skips its dependents; independent
 //! branches still finish.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,7 +10,7 @@ use std::sync::mpsc;
 
 use crate::executor::{BuildEnv, DepOutput, StageLog, execute, out_link};
 use crate::graph::StageGraph;
-use crate::pipeline::Resolved;
+use crate::pipeline::{Resolved, ResolvedStage};
 use crate::report::{Display, StageResult, Status};
 use crate::store::StageRef;
 
@@ -29,60 +29,90 @@ enum State {
     Finished(Status, Option<DepOutput>),
 }
 
-/// Builds the selected stages; returns one result per stage, in the order
-/// they finished.
+/// One stage of one variant.
+struct Node<'a> {
+    variant: &'a str,
+    stage: &'a ResolvedStage,
+    /// Indices of the nodes it depends on (same variant).
+    deps: Vec<usize>,
+}
+
+/// Builds the selected stages of every variant in `variants` in one
+/// schedule. Stages of different variants with the same key run once: the
+/// second waits for the first and finds its result in the cache. Returns one
+/// result per (variant, stage), in the order they finished.
 pub fn build(
     env: &BuildEnv,
-    resolved: &Resolved,
+    variants: &[Resolved],
     opts: &BuildOptions,
     display: Arc<dyn Display>,
 ) -> Result<Vec<StageResult>, String> {
-    let graph = StageGraph::of_resolved(&resolved.stages);
-    let selected = graph.select(&opts.targets)?;
-    let order: Vec<String> = graph
-        .topological_order()
-        .into_iter()
-        .filter(|s| selected.contains(s))
-        .collect();
-    let mut states: BTreeMap<String, State> =
-        order.iter().map(|s| (s.clone(), State::Pending)).collect();
+    let mut nodes: Vec<Node> = Vec::new();
+    for resolved in variants {
+        let graph = StageGraph::of_resolved(&resolved.stages);
+        let selected = graph.select(&opts.targets)?;
+        let first = nodes.len();
+        let order: Vec<String> = graph
+            .topological_order()
+            .into_iter()
+            .filter(|s| selected.contains(s))
+            .collect();
+        for name in &order {
+            let stage = resolved.stage(name).unwrap();
+            let deps = stage
+                .deps
+                .iter()
+                .map(|d| {
+                    first
+                        + order
+                            .iter()
+                            .position(|o| o == d)
+                            .expect("deps are selected")
+                })
+                .collect();
+            nodes.push(Node {
+                variant: &resolved.variant,
+                stage,
+                deps,
+            });
+        }
+    }
+    let multi = variants.len() > 1;
+    let mut states: Vec<State> = nodes.iter().map(|_| State::Pending).collect();
     let mut results = Vec::new();
-    let (tx, rx) = mpsc::channel::<(String, Result<crate::executor::Done, String>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<crate::executor::Done, String>)>();
+    let key_locks = KeyLocks::default();
     let mut running = 0usize;
 
     std::thread::scope(|scope| {
         loop {
             let cancelled = env.cancel.load(Ordering::Relaxed);
-            // Settle stages whose dependencies failed, then start ready ones.
-            for name in &order {
-                if !matches!(states[name], State::Pending) {
+            // Settle nodes whose dependencies failed, then start ready ones.
+            for (i, node) in nodes.iter().enumerate() {
+                if !matches!(states[i], State::Pending) {
                     continue;
                 }
-                let stage = resolved.stage(name).unwrap();
-                let blocked = stage.deps.iter().find(|d| {
+                let blocked = node.deps.iter().find(|d| {
                     matches!(
-                        states[*d],
+                        states[**d],
                         State::Finished(Status::Failed | Status::Skipped, _)
                     )
                 });
-                if let Some(dep) = blocked {
-                    let r = skipped(name, format!("dependency `{dep}` did not build"));
+                if blocked.is_some() || cancelled {
+                    let why = match blocked {
+                        Some(d) => format!("dependency `{}` did not build", nodes[*d].stage.name),
+                        None => "cancelled".to_string(),
+                    };
+                    let r = result_of(node, multi, Status::Skipped, None, 0.0, Some(why));
                     display.finished(&r);
                     results.push(r);
-                    states.insert(name.clone(), State::Finished(Status::Skipped, None));
+                    states[i] = State::Finished(Status::Skipped, None);
                     continue;
                 }
-                if cancelled {
-                    let r = skipped(name, "cancelled".into());
-                    display.finished(&r);
-                    results.push(r);
-                    states.insert(name.clone(), State::Finished(Status::Skipped, None));
-                    continue;
-                }
-                let deps: Option<Vec<DepOutput>> = stage
+                let deps: Option<Vec<DepOutput>> = node
                     .deps
                     .iter()
-                    .map(|d| match &states[d] {
+                    .map(|d| match &states[*d] {
                         State::Finished(_, Some(out)) => Some(out.clone()),
                         _ => None,
                     })
@@ -92,88 +122,70 @@ pub fn build(
                     continue;
                 }
                 running += 1;
-                states.insert(name.clone(), State::Running);
+                states[i] = State::Running;
                 let tx = tx.clone();
                 let display = display.clone();
-                let force = opts.force.contains(name) || opts.refresh.contains(name);
-                let refresh = opts.refresh.contains(name);
+                let stage = node.stage;
+                let label = label(node, multi);
+                let force = opts.force.contains(&stage.name) || opts.refresh.contains(&stage.name);
+                let refresh = opts.refresh.contains(&stage.name);
+                let key_locks = &key_locks;
                 scope.spawn(move || {
-                    let log = StageLog::new(&stage.name, display.clone());
-                    // Announce only stages that will really run; a cache hit is instant.
-                    let announce = DelayedStart::new(&stage.name, display.clone());
-                    let result = execute(env, stage, &deps, force, refresh, &log);
+                    let log = StageLog::new(&label, display.clone());
+                    // Announce only stages that really run; a cache hit is instant.
+                    let announce = DelayedStart::new(&label, display.clone());
+                    let result = execute(env, stage, &deps, force, refresh, &log, key_locks);
                     announce.cancel();
-                    let result = result.map_err(|e| {
-                        let tail: Vec<String> = log
-                            .lines()
-                            .into_iter()
-                            .rev()
-                            .take(5)
-                            .collect::<Vec<_>>()
-                            .into_iter()
-                            .rev()
-                            .collect();
-                        if tail.is_empty() || e.contains(&tail.join("\n")) {
-                            e
-                        } else {
-                            format!("{e}\n  last log lines:\n    {}", tail.join("\n    "))
-                        }
-                    });
-                    let _ = tx.send((stage.name.clone(), result));
+                    let result = result.map_err(|e| with_log_tail(e, &log.lines()));
+                    let _ = tx.send((i, result));
                 });
             }
             if running == 0 {
                 break;
             }
-            let (name, result) = rx.recv().expect("a stage thread always reports");
+            let (i, result) = rx.recv().expect("a stage thread always reports");
             running -= 1;
-            let stage = resolved.stage(&name).unwrap();
+            let node = &nodes[i];
             let r = match result {
                 Ok(done) => {
-                    let status = if done.ran {
-                        Status::Ran
-                    } else if stage.deps.iter().any(|d| {
-                        matches!(states[d], State::Finished(Status::Ran | Status::Cutoff, _))
-                    }) {
-                        Status::Cutoff
-                    } else {
-                        Status::Cached
+                    let upstream_changed = node.deps.iter().any(|d| {
+                        matches!(states[*d], State::Finished(Status::Ran | Status::Cutoff, _))
+                    });
+                    let status = match (done.ran, upstream_changed) {
+                        (true, _) => Status::Ran,
+                        (false, true) => Status::Cutoff,
+                        (false, false) => Status::Cached,
                     };
                     publish(
                         env,
-                        &resolved.variant,
-                        &name,
+                        node.variant,
+                        &node.stage.name,
                         &done.key,
                         &done.output,
                         &*display,
                     );
                     let dep = DepOutput {
-                        stage: name.clone(),
-                        kind: stage.kind.name().to_string(),
+                        stage: node.stage.name.clone(),
+                        kind: node.stage.kind.name().to_string(),
                         output: done.output.clone(),
                     };
-                    states.insert(name.clone(), State::Finished(status, Some(dep)));
+                    states[i] = State::Finished(status, Some(dep));
                     let message =
                         (status == Status::Cutoff).then(|| "upstream output unchanged".to_string());
-                    StageResult {
-                        name: name.clone(),
+                    let mut r = result_of(
+                        node,
+                        multi,
                         status,
-                        key: Some(done.key),
-                        output: Some(done.output),
-                        seconds: done.seconds,
+                        Some(done.output),
+                        done.seconds,
                         message,
-                    }
+                    );
+                    r.key = Some(done.key);
+                    r
                 }
                 Err(e) => {
-                    states.insert(name.clone(), State::Finished(Status::Failed, None));
-                    StageResult {
-                        name: name.clone(),
-                        status: Status::Failed,
-                        key: None,
-                        output: None,
-                        seconds: 0.0,
-                        message: Some(e),
-                    }
+                    states[i] = State::Finished(Status::Failed, None);
+                    result_of(node, multi, Status::Failed, None, 0.0, Some(e))
                 }
             };
             display.finished(&r);
@@ -183,14 +195,60 @@ pub fn build(
     Ok(results)
 }
 
-fn skipped(name: &str, why: String) -> StageResult {
+/// The stage name, prefixed with its variant when several are built.
+fn label(node: &Node, multi: bool) -> String {
+    if multi {
+        format!("{}/{}", node.variant, node.stage.name)
+    } else {
+        node.stage.name.clone()
+    }
+}
+
+fn result_of(
+    node: &Node,
+    multi: bool,
+    status: Status,
+    output: Option<String>,
+    seconds: f64,
+    message: Option<String>,
+) -> StageResult {
     StageResult {
-        name: name.to_string(),
-        status: Status::Skipped,
+        name: node.stage.name.clone(),
+        variant: node.variant.to_string(),
+        label: label(node, multi),
+        status,
         key: None,
-        output: None,
-        seconds: 0.0,
-        message: Some(why),
+        output,
+        seconds,
+        message,
+    }
+}
+
+/// Appends the stage's last log lines to its error, unless already there.
+fn with_log_tail(error: String, lines: &[String]) -> String {
+    let tail = &lines[lines.len().saturating_sub(5)..];
+    if tail.is_empty() || error.contains(&tail.join("\n")) {
+        error
+    } else {
+        format!("{error}\n  last log lines:\n    {}", tail.join("\n    "))
+    }
+}
+
+/// One mutex per stage key in flight, so that two variants sharing a stage
+/// run it once.
+#[derive(Default)]
+pub struct KeyLocks {
+    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
+}
+
+impl KeyLocks {
+    pub fn lock_for(&self, key: &str) -> Arc<std::sync::Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap()
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 }
 

@@ -441,12 +441,21 @@ env = ["VGMAKE_TEST_LEVEL"]
 inputs = ["script.sh"]
 "#,
     );
-    std::fs::write(p.path().join("script.sh"), "echo level=$VGMAKE_TEST_LEVEL other=$VGMAKE_TEST_OTHER\n").unwrap();
+    std::fs::write(
+        p.path().join("script.sh"),
+        "echo level=$VGMAKE_TEST_LEVEL other=$VGMAKE_TEST_OTHER\n",
+    )
+    .unwrap();
     let build = |level: &str, other: &str| {
         let mut cmd = p.command(&["build", "--json"]);
-        cmd.env("VGMAKE_TEST_LEVEL", level).env("VGMAKE_TEST_OTHER", other);
+        cmd.env("VGMAKE_TEST_LEVEL", level)
+            .env("VGMAKE_TEST_OTHER", other);
         let out = cmd.output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         let v: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
         v["status"].as_str().unwrap().to_string()
@@ -461,15 +470,26 @@ inputs = ["script.sh"]
     assert_eq!(build("1", "b"), "ran");
     assert_eq!(p.read_out("tool", "out.txt"), "changed\n");
     let why = p.run(&["status"]);
-    assert!(why.stdout.contains("will-run") && why.stdout.contains("VGMAKE_TEST_LEVEL"), "{}", why.stdout);
+    assert!(
+        why.stdout.contains("will-run") && why.stdout.contains("VGMAKE_TEST_LEVEL"),
+        "{}",
+        why.stdout
+    );
 }
 
 #[test]
 fn ctrl_c_stops_the_build_cleanly_and_the_next_build_continues() {
     let p = Project::new(SLOW);
-    let child = p.command(&["build"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = p
+        .command(&["build"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(120));
-    let _ = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(130), "{stderr}");

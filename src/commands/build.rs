@@ -18,7 +18,7 @@ use crate::store::Store;
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
 pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
-    let project = match Project::load(common) {
+    let project = match Project::load_for_build(common, args.all_variants) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -28,7 +28,12 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
         }
     }
     if args.dry_run {
-        return crate::commands::status::print_plan(&project, &args.targets, common.json);
+        let mut code = ExitCode::SUCCESS;
+        for resolved in &project.variants {
+            code =
+                crate::commands::status::print_plan(&project, resolved, &args.targets, common.json);
+        }
+        return code;
     }
     let jobs = args
         .jobs
@@ -91,7 +96,7 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
         refresh: args.refresh.iter().cloned().collect::<BTreeSet<_>>(),
     };
     let started = Instant::now();
-    let results = match build(&env, &project.resolved, &options, display.clone()) {
+    let results = match build(&env, &project.variants, &options, display.clone()) {
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
@@ -102,12 +107,12 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     let history = serde_json::json!({
         "finished": unix_now(),
-        "variant": project.resolved.variant,
+        "variant": project.variants.iter().map(|v| v.variant.as_str()).collect::<Vec<_>>().join(" "),
         "sets": common.sets,
         "targets": args.targets,
         "seconds": seconds,
         "stages": results.iter().map(|r| serde_json::json!({
-            "name": r.name, "status": r.status, "key": r.key, "output": r.output, "seconds": r.seconds,
+            "name": r.name, "variant": r.variant, "status": r.status, "key": r.key, "output": r.output, "seconds": r.seconds,
         })).collect::<Vec<_>>(),
     });
     if let Err(e) = store.append_history(&history) {
@@ -116,14 +121,20 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
     let failed = count(Status::Failed) + count(Status::Skipped);
     if !common.json {
         display.note(&format!(
-            "{} ran, {} cached, {} cut off, {} failed, {} skipped in {} (variant {})",
+            "{} ran, {} cached, {} cut off, {} failed, {} skipped in {} (variant{} {})",
             count(Status::Ran),
             count(Status::Cached),
             count(Status::Cutoff),
             count(Status::Failed),
             count(Status::Skipped),
             report::format_seconds(seconds),
-            project.resolved.variant,
+            if project.variants.len() > 1 { "s" } else { "" },
+            project
+                .variants
+                .iter()
+                .map(|v| v.variant.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
         ));
     }
     if CANCEL.load(Ordering::Relaxed) {

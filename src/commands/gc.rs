@@ -18,10 +18,7 @@ use crate::pipeline::DEFAULT_VARIANT;
 use crate::project::Project;
 use crate::store::Store;
 
-/// How many recent builds keep their results alive.
-pub const KEEP_LAST_BUILDS: usize = 10;
-
-pub fn run(common: &Common, dry_run: bool) -> ExitCode {
+pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
     let project = match Project::load(common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
@@ -45,7 +42,7 @@ pub fn run(common: &Common, dry_run: bool) -> ExitCode {
         keep_keys.extend(store.refs(v).into_values().map(|r| r.key));
     }
     let history = store.history();
-    for build in history.iter().rev().take(KEEP_LAST_BUILDS) {
+    for build in history.iter().rev().take(keep_last) {
         for s in build["stages"].as_array().into_iter().flatten() {
             if let Some(k) = s["key"].as_str() {
                 keep_keys.insert(k.to_string());
@@ -133,7 +130,7 @@ pub fn run(common: &Common, dry_run: bool) -> ExitCode {
         human_bytes(memo_bytes),
         keep_keys.len(),
         variants.len(),
-        KEEP_LAST_BUILDS,
+        keep_last,
     );
     ExitCode::SUCCESS
 }

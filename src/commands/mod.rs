@@ -1,8 +1,10 @@
 //! One file per subcommand.
 
 pub mod build;
+pub mod compare;
 pub mod dag;
 pub mod gc;
+pub mod log;
 pub mod params;
 pub mod show;
 pub mod status;

@@ -6,11 +6,16 @@ use std::sync::atomic::AtomicBool;
 use crate::cli::Common;
 use crate::commands::usage_error;
 use crate::executor::BuildEnv;
+use crate::pipeline::Resolved;
 use crate::plan::{StagePlan, plan};
 use crate::project::Project;
 use crate::store::Store;
 
-fn plans(project: &Project, targets: &[String]) -> Result<(Store, Vec<StagePlan>), String> {
+fn plans(
+    project: &Project,
+    resolved: &Resolved,
+    targets: &[String],
+) -> Result<(Store, Vec<StagePlan>), String> {
     let store = Store::open(&project.cache_dir).map_err(|e| {
         format!(
             "cannot open the cache at {}: {e}",
@@ -25,13 +30,18 @@ fn plans(project: &Project, targets: &[String]) -> Result<(Store, Vec<StagePlan>
         cancel: &cancel,
         threads: 1,
     };
-    let p = plan(&env, &project.resolved, targets)?;
+    let p = plan(&env, resolved, targets)?;
     Ok((store, p))
 }
 
 /// Prints each stage's state and reasons; exit 0.
-pub fn print_plan(project: &Project, targets: &[String], json: bool) -> ExitCode {
-    let (_, plans) = match plans(project, targets) {
+pub fn print_plan(
+    project: &Project,
+    resolved: &Resolved,
+    targets: &[String],
+    json: bool,
+) -> ExitCode {
+    let (_, plans) = match plans(project, resolved, targets) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -41,7 +51,7 @@ pub fn print_plan(project: &Project, targets: &[String], json: bool) -> ExitCode
         }
         return ExitCode::SUCCESS;
     }
-    println!("variant {}", project.resolved.variant);
+    println!("variant {}", resolved.variant);
     for p in &plans {
         let short = p.key.as_deref().map(|k| &k[..12]).unwrap_or("?");
         println!("{:<9} {:<12} key {short}", p.state, p.name);
@@ -54,7 +64,7 @@ pub fn print_plan(project: &Project, targets: &[String], json: bool) -> ExitCode
 
 pub fn status(common: &Common, targets: &[String]) -> ExitCode {
     match Project::load(common) {
-        Ok(project) => print_plan(&project, targets, common.json),
+        Ok(project) => print_plan(&project, &project.resolved, targets, common.json),
         Err(e) => usage_error(e),
     }
 }
@@ -64,7 +74,7 @@ pub fn why(common: &Common, stage: &str) -> ExitCode {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
-    let (store, plans) = match plans(&project, &[stage.to_string()]) {
+    let (store, plans) = match plans(&project, &project.resolved, &[stage.to_string()]) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
