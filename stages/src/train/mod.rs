@@ -1,0 +1,12 @@
+//! The `train` stage kind: a GPT-style decoder-only Transformer in candle,
+//! trained on the `vocab` stage's dataset, with fused CPU kernels, AdamW,
+//! resumable checkpoints and unigram/bigram baselines.
+
+pub mod batches;
+pub mod fastmath;
+pub mod kv_cache;
+pub mod model;
+pub mod ops;
+pub mod optimizer;
+pub mod rng;
+pub mod schedule;
