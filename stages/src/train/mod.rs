@@ -2,11 +2,16 @@
 //! trained on the `vocab` stage's dataset, with fused CPU kernels, AdamW,
 //! resumable checkpoints and unigram/bigram baselines.
 
+pub mod baselines;
 pub mod batches;
+pub mod checkpoint;
+pub mod curve;
 pub mod fastmath;
 pub mod kv_cache;
+pub mod memory;
 pub mod model;
 pub mod ops;
 pub mod optimizer;
 pub mod rng;
 pub mod schedule;
+pub mod score;
