@@ -33,6 +33,11 @@ pub struct Meta {
     pub rng: [u64; 4],
     pub adam_t: u64,
     pub curve: Vec<CurveRow>,
+    /// Training tokens and seconds over every run that led here (for tokens/s).
+    #[serde(default)]
+    pub tokens_trained: u64,
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +218,8 @@ mod tests {
                     val_loss: Some(2.4),
                     val_accuracy: None,
                 }],
+                tokens_trained: 100,
+                train_seconds: 1.5,
             },
             params: vec![a("a", 1.0), a("b", 2.0)],
             adam_m: vec![a("a", 3.0), a("b", 4.0)],
