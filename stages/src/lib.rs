@@ -9,3 +9,4 @@ pub mod dataset;
 pub mod memo;
 pub mod registry;
 pub mod scrape;
+pub mod train;

@@ -9,6 +9,7 @@ fn all() -> &'static [Box<dyn StageKind>] {
     KINDS.get_or_init(|| {
         vec![
             Box::new(crate::scrape::ScrapeKind),
+            Box::new(crate::train::TrainKind),
             Box::new(crate::command::CommandKind),
         ]
     })

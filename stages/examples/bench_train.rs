@@ -1,0 +1,100 @@
+//! Training throughput of the reference configuration (vocabulary 512,
+//! d_model 256, 4 layers, 4 heads, context 256, batch 16, f32) on random
+//! data, through the real training loop. Prints tokens/s after a warm-up and
+//! the peak RSS.
+//!
+//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup]
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use vgmake_stages::dataset::{Dataset, Split, Vocab};
+use vgmake_stages::train::memory;
+use vgmake_stages::train::rng::Rng;
+use vgmake_stages::train::settings::Settings;
+use vgmake_stages::train::trainer::{Hooks, train};
+
+fn main() {
+    let args: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let threads = args.first().copied().unwrap_or(2);
+    let steps = args.get(1).copied().unwrap_or(10);
+    let warmup_steps = args.get(2).copied().unwrap_or(2);
+    memory::tune_allocator();
+
+    let vocab_size = 512;
+    let mut rng = Rng::new(5);
+    let mut split = |n: usize| {
+        let mut s = Split::new();
+        let ids: Vec<u32> = (0..n)
+            .map(|_| 2 + rng.below(vocab_size as u64 - 2) as u32)
+            .collect();
+        s.push_song(&ids);
+        s
+    };
+    let data = Dataset {
+        vocab: Vocab {
+            tokens: (0..vocab_size).map(|i| format!("t{i}")).collect(),
+            counts: vec![1; vocab_size],
+        },
+        train: split(200_000),
+        val: split(300),
+    };
+    let settings = Settings {
+        d_model: 256,
+        layers: 4,
+        heads: 4,
+        context: 256,
+        dropout: 0.0,
+        batch: 16,
+        steps: warmup_steps + steps,
+        lr: 1e-3,
+        warmup: 10,
+        weight_decay: 0.1,
+        grad_clip: 1.0,
+        seed: 1,
+        eval_every: 1_000_000,
+        eval_tokens: 256,
+        checkpoint_every: 1_000_000,
+        threads,
+        device: "cpu".into(),
+    };
+    let state = std::env::temp_dir().join(format!("bench_train-{}", std::process::id()));
+    std::fs::create_dir_all(&state).unwrap();
+    let marks = Mutex::new(Vec::new());
+    let step_done = |_: usize, _: usize, _: f64| marks.lock().unwrap().push(Instant::now());
+    let hooks = Hooks {
+        cancelled: &|| false,
+        log: &|_| {},
+        step_done: &step_done,
+    };
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| train(&settings, &data, &state, &hooks))
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&state);
+
+    let marks = marks.into_inner().unwrap();
+    let timed = &marks[warmup_steps - 1..];
+    let per_step: Vec<f64> = timed
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .collect();
+    let mut sorted = per_step.clone();
+    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let median = sorted[sorted.len() / 2];
+    let tokens = (settings.batch * settings.context) as f64;
+    let mean = per_step.iter().sum::<f64>() / per_step.len() as f64;
+    println!(
+        "threads {threads}: {} timed steps, median {:.3} s/step = {:.0} tokens/s (mean {:.0} tokens/s), peak RSS {:.0} MiB",
+        per_step.len(),
+        median,
+        tokens / median,
+        tokens / mean,
+        memory::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
+    );
+}

@@ -1,0 +1,154 @@
+//! The `train` stage kind: reads the vocab stage's dataset, trains (resuming
+//! from the stage's state folder), and writes the model, its config, the
+//! metrics with baselines, the curve and its plot.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use candle_core::Tensor;
+use serde_json::{Map, Value as Json, json};
+
+use super::baselines::Ngram;
+use super::evaluate::evaluate;
+use super::settings::{self, Settings};
+use super::trainer::{self, Hooks};
+use super::{curve, curve_plot, memory, score};
+use crate::api::*;
+use crate::dataset::{Dataset, write_json};
+
+pub struct TrainKind;
+
+pub const VERSION: u32 = 1;
+
+impl StageKind for TrainKind {
+    fn name(&self) -> &'static str {
+        "train"
+    }
+    fn version(&self) -> u32 {
+        VERSION
+    }
+    fn doc(&self) -> &'static str {
+        "trains a decoder-only Transformer on the vocab dataset; metrics against unigram/bigram baselines"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        settings::specs()
+    }
+    fn validate(&self, params: &Params) -> Result<(), String> {
+        Settings::from_params(params).validate()
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let wall = Instant::now();
+        let s = Settings::from_params(ctx.params);
+        s.validate().map_err(StageError::Config)?;
+        let input = ctx.input_of_kind("vocab")?;
+        let data = Dataset::load(&input.dir).map_err(|e| {
+            StageError::Input(format!(
+                "reading the dataset in {}: {e}",
+                input.dir.display()
+            ))
+        })?;
+        let dataset_hash = settings::dataset_hash(&input.dir)
+            .ctx(|| format!("hashing {}", input.dir.display()))?;
+        let identity = settings::identity(VERSION, ctx.params, &dataset_hash);
+        let state_dir = ctx
+            .state_dir("train", &identity)
+            .ctx(|| "creating the checkpoint folder")?;
+        memory::tune_allocator();
+
+        let threads = if s.threads == 0 {
+            ctx.threads.max(1)
+        } else {
+            s.threads
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .map_err(|e| StageError::Other(format!("starting {threads} threads: {e}")))?;
+        ctx.progress.set_total(s.steps as u64);
+        let log = |line: &str| ctx.progress.log(line);
+        let cancelled = || ctx.is_cancelled();
+        let step_done = |done: usize, total: usize, loss: f64| {
+            ctx.progress.advance(1);
+            ctx.progress
+                .message(&format!("step {done}/{total}, loss {loss:.3}"));
+        };
+        let hooks = Hooks {
+            cancelled: &cancelled,
+            log: &log,
+            step_done: &step_done,
+        };
+        let (outcome, model_score) = pool.install(|| {
+            let outcome = trainer::train(&s, &data, &state_dir, &hooks)?;
+            let model = trainer::eval_model(&outcome.config, &outcome.params)?;
+            let is_note = score::note_mask(&data.vocab.tokens);
+            let full = evaluate(&model, &data.val.ids, &is_note, s.batch, 0)
+                .map_err(|e| StageError::Other(format!("evaluating: {e}")))?;
+            Ok::<_, StageError>((outcome, full))
+        })?;
+
+        let is_note = score::note_mask(&data.vocab.tokens);
+        let ngram = Ngram::fit(&data.train, data.vocab.len());
+        let ids = &data.val.ids;
+        let (uni, bi) = ngram.score(&ids[..ids.len() - 1], &ids[1..], &is_note);
+
+        let out = ctx.out_dir;
+        let tensors: HashMap<String, Tensor> = outcome
+            .params
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+            .collect();
+        candle_core::safetensors::save(&tensors, out.join("model.safetensors"))
+            .map_err(|e| StageError::Other(format!("writing model.safetensors: {e}")))?;
+        let mut config = serde_json::to_value(&outcome.config).expect("plain struct");
+        config["weights"] =
+            json!("model.safetensors, f32, linear weights stored (in, out): y = x @ w + b");
+        config["vocabulary"] = json!("vocab.json of the vocab stage this model was trained on");
+        write_json(&out.join("config.json"), &config).ctx(|| "writing config.json")?;
+        std::fs::write(out.join("curve.csv"), curve::to_csv(&outcome.curve))
+            .ctx(|| "writing curve.csv")?;
+        curve_plot::draw(&outcome.curve, &out.join("curve.png")).map_err(StageError::Other)?;
+
+        let mut m = Map::new();
+        let mut put = |prefix: &str, sum: score::Summary| {
+            m.insert(format!("{prefix}val_loss"), json!(sum.loss));
+            m.insert(
+                format!("{prefix}val_bits_per_token"),
+                json!(sum.bits_per_token),
+            );
+            m.insert(format!("{prefix}val_accuracy"), json!(sum.accuracy));
+            m.insert(
+                format!("{prefix}val_top5_accuracy"),
+                json!(sum.top5_accuracy),
+            );
+            m.insert(
+                format!("{prefix}val_bits_per_note"),
+                finite(sum.bits_per_note),
+            );
+        };
+        put("", model_score.summary());
+        put("unigram_", uni.summary());
+        put("bigram_", bi.summary());
+        let tps = outcome.tokens_trained as f64 / outcome.train_seconds.max(1e-9);
+        m.insert("tokens_per_second".into(), json!(tps.round()));
+        m.insert("steps".into(), json!(s.steps));
+        m.insert("parameters".into(), json!(outcome.config.parameter_count()));
+        m.insert(
+            "train_loss".into(),
+            json!(outcome.curve.last().map(|r| r.train_loss)),
+        );
+        m.insert("val_tokens".into(), json!(model_score.tokens));
+        m.insert("val_notes".into(), json!(model_score.notes));
+        m.insert("resumed_from_step".into(), json!(outcome.resumed_from));
+        m.insert("threads".into(), json!(threads));
+        m.insert("wall_seconds".into(), json!(wall.elapsed().as_secs_f64()));
+        m.insert("peak_rss_bytes".into(), json!(memory::peak_rss_bytes()));
+        write_json(&out.join("metrics.json"), &Json::Object(m)).ctx(|| "writing metrics.json")?;
+        Ok(())
+    }
+}
+
+/// JSON has no NaN: a number that is not finite is written as null.
+fn finite(v: f64) -> Json {
+    if v.is_finite() { json!(v) } else { Json::Null }
+}

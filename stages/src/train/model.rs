@@ -1,0 +1,273 @@
+//! The model: a GPT-style decoder-only Transformer. Token embedding plus
+//! learned positions, `layers` pre-LayerNorm blocks (causal multi-head
+//! self-attention, then a GELU MLP of width 4 d_model), a final LayerNorm
+//! and an output head. Weights are stored `(in, out)`: `y = x @ w + b`.
+//!
+//! [`Gpt::load`] rebuilds a trained model from a `train` output folder;
+//! [`Gpt::forward`] runs full sequences and [`Gpt::forward_step`] one token
+//! at a time with a [`KvCache`](super::kv_cache::KvCache).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Result, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::ops::{causal_softmax, gelu, layer_norm};
+use super::rng::Rng;
+
+/// Everything needed to rebuild the model (written as `config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub vocab_size: usize,
+    pub d_model: usize,
+    pub layers: usize,
+    pub heads: usize,
+    /// The longest sequence the learned positions cover.
+    pub context: usize,
+    pub mlp_hidden: usize,
+}
+
+impl ModelConfig {
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.heads
+    }
+
+    /// Every parameter's name and shape, in a fixed order.
+    pub fn parameter_shapes(&self) -> Vec<(String, Vec<usize>)> {
+        let (d, h) = (self.d_model, self.mlp_hidden);
+        let mut shapes = vec![
+            ("tok_emb".to_string(), vec![self.vocab_size, d]),
+            ("pos_emb".to_string(), vec![self.context, d]),
+        ];
+        for l in 0..self.layers {
+            for (name, shape) in [
+                ("ln1.g", vec![d]),
+                ("ln1.b", vec![d]),
+                ("attn.qkv.w", vec![d, 3 * d]),
+                ("attn.qkv.b", vec![3 * d]),
+                ("attn.proj.w", vec![d, d]),
+                ("attn.proj.b", vec![d]),
+                ("ln2.g", vec![d]),
+                ("ln2.b", vec![d]),
+                ("mlp.fc.w", vec![d, h]),
+                ("mlp.fc.b", vec![h]),
+                ("mlp.proj.w", vec![h, d]),
+                ("mlp.proj.b", vec![d]),
+            ] {
+                shapes.push((format!("h{l}.{name}"), shape));
+            }
+        }
+        shapes.push(("ln_f.g".to_string(), vec![d]));
+        shapes.push(("ln_f.b".to_string(), vec![d]));
+        shapes.push(("head.w".to_string(), vec![d, self.vocab_size]));
+        shapes
+    }
+
+    pub fn parameter_count(&self) -> usize {
+        self.parameter_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
+    }
+
+    /// GPT-2's initialisation: N(0, 0.02) weights, residual projections
+    /// scaled by 1/sqrt(2 layers), zero biases, unit LayerNorm gains.
+    pub fn initial_values(&self, rng: &mut Rng) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+        let residual_std = 0.02 / (2.0 * self.layers as f32).sqrt();
+        self.parameter_shapes()
+            .into_iter()
+            .map(|(name, shape)| {
+                let n: usize = shape.iter().product();
+                let values = if name.ends_with(".g") {
+                    vec![1.0; n]
+                } else if name.ends_with(".b") {
+                    vec![0.0; n]
+                } else {
+                    let std = if name.ends_with("proj.w") {
+                        residual_std
+                    } else {
+                        0.02
+                    };
+                    (0..n).map(|_| rng.normal() * std).collect()
+                };
+                (name, shape, values)
+            })
+            .collect()
+    }
+}
+
+/// Inverted dropout with masks drawn from the training RNG (so a resumed run
+/// draws the same masks).
+pub struct Dropout<'a> {
+    pub rng: &'a mut Rng,
+    pub p: f32,
+}
+
+impl Dropout<'_> {
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        let keep = 1.0 - self.p;
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if self.rng.uniform() < keep {
+                    1.0 / keep
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
+    }
+}
+
+fn maybe_drop(x: Tensor, dropout: &mut Option<Dropout>) -> Result<Tensor> {
+    match dropout {
+        Some(d) if d.p > 0.0 => d.apply(&x),
+        _ => Ok(x),
+    }
+}
+
+pub(crate) struct Block {
+    pub ln1: (Tensor, Tensor),
+    pub qkv: (Tensor, Tensor),
+    pub proj: (Tensor, Tensor),
+    pub ln2: (Tensor, Tensor),
+    pub fc: (Tensor, Tensor),
+    pub mlp_proj: (Tensor, Tensor),
+}
+
+/// `x @ w + b` for `x` of shape (n, in).
+pub(crate) fn linear(x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
+    x.matmul(w)?.broadcast_add(b)
+}
+
+pub struct Gpt {
+    pub config: ModelConfig,
+    pub(crate) tok_emb: Tensor,
+    pub(crate) pos_emb: Tensor,
+    pub(crate) blocks: Vec<Block>,
+    pub(crate) ln_f: (Tensor, Tensor),
+    pub(crate) head: Tensor,
+}
+
+impl Gpt {
+    /// Builds the model around named tensors (training passes its `Var`s'
+    /// tensors, which share storage, so optimizer updates show through).
+    pub fn from_tensors(config: ModelConfig, tensors: &HashMap<String, Tensor>) -> Result<Gpt> {
+        for (name, shape) in config.parameter_shapes() {
+            match tensors.get(&name) {
+                Some(t) if t.dims() == shape.as_slice() => {}
+                Some(t) => candle_core::bail!(
+                    "weight `{name}` has shape {:?}, the config says {shape:?}",
+                    t.dims()
+                ),
+                None => candle_core::bail!("weight `{name}` is missing"),
+            }
+        }
+        let get = |name: &str| tensors[name].clone();
+        let pair = |prefix: String, a: &str, b: &str| {
+            (get(&format!("{prefix}.{a}")), get(&format!("{prefix}.{b}")))
+        };
+        let blocks = (0..config.layers)
+            .map(|l| Block {
+                ln1: pair(format!("h{l}.ln1"), "g", "b"),
+                qkv: pair(format!("h{l}.attn.qkv"), "w", "b"),
+                proj: pair(format!("h{l}.attn.proj"), "w", "b"),
+                ln2: pair(format!("h{l}.ln2"), "g", "b"),
+                fc: pair(format!("h{l}.mlp.fc"), "w", "b"),
+                mlp_proj: pair(format!("h{l}.mlp.proj"), "w", "b"),
+            })
+            .collect();
+        Ok(Gpt {
+            tok_emb: get("tok_emb"),
+            pos_emb: get("pos_emb"),
+            blocks,
+            ln_f: pair("ln_f".into(), "g", "b"),
+            head: get("head.w"),
+            config,
+        })
+    }
+
+    /// Loads a trained model from a `train` stage's output folder
+    /// (`config.json` and `model.safetensors`).
+    pub fn load(dir: &Path, device: &Device) -> std::result::Result<Gpt, String> {
+        let config_path = dir.join("config.json");
+        let text =
+            std::fs::read(&config_path).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let config: ModelConfig =
+            serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", config_path.display()))?;
+        let weights_path = dir.join("model.safetensors");
+        let tensors = candle_core::safetensors::load(&weights_path, device)
+            .map_err(|e| format!("{}: {e}", weights_path.display()))?;
+        Gpt::from_tensors(config, &tensors).map_err(|e| format!("{}: {e}", weights_path.display()))
+    }
+
+    /// Logits `(b * t, vocab)` for ids `(b, t)` (u32), t <= context.
+    pub fn forward_flat(&self, ids: &Tensor, mut dropout: Option<Dropout>) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        if t > self.config.context {
+            candle_core::bail!(
+                "sequence of {t} tokens is longer than the context of {}",
+                self.config.context
+            );
+        }
+        let d = self.config.d_model;
+        let tokens = self
+            .tok_emb
+            .embedding(&ids.flatten_all()?)?
+            .reshape((b, t, d))?;
+        let x = tokens.broadcast_add(&self.pos_emb.narrow(0, 0, t)?)?;
+        let mut x = maybe_drop(x.reshape((b * t, d))?, &mut dropout)?;
+        for block in &self.blocks {
+            x = self.block_forward(block, &x, b, t, &mut dropout)?;
+        }
+        layer_norm(&x, &self.ln_f.0, &self.ln_f.1)?.matmul(&self.head)
+    }
+
+    /// Logits `(b, t, vocab)` for ids `(b, t)`: the plain full-sequence forward.
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        self.forward_flat(ids, None)?
+            .reshape((b, t, self.config.vocab_size))
+    }
+
+    fn block_forward(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        b: usize,
+        t: usize,
+        dropout: &mut Option<Dropout>,
+    ) -> Result<Tensor> {
+        let (d, heads, hd) = (
+            self.config.d_model,
+            self.config.heads,
+            self.config.head_dim(),
+        );
+        let h = layer_norm(x, &blk.ln1.0, &blk.ln1.1)?;
+        let qkv = linear(&h, &blk.qkv)?
+            .reshape((b, t, 3, heads, hd))?
+            .permute((2, 0, 3, 1, 4))?
+            .contiguous()?;
+        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
+        let scale = 1.0 / (hd as f32).sqrt();
+        let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
+        let y = att
+            .matmul(&v)?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b * t, d))?;
+        let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
+        let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
+        let m = linear(&gelu(&linear(&h, &blk.fc)?)?, &blk.mlp_proj)?;
+        x + maybe_drop(m, dropout)?
+    }
+
+    pub fn device(&self) -> &Device {
+        self.head.device()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.head.dtype()
+    }
+}

@@ -1,0 +1,203 @@
+//! LayerNorm over the last dimension: `y = (x - mean) / sqrt(var + eps) * g + b`.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use super::{f32_slice, rows_per_task};
+
+const EPS: f32 = 1e-5;
+
+/// LayerNorm of `x` (.., d) with gain `g` (d) and bias `b` (d), differentiable
+/// in all three.
+pub fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
+    x.contiguous()?.apply_op3(g, b, LayerNorm)
+}
+
+struct LayerNorm;
+
+/// Mean and 1/std of one row.
+#[inline]
+fn stats(row: &[f32]) -> (f32, f32) {
+    let d = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / d;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
+    (mean, 1.0 / (var + EPS).sqrt())
+}
+
+fn dims(x: &Layout, g: &Layout, b: &Layout) -> Result<(usize, usize)> {
+    let d = *x.dims().last().unwrap_or(&0);
+    if g.dims() != [d] || b.dims() != [d] {
+        bail!(
+            "layer_norm: gain {:?} and bias {:?} must match the last dimension of {:?}",
+            g.dims(),
+            b.dims(),
+            x.dims()
+        );
+    }
+    Ok((x.shape().elem_count() / d.max(1), d))
+}
+
+impl CustomOp3 for LayerNorm {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, d) = dims(xl, gl, bl)?;
+        let x = f32_slice(xs, xl, "layer_norm")?;
+        let g = f32_slice(gs, gl, "layer_norm")?;
+        let b = f32_slice(bs, bl, "layer_norm")?;
+        let mut y = vec![0f32; rows * d];
+        let chunk = rows_per_task(rows, d) * d;
+        y.par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk))
+            .for_each(|(yc, xc)| {
+                for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
+                    let (mean, rstd) = stats(xr);
+                    for i in 0..d {
+                        yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        g: &Tensor,
+        b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let d = g.elem_count();
+        let n = x.elem_count();
+        let packed = x.apply_op3_no_bwd(g, &grad.contiguous()?, &LayerNormBackward)?;
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dg = packed.narrow(0, n, d)?.reshape(g.shape())?;
+        let db = packed.narrow(0, n + d, d)?.reshape(b.shape())?;
+        Ok((Some(dx), Some(dg), Some(db)))
+    }
+}
+
+/// The backward pass: inputs (x, g, dy), output `[dx.., dg.., db..]` flat.
+struct LayerNormBackward;
+
+/// Row blocks for the gain and bias gradient sums: a fixed count, so the
+/// summation order (and the result) is the same on any number of threads.
+const BLOCKS: usize = 32;
+
+impl CustomOp3 for LayerNormBackward {
+    fn name(&self) -> &'static str {
+        "layer-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (rows, d) = dims(xl, gl, gl)?;
+        let x = f32_slice(xs, xl, "layer_norm backward")?;
+        let g = f32_slice(gs, gl, "layer_norm backward")?;
+        let dy = f32_slice(dys, dyl, "layer_norm backward")?;
+        let mut out = vec![0f32; rows * d + 2 * d];
+        let (dx, _) = out.split_at_mut(rows * d);
+        let rows_per_block = rows.div_ceil(BLOCKS).max(1);
+        let chunk = rows_per_block * d;
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
+            .map(|(dxc, (xc, dyc))| {
+                let mut dg = vec![0f32; d];
+                let mut db = vec![0f32; d];
+                for ((dxr, xr), dyr) in dxc
+                    .chunks_exact_mut(d)
+                    .zip(xc.chunks_exact(d))
+                    .zip(dyc.chunks_exact(d))
+                {
+                    let (mean, rstd) = stats(xr);
+                    let mut sum_dxhat = 0f32;
+                    let mut sum_dxhat_xhat = 0f32;
+                    for i in 0..d {
+                        let xhat = (xr[i] - mean) * rstd;
+                        let dxhat = dyr[i] * g[i];
+                        sum_dxhat += dxhat;
+                        sum_dxhat_xhat += dxhat * xhat;
+                        dg[i] += dyr[i] * xhat;
+                        db[i] += dyr[i];
+                    }
+                    let (m1, m2) = (sum_dxhat / d as f32, sum_dxhat_xhat / d as f32);
+                    for i in 0..d {
+                        let xhat = (xr[i] - mean) * rstd;
+                        dxr[i] = rstd * (dyr[i] * g[i] - m1 - xhat * m2);
+                    }
+                }
+                (dg, db)
+            })
+            .collect();
+        let (dg, db) = out[rows * d..].split_at_mut(d);
+        for (pg, pb) in &partials {
+            for i in 0..d {
+                dg[i] += pg[i];
+                db[i] += pb[i];
+            }
+        }
+        let len = out.len();
+        Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::ops::testing::{check_gradients, tensor};
+    use candle_core::{D, Var};
+
+    #[test]
+    fn matches_the_composed_formula() {
+        let x = tensor(&[3, 5, 8], 1);
+        let g = tensor(&[8], 2);
+        let b = tensor(&[8], 3);
+        let ours = layer_norm(&x, &g, &b).unwrap();
+        let mean = x.mean_keepdim(D::Minus1).unwrap();
+        let centered = x.broadcast_sub(&mean).unwrap();
+        let var = centered.sqr().unwrap().mean_keepdim(D::Minus1).unwrap();
+        let reference = centered
+            .broadcast_div(&(var + EPS as f64).unwrap().sqrt().unwrap())
+            .unwrap()
+            .broadcast_mul(&g)
+            .unwrap()
+            .broadcast_add(&b)
+            .unwrap();
+        let diff = (ours - reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap();
+        assert!(diff.to_scalar::<f32>().unwrap() < 1e-5);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let vars = [
+            Var::from_tensor(&tensor(&[4, 6], 4)).unwrap(),
+            Var::from_tensor(&tensor(&[6], 5)).unwrap(),
+            Var::from_tensor(&tensor(&[6], 6)).unwrap(),
+        ];
+        check_gradients(&vars, |v| layer_norm(&v[0], &v[1], &v[2]).unwrap());
+    }
+}

@@ -1,0 +1,195 @@
+//! The train stage's parameters, read once into a plain struct, and the
+//! identity of a run's resumable state.
+
+use crate::api::{ParamSpec, ParamType, Params};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    pub d_model: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub context: usize,
+    pub dropout: f32,
+    pub batch: usize,
+    pub steps: usize,
+    pub lr: f64,
+    pub warmup: usize,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    pub seed: u64,
+    pub eval_every: usize,
+    pub eval_tokens: usize,
+    pub checkpoint_every: usize,
+    /// 0 = the engine's `-j`.
+    pub threads: usize,
+    pub device: String,
+}
+
+/// Parameters that do not change the trained weights of steps already done,
+/// so they stay out of the checkpoint identity: raising `steps` resumes.
+pub const NOT_IN_IDENTITY: &[&str] = &["steps", "checkpoint_every", "threads"];
+
+pub fn specs() -> Vec<ParamSpec> {
+    let int = |min, max| ParamType::Int { min, max };
+    let float = |min, max| ParamType::Float { min, max };
+    vec![
+        ParamSpec::new(
+            "d_model",
+            int(8, 4096),
+            128,
+            "width of the model (embedding size)",
+        ),
+        ParamSpec::new("layers", int(1, 64), 4, "number of Transformer blocks"),
+        ParamSpec::new(
+            "heads",
+            int(1, 64),
+            4,
+            "attention heads per block (must divide d_model)",
+        ),
+        ParamSpec::new(
+            "context",
+            int(2, 8192),
+            256,
+            "tokens per training window (learned positions)",
+        ),
+        ParamSpec::new(
+            "dropout",
+            float(0.0, 0.9),
+            0.0,
+            "dropout on embeddings and residual branches",
+        ),
+        ParamSpec::new("batch", int(1, 4096), 16, "windows per training step"),
+        ParamSpec::new(
+            "steps",
+            int(1, 10_000_000),
+            800,
+            "optimizer steps (raising it resumes a finished run)",
+        ),
+        ParamSpec::new("lr", float(1e-7, 1.0), 2e-3, "peak learning rate (AdamW)"),
+        ParamSpec::new(
+            "warmup",
+            int(0, 1_000_000),
+            50,
+            "linear warm-up steps before the cosine decay",
+        ),
+        ParamSpec::new(
+            "weight_decay",
+            float(0.0, 10.0),
+            0.1,
+            "AdamW decoupled weight decay on matrices",
+        ),
+        ParamSpec::new(
+            "grad_clip",
+            float(0.0, 1e6),
+            1.0,
+            "global gradient-norm clip (0 = off)",
+        ),
+        ParamSpec::new(
+            "seed",
+            int(0, i64::MAX),
+            1,
+            "seed of initialisation, batches and dropout",
+        ),
+        ParamSpec::new(
+            "eval_every",
+            int(1, 10_000_000),
+            100,
+            "steps between validation evaluations",
+        ),
+        ParamSpec::new(
+            "eval_tokens",
+            int(0, i64::MAX),
+            16_384,
+            "validation tokens per periodic evaluation (0 = all; the final one uses all)",
+        ),
+        ParamSpec::new(
+            "checkpoint_every",
+            int(1, 10_000_000),
+            100,
+            "steps between checkpoints (an interruption loses at most this many)",
+        ),
+        ParamSpec::new(
+            "threads",
+            int(0, 1024),
+            0,
+            "CPU threads for training (0 = the engine's -j)",
+        ),
+        ParamSpec::new(
+            "device",
+            ParamType::Str {
+                choices: &["cpu", "cuda"],
+            },
+            "cpu",
+            "cpu, or cuda (needs the `cuda` cargo feature)",
+        ),
+    ]
+}
+
+impl Settings {
+    pub fn from_params(p: &Params) -> Settings {
+        Settings {
+            d_model: p.usize("d_model"),
+            layers: p.usize("layers"),
+            heads: p.usize("heads"),
+            context: p.usize("context"),
+            dropout: p.float("dropout") as f32,
+            batch: p.usize("batch"),
+            steps: p.usize("steps"),
+            lr: p.float("lr"),
+            warmup: p.usize("warmup"),
+            weight_decay: p.float("weight_decay"),
+            grad_clip: p.float("grad_clip"),
+            seed: p.int("seed") as u64,
+            eval_every: p.usize("eval_every"),
+            eval_tokens: p.usize("eval_tokens"),
+            checkpoint_every: p.usize("checkpoint_every"),
+            threads: p.usize("threads"),
+            device: p.str("device").to_string(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        if self.d_model % self.heads != 0 {
+            return Err(format!(
+                "`heads` ({}) must divide `d_model` ({})",
+                self.heads, self.d_model
+            ));
+        }
+        if self.device == "cuda" && !cfg!(feature = "cuda") {
+            return Err(
+                "`device = \"cuda\"` needs vgmake built with `--features vgmake-stages/cuda` (and nvcc); use `device = \"cpu\"`".into(),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The identity of a run's resumable state: the kind's version, every
+/// parameter except [`NOT_IN_IDENTITY`], and the dataset's content hash.
+pub fn identity(version: u32, params: &Params, dataset_hash: &blake3::Hash) -> blake3::Hash {
+    let mut h = blake3::Hasher::new();
+    h.update(format!("train v{version}\n").as_bytes());
+    for (name, value) in params.values() {
+        if !NOT_IN_IDENTITY.contains(&name.as_str()) {
+            h.update(format!("{name}={value}\n").as_bytes());
+        }
+    }
+    h.update(dataset_hash.as_bytes());
+    h.finalize()
+}
+
+/// The content hash of a vocab stage's output: its dataset files by name.
+pub fn dataset_hash(dir: &std::path::Path) -> std::io::Result<blake3::Hash> {
+    let mut h = blake3::Hasher::new();
+    for name in [
+        "vocab.json",
+        "train.npy",
+        "train_offsets.npy",
+        "val.npy",
+        "val_offsets.npy",
+    ] {
+        h.update(name.as_bytes());
+        h.update(crate::memo::hash_file(&dir.join(name))?.as_bytes());
+    }
+    Ok(h.finalize())
+}

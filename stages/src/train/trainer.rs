@@ -1,0 +1,279 @@
+//! The training loop: build or restore the model, step AdamW over random
+//! windows, evaluate every `eval_every` steps, checkpoint every
+//! `checkpoint_every` steps.
+//!
+//! Resume semantics (what "equal" means):
+//! - Same parameters, interrupted at any step (kill -9, Ctrl-C) and run
+//!   again: it continues from the last checkpoint and produces the same
+//!   weights and curve as a run that was never interrupted (bit for bit:
+//!   weights, AdamW moments and the RNG state are restored exactly).
+//! - `steps` raised after a finished run: it continues from that run's final
+//!   checkpoint under the schedule of the new length. Its curve up to the old
+//!   length is the old run's; after it, the cosine follows the new length
+//!   (a fresh run of the new length decays differently, so it is not equal).
+//!   Killing and resuming the extended run is again exact.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{Device, Tensor, Var};
+
+use super::batches::random_batch;
+use super::checkpoint::{self, Array, Checkpoint, Meta, Resume};
+use super::curve::CurveRow;
+use super::evaluate::evaluate;
+use super::model::{Dropout, Gpt, ModelConfig};
+use super::ops::cross_entropy;
+use super::optimizer::AdamW;
+use super::rng::Rng;
+use super::schedule::learning_rate;
+use super::settings::Settings;
+use crate::api::StageError;
+use crate::dataset::Dataset;
+
+/// What the loop reports back to the stage.
+pub struct Hooks<'a> {
+    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+    pub log: &'a (dyn Fn(&str) + Sync),
+    /// Called after each step with (steps done, steps).
+    pub step_done: &'a (dyn Fn(usize, usize, f64) + Sync),
+}
+
+pub struct Outcome {
+    pub config: ModelConfig,
+    pub params: Vec<(String, Var)>,
+    pub curve: Vec<CurveRow>,
+    pub resumed_from: usize,
+    pub tokens_trained: u64,
+    pub train_seconds: f64,
+}
+
+fn err(e: impl std::fmt::Display) -> StageError {
+    StageError::Other(format!("training: {e}"))
+}
+
+pub fn device(name: &str) -> Result<Device, StageError> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        #[cfg(feature = "cuda")]
+        "cuda" => Device::new_cuda(0).map_err(err),
+        other => Err(StageError::Config(format!(
+            "device `{other}` is not available in this build (the `cuda` cargo feature is off)"
+        ))),
+    }
+}
+
+/// Detached copies of the parameters (same storage): an evaluation model
+/// that records no gradient graph.
+pub fn eval_model(config: &ModelConfig, params: &[(String, Var)]) -> Result<Gpt, StageError> {
+    let tensors: HashMap<String, Tensor> = params
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
+        .collect();
+    Gpt::from_tensors(config.clone(), &tensors).map_err(err)
+}
+
+fn arrays(slots: &AdamW, pick: impl Fn(&super::optimizer::Slot) -> Vec<f32>) -> Vec<Array> {
+    slots
+        .slots
+        .iter()
+        .map(|s| Array {
+            name: s.name.clone(),
+            shape: s.var.dims().to_vec(),
+            data: pick(s),
+        })
+        .collect()
+}
+
+/// Restores a checkpoint when its arrays fit `config`; `None` otherwise.
+fn restored(c: &Checkpoint, config: &ModelConfig) -> Option<()> {
+    let shapes = config.parameter_shapes();
+    let fits = |arrays: &[Array]| {
+        arrays.len() == shapes.len()
+            && shapes.iter().all(|(name, shape)| {
+                arrays.iter().any(|a| {
+                    &a.name == name
+                        && &a.shape == shape
+                        && a.data.len() == shape.iter().product::<usize>()
+                })
+            })
+    };
+    (fits(&c.params) && fits(&c.adam_m) && fits(&c.adam_v)).then_some(())
+}
+
+pub fn train(
+    s: &Settings,
+    data: &Dataset,
+    state_dir: &Path,
+    hooks: &Hooks,
+) -> Result<Outcome, StageError> {
+    let device = device(&s.device)?;
+    let config = ModelConfig {
+        vocab_size: data.vocab.len(),
+        d_model: s.d_model,
+        layers: s.layers,
+        heads: s.heads,
+        context: s.context,
+        mlp_hidden: 4 * s.d_model,
+    };
+    if data.train.ids.len() <= s.context {
+        return Err(StageError::Input(format!(
+            "the training split has {} tokens, not more than `context` = {}: lower `context`",
+            data.train.ids.len(),
+            s.context
+        )));
+    }
+    if data.val.ids.len() < 2 {
+        return Err(StageError::Input(
+            "the validation split has fewer than 2 tokens: nothing to evaluate on".into(),
+        ));
+    }
+    let is_note = super::score::note_mask(&data.vocab.tokens);
+
+    let mut resume = checkpoint::choose_resume(state_dir, s.steps, hooks.log);
+    if let Resume::Continue(c) | Resume::Extend(c) = &resume {
+        if restored(c, &config).is_none() {
+            (hooks.log)("ignoring a checkpoint whose arrays do not fit this model");
+            resume = Resume::Fresh;
+        }
+    }
+    let mut rng = Rng::new(s.seed);
+    let initial = config.initial_values(&mut rng);
+    let var = |shape: &[usize], data: Vec<f32>| {
+        Var::from_tensor(&Tensor::from_vec(data, shape, &device).map_err(err)?).map_err(err)
+    };
+    let (checkpoint, start) = match resume {
+        Resume::Fresh => (None, 0),
+        Resume::Continue(c) => {
+            (hooks.log)(&format!("resuming at step {} of {}", c.meta.step, s.steps));
+            let step = c.meta.step;
+            (Some(c), step)
+        }
+        Resume::Extend(c) => {
+            (hooks.log)(&format!(
+                "extending the finished {}-step run to {} steps",
+                c.meta.step, s.steps
+            ));
+            let step = c.meta.step;
+            (Some(c), step)
+        }
+    };
+    let find = |arrays: &[Array], name: &str| -> Vec<f32> {
+        arrays
+            .iter()
+            .find(|a| a.name == name)
+            .map(|a| a.data.clone())
+            .unwrap_or_default()
+    };
+    let mut params = Vec::new();
+    for (name, shape, values) in initial {
+        let values = match &checkpoint {
+            Some(c) => find(&c.params, &name),
+            None => values,
+        };
+        params.push((name.clone(), var(&shape, values)?));
+    }
+    let mut opt = AdamW::new(params.clone());
+    let mut curve = Vec::new();
+    let (mut tokens_trained, mut train_seconds) = (0u64, 0f64);
+    if let Some(c) = &checkpoint {
+        for slot in &mut opt.slots {
+            slot.m = find(&c.adam_m, &slot.name);
+            slot.v = find(&c.adam_v, &slot.name);
+        }
+        opt.t = c.meta.adam_t;
+        rng =
+            Rng::from_state(c.meta.rng).ok_or_else(|| err("checkpoint has an empty RNG state"))?;
+        curve = c.meta.curve.clone();
+        curve.truncate(start);
+        tokens_trained = c.meta.tokens_trained;
+        train_seconds = c.meta.train_seconds;
+    }
+
+    let tensors: HashMap<String, Tensor> = params
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+        .collect();
+    let model = Gpt::from_tensors(config.clone(), &tensors).map_err(err)?;
+    let eval = eval_model(&config, &params)?;
+    let save = |opt: &AdamW, rng: &Rng, curve: &[CurveRow], step: usize, tokens: u64, secs: f64| {
+        let c = Checkpoint {
+            meta: Meta {
+                step,
+                schedule_steps: s.steps,
+                rng: rng.state(),
+                adam_t: opt.t,
+                curve: curve.to_vec(),
+                tokens_trained: tokens,
+                train_seconds: secs,
+            },
+            params: arrays(opt, |s| {
+                s.var
+                    .flatten_all()
+                    .and_then(|t| t.to_vec1())
+                    .unwrap_or_default()
+            }),
+            adam_m: arrays(opt, |s| s.m.clone()),
+            adam_v: arrays(opt, |s| s.v.clone()),
+        };
+        if let Err(e) = c.save(&checkpoint::run_file(state_dir, s.steps)) {
+            // A lost checkpoint costs time, not correctness.
+            (hooks.log)(&format!("could not write a checkpoint: {e}"));
+        }
+    };
+
+    for step in start..s.steps {
+        if (hooks.cancelled)() {
+            return Err(StageError::Cancelled);
+        }
+        let started = Instant::now();
+        let lr = learning_rate(step, s.steps, s.warmup, s.lr);
+        let batch =
+            random_batch(&data.train.ids, s.batch, s.context, &mut rng, &device).map_err(err)?;
+        let dropout = (s.dropout > 0.0).then_some(Dropout {
+            rng: &mut rng,
+            p: s.dropout,
+        });
+        let logits = model.forward_flat(&batch.inputs, dropout).map_err(err)?;
+        let loss = cross_entropy(&logits, &batch.targets).map_err(err)?;
+        let train_loss = loss.to_scalar::<f32>().map_err(err)? as f64;
+        let grads = loss.backward().map_err(err)?;
+        opt.step(&grads, lr as f32, s.weight_decay as f32, s.grad_clip as f32)
+            .map_err(err)?;
+        train_seconds += started.elapsed().as_secs_f64();
+        tokens_trained += (s.batch * s.context) as u64;
+        let done = step + 1;
+        let mut row = CurveRow {
+            step: done,
+            lr,
+            train_loss,
+            val_loss: None,
+            val_accuracy: None,
+        };
+        if done % s.eval_every == 0 || done == s.steps {
+            let score =
+                evaluate(&eval, &data.val.ids, &is_note, s.batch, s.eval_tokens).map_err(err)?;
+            let summary = score.summary();
+            row.val_loss = Some(summary.loss);
+            row.val_accuracy = Some(summary.accuracy);
+            (hooks.log)(&format!(
+                "step {done}: train loss {train_loss:.4}, val loss {:.4}, val accuracy {:.4}",
+                summary.loss, summary.accuracy
+            ));
+        }
+        curve.push(row);
+        if done % s.checkpoint_every == 0 || done == s.steps {
+            save(&opt, &rng, &curve, done, tokens_trained, train_seconds);
+        }
+        (hooks.step_done)(done, s.steps, train_loss);
+    }
+    Ok(Outcome {
+        config,
+        params,
+        curve,
+        resumed_from: start,
+        tokens_trained,
+        train_seconds,
+    })
+}
