@@ -118,7 +118,13 @@ fn a_two_by_two_sweep_runs_four_fits_and_one_of_everything_upstream() {
         "{}",
         table.stdout
     );
-    assert!(table.stdout.contains("fit.params.rate"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("params.")
+            && table.stdout.contains("rate")
+            && table.stdout.contains("rate=3,depth=2"),
+        "{}",
+        table.stdout
+    );
     let md = p.run(&["compare", "--format", "markdown"]);
     assert!(
         md.stdout

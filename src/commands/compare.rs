@@ -138,7 +138,10 @@ fn load(store: &Store, variant: &str) -> Built {
                 metrics.insert(label.to_string(), x * scale);
             }
         }
-        metrics.insert(format!("time {stage} (s)"), record.seconds);
+        metrics.insert(
+            format!("time {stage} (s)"),
+            (record.seconds * 10.0).round() / 10.0,
+        );
     }
     Built {
         variant: variant.to_string(),
@@ -248,37 +251,89 @@ impl Table {
         out
     }
 
-    /// Aligned text; transposed (one row per column) when too wide for 80.
+    /// Aligned text for a terminal: columns whose value is the same for
+    /// every variant move to a footer, headers wrap at `.` and spaces, and
+    /// the table is transposed (one row per column) when that is narrower
+    /// and the plain layout does not fit in 80 columns.
     fn text(&self) -> String {
-        let header: Vec<String> = std::iter::once("variant".to_string())
-            .chain(self.columns.iter().cloned())
+        let varying: Vec<usize> = (0..self.columns.len())
+            .filter(|&c| {
+                self.rows
+                    .iter()
+                    .map(|(_, cells)| &cells[c])
+                    .collect::<BTreeSet<_>>()
+                    .len()
+                    > 1
+                    || self.rows.len() < 2
+            })
             .collect();
-        let mut grid: Vec<Vec<String>> = vec![header];
-        for (v, cells) in &self.rows {
-            grid.push(
+        let mut footer = String::new();
+        for c in (0..self.columns.len()).filter(|c| !varying.contains(c)) {
+            footer.push_str(&format!(
+                "same in all: {} = {}\n",
+                self.columns[c], self.rows[0].1[c]
+            ));
+        }
+        let header: Vec<String> = std::iter::once("variant".to_string())
+            .chain(varying.iter().map(|&c| self.columns[c].clone()))
+            .collect();
+        let body: Vec<Vec<String>> = self
+            .rows
+            .iter()
+            .map(|(v, cells)| {
                 std::iter::once(v.clone())
-                    .chain(cells.iter().cloned())
-                    .collect(),
-            );
-        }
-        if render(&grid).lines().any(|l| l.chars().count() > WIDTH) {
-            let n = grid[0].len();
-            grid = (0..n)
-                .map(|c| grid.iter().map(|row| row[c].clone()).collect())
-                .collect();
-        }
-        render(&grid)
+                    .chain(varying.iter().map(|&c| cells[c].clone()))
+                    .collect()
+            })
+            .collect();
+        let normal = render(&header, &body, true);
+        let mut grid = vec![header];
+        grid.extend(body);
+        let n = grid[0].len();
+        let flipped_rows: Vec<Vec<String>> = (0..n)
+            .map(|c| grid.iter().map(|row| row[c].clone()).collect())
+            .collect();
+        let flipped = render(&flipped_rows[0], &flipped_rows[1..], false);
+        let width = |t: &str| t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+        let table = if width(&normal) <= WIDTH || width(&normal) <= width(&flipped) {
+            normal
+        } else {
+            flipped
+        };
+        table + &footer
     }
 }
 
-fn render(grid: &[Vec<String>]) -> String {
-    let cols = grid.first().map_or(0, Vec::len);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| grid.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+/// Renders a header and rows as aligned columns; with `wrap`, long headers
+/// break at `.` and spaces to stay as narrow as the column's values.
+fn render(header: &[String], rows: &[Vec<String>], wrap: bool) -> String {
+    let cols = header.len();
+    let value_width = |c: usize| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+    let header_lines: Vec<Vec<String>> = header
+        .iter()
+        .enumerate()
+        .map(|(c, h)| {
+            if wrap && c > 0 {
+                wrap_header(h, value_width(c).max(6))
+            } else {
+                vec![h.clone()]
+            }
+        })
         .collect();
-    let mut out = String::new();
-    for (i, row) in grid.iter().enumerate() {
-        let cells: Vec<String> = row
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            value_width(c).max(
+                header_lines[c]
+                    .iter()
+                    .map(|l| l.chars().count())
+                    .max()
+                    .unwrap_or(0),
+            )
+        })
+        .collect();
+    let height = header_lines.iter().map(Vec::len).max().unwrap_or(1);
+    let line = |cells: Vec<&str>| -> String {
+        let parts: Vec<String> = cells
             .iter()
             .enumerate()
             .map(|(c, cell)| {
@@ -289,14 +344,55 @@ fn render(grid: &[Vec<String>]) -> String {
                 }
             })
             .collect();
-        out.push_str(cells.join("  ").trim_end());
-        out.push('\n');
-        if i == 0 {
-            out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
-            out.push('\n');
-        }
+        format!("{}\n", parts.join("  ").trim_end())
+    };
+    let mut out = String::new();
+    for i in 0..height {
+        // Header lines are bottom-aligned, so the last part sits on the rule.
+        out.push_str(&line(
+            header_lines
+                .iter()
+                .map(|h| {
+                    h.get((i + h.len()).wrapping_sub(height))
+                        .map_or("", String::as_str)
+                })
+                .collect(),
+        ));
+    }
+    out.push_str(&"-".repeat(widths.iter().sum::<usize>() + 2 * cols.saturating_sub(1)));
+    out.push('\n');
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
     }
     out
+}
+
+/// Splits a header after `.` and at spaces into lines of at most `width`
+/// characters where possible.
+fn wrap_header(header: &str, width: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut piece = String::new();
+    for ch in header.chars() {
+        piece.push(ch);
+        if ch == '.' || ch == ' ' {
+            pieces.push(std::mem::take(&mut piece));
+        }
+    }
+    pieces.push(piece);
+    let mut lines: Vec<String> = Vec::new();
+    for p in pieces {
+        match lines.last_mut() {
+            Some(last) if last.chars().count() + p.trim_end().chars().count() <= width => {
+                last.push_str(&p)
+            }
+            _ => lines.push(p),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|l| l.trim_end().to_string())
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 fn csv_line(cells: &[String]) -> String {
