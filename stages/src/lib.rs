@@ -7,5 +7,6 @@ pub mod api;
 pub mod command;
 pub mod dataset;
 pub mod memo;
+pub mod midi;
 pub mod registry;
 pub mod scrape;
