@@ -8,5 +8,6 @@ pub mod command;
 pub mod dataset;
 pub mod memo;
 pub mod midi;
+pub mod plot;
 pub mod registry;
 pub mod scrape;
