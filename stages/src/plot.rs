@@ -188,7 +188,7 @@ pub fn nice_step(max: f64, ticks: u32) -> f64 {
 }
 
 /// One bar of a histogram: the bin `[low, high)` and its count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Bin {
     pub low: u64,
     pub high: u64,
