@@ -32,7 +32,7 @@ impl Default for DecodeOptions {
 /// A token line parsed into grid notes and tempo changes.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct GridSong {
-    /// Sorted by (program, pitch, start).
+    /// Sorted by (start, program, pitch).
     pub notes: Vec<GridNote>,
     /// (step, bpm), the first at step 0 when the line has a leading tempo.
     pub tempos: Vec<(u64, u32)>,
@@ -102,7 +102,8 @@ pub fn parse_tokens(text: &str) -> Result<GridSong, MidiError> {
             );
         }
     }
-    song.notes.sort_unstable();
+    song.notes
+        .sort_unstable_by_key(|n| (n.start, n.program, n.pitch));
     Ok(song)
 }
 

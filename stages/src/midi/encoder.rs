@@ -22,20 +22,25 @@ pub struct GridNote {
     pub velocity: u8,
 }
 
-/// The notes of `song` on the grid, sorted by (program, pitch, start), with
+/// Grid positions are capped here (about 2^40 steps: 2 million hours at
+/// 16 steps per beat), so that they pack into sort keys.
+pub const MAX_STEP: u64 = (1 << 40) - 1;
+
+/// The notes of `song` on the grid, sorted by (start, program, pitch), with
 /// no two notes of one (program, pitch) sounding at once.
 pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
     let spb = options.steps_per_beat;
+    // `song.notes` is sorted by start tick, so this is sorted by start.
     let mut notes: Vec<GridNote> = song
         .notes
         .iter()
         .map(|n| {
-            let start = song.clock.step(n.start, spb);
+            let start = song.clock.step(n.start, spb).min(MAX_STEP - 1);
             GridNote {
                 program: options.instrument_groups.map(n.program),
                 pitch: n.pitch,
                 start,
-                end: song.clock.step(n.end, spb).max(start + 1),
+                end: song.clock.step(n.end, spb).clamp(start + 1, MAX_STEP),
                 velocity: round_velocity(n.velocity, options.velocity_step),
             }
         })
@@ -55,28 +60,35 @@ pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
             resolve_overlaps(&mut notes);
         }
     }
+    // Within one start, by (program, pitch); starts are already in order.
+    for group in notes.chunk_by_mut(|a, b| a.start == b.start) {
+        if group.len() > 1 {
+            group.sort_unstable_by_key(|n| (n.program, n.pitch));
+        }
+    }
     notes
 }
 
-/// Sorts by (program, pitch, start) and cuts each note where the next one of
-/// the same (program, pitch) starts; two starting together merge into one
-/// (the longer end, the louder velocity).
+/// Given notes sorted by start, cuts each note where the next one of the
+/// same (program, pitch) starts; two starting together merge into one (the
+/// longer end, the louder velocity). Linear: one slot per (program, pitch).
 fn resolve_overlaps(notes: &mut Vec<GridNote>) {
-    notes.sort_unstable();
+    let mut last: Vec<u32> = vec![u32::MAX; 129 * 128];
     let mut kept: Vec<GridNote> = Vec::with_capacity(notes.len());
-    for note in notes.drain(..) {
-        if let Some(last) = kept.last_mut()
-            && (last.program, last.pitch) == (note.program, note.pitch)
-            && note.start < last.end
+    for note in notes.iter() {
+        let slot = &mut last[note.program as usize * 128 + note.pitch as usize];
+        if let Some(prev) = kept.get_mut(*slot as usize)
+            && note.start < prev.end
         {
-            if note.start == last.start {
-                last.end = last.end.max(note.end);
-                last.velocity = last.velocity.max(note.velocity);
+            if note.start == prev.start {
+                prev.end = prev.end.max(note.end);
+                prev.velocity = prev.velocity.max(note.velocity);
                 continue;
             }
-            last.end = note.start;
+            prev.end = note.start;
         }
-        kept.push(note);
+        *slot = kept.len() as u32;
+        kept.push(*note);
     }
     *notes = kept;
 }
@@ -128,31 +140,29 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     // A tempo change after the last note changes nothing audible.
     let last_end = notes.iter().map(|n| n.end).max().unwrap_or(0);
     tempos.retain(|t| t.0 == 0 || t.0 < last_end);
-    let mut starts: Vec<(u64, u8, u8, u8)> = notes
-        .iter()
-        .map(|n| (n.start, n.program, n.pitch, n.velocity))
-        .collect();
-    let mut ends: Vec<(u64, u8, u8, u8)> = notes
-        .iter()
-        .map(|n| (n.end, n.program, n.pitch, n.velocity))
-        .collect();
-    starts.sort_unstable();
-    ends.sort_unstable();
+    // Packed (position, program, pitch, velocity), sorted as numbers.
+    let pack = |step: u64, n: &GridNote| {
+        (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
+    };
+    let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
+    let mut ends: Vec<u64> = notes.iter().map(|n| pack(n.end, n)).collect();
+    radix_sort(&mut ends);
+    let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
-    let mut out = String::with_capacity(notes.len() * 24 + 32);
-    let push = |token: Token, out: &mut String| {
-        out.push(' ');
+    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
+    let push = |token: Token, out: &mut Vec<u8>| {
+        out.push(b' ');
         token.write_to(out);
     };
-    out.push_str("start");
+    out.extend_from_slice(b"start");
     let (mut s, mut e, mut t) = (0, 0, 0);
     let mut now = 0u64;
     loop {
         // The next position holding an event.
         let next = [
             tempos.get(t).map(|x| x.0),
-            ends.get(e).map(|x| x.0),
-            starts.get(s).map(|x| x.0),
+            ends.get(e).map(|&k| unpack(k).0),
+            starts.get(s).map(|&k| unpack(k).0),
         ]
         .into_iter()
         .flatten()
@@ -167,7 +177,9 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
             push(Token::Tempo(bpm), &mut out);
             t += 1;
         }
-        while let Some(&(_, program, pitch, velocity)) = ends.get(e).filter(|x| x.0 == position) {
+        while let Some((_, program, pitch, velocity)) =
+            ends.get(e).map(|&k| unpack(k)).filter(|x| x.0 == position)
+        {
             let velocity = options.note_off_velocity.then_some(velocity);
             push(
                 Token::NoteOff {
@@ -179,7 +191,11 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
             );
             e += 1;
         }
-        while let Some(&(_, program, pitch, velocity)) = starts.get(s).filter(|x| x.0 == position) {
+        while let Some((_, program, pitch, velocity)) = starts
+            .get(s)
+            .map(|&k| unpack(k))
+            .filter(|x| x.0 == position)
+        {
             push(
                 Token::NoteOn {
                     program,
@@ -191,12 +207,59 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
             s += 1;
         }
     }
-    out.push_str(" finish");
-    out
+    out.extend_from_slice(b" finish");
+    // Tokens are ASCII by construction.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// LSD radix sort, one byte per pass, skipping bytes all keys share
+/// (a few linear passes instead of n log n comparisons).
+fn radix_sort(keys: &mut Vec<u64>) {
+    if keys.len() < 64 {
+        keys.sort_unstable();
+        return;
+    }
+    let mut buffer = vec![0u64; keys.len()];
+    for shift in (0..64).step_by(8) {
+        let mut counts = [0usize; 256];
+        for &k in keys.iter() {
+            counts[(k >> shift) as usize & 0xFF] += 1;
+        }
+        if counts.contains(&keys.len()) {
+            continue;
+        }
+        let mut offset = 0;
+        for c in counts.iter_mut() {
+            let n = *c;
+            *c = offset;
+            offset += n;
+        }
+        for &k in keys.iter() {
+            let bucket = &mut counts[(k >> shift) as usize & 0xFF];
+            buffer[*bucket] = k;
+            *bucket += 1;
+        }
+        std::mem::swap(keys, &mut buffer);
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn radix_sort_sorts() {
+        let mut state = 1u64;
+        let mut keys: Vec<u64> = (0..5000)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+                state >> (state % 40)
+            })
+            .collect();
+        let mut expected = keys.clone();
+        expected.sort_unstable();
+        super::radix_sort(&mut keys);
+        assert_eq!(keys, expected);
+    }
+
     use super::*;
 
     #[test]

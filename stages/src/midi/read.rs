@@ -135,7 +135,9 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
     };
     let sequential = header.format == midly::Format::Sequential;
 
-    let mut events: Vec<Event> = Vec::new();
+    // About one event per 3 bytes in real files.
+    let mut events: Vec<Event> = Vec::with_capacity(bytes.len() / 3);
+    let mut track_ranges: Vec<(usize, usize)> = Vec::new();
     let mut track_ends: Vec<u64> = Vec::new();
     let mut offset = 0u64;
     for (index, track) in tracks.enumerate() {
@@ -145,6 +147,7 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
             break;
         };
         let start = if sequential { offset } else { 0 };
+        let first = events.len();
         let end = read_track(
             track.unread(),
             track_no,
@@ -153,14 +156,14 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
             &mut events,
             &mut warnings,
         );
+        track_ranges.push((first, events.len()));
         track_ends.push(end);
         offset = end;
     }
     if track_ends.is_empty() {
         return Err(MidiError::Malformed("no track chunk".into()));
     }
-    // Stable: events at one tick keep track order, then file order.
-    events.sort_by_key(|e| e.tick);
+    let events = merge_tracks(events, &track_ranges);
     let (notes, tempos) = pair_notes(&events, &track_ends);
     if notes.is_empty() {
         return Err(MidiError::NoNotes);
@@ -194,6 +197,38 @@ fn check_magic(bytes: &[u8]) -> Result<(), MidiError> {
             Err(MidiError::NotMidi(head))
         }
     }
+}
+
+/// Merges the tracks' events (each already in time order) into one time
+/// order; at one tick, earlier tracks first, then file order (what a stable
+/// sort by tick gives, in n log k).
+fn merge_tracks(events: Vec<Event>, ranges: &[(usize, usize)]) -> Vec<Event> {
+    use std::cmp::Reverse;
+    let runs: Vec<(usize, usize)> = ranges.iter().copied().filter(|r| r.0 < r.1).collect();
+    if runs.len() <= 1 {
+        return events;
+    }
+    let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize, usize)>> = runs
+        .iter()
+        .map(|&(start, end)| Reverse((events[start].tick, start, end)))
+        .collect();
+    let mut merged = Vec::with_capacity(events.len());
+    while let Some(Reverse((_, i, end))) = heap.pop() {
+        merged.push(events[i]);
+        // Stay on this track while it is not behind the others.
+        let mut next = i + 1;
+        let bound = heap
+            .peek()
+            .map_or((u64::MAX, usize::MAX), |r| (r.0.0, r.0.1));
+        while next < end && (events[next].tick, next) < bound {
+            merged.push(events[next]);
+            next += 1;
+        }
+        if next < end {
+            heap.push(Reverse((events[next].tick, next, end)));
+        }
+    }
+    merged
 }
 
 /// Reads one track chunk's events into `out`; returns the tick where it ends.

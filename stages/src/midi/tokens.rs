@@ -108,25 +108,25 @@ fn number(text: &str, min: u64, max: u64) -> Option<u64> {
 
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut s = String::new();
-        self.write_to(&mut s);
-        f.write_str(&s)
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes);
+        f.write_str(&String::from_utf8_lossy(&bytes))
     }
 }
 
 impl Token {
-    /// Appends the token's text to `out` (fast path of the encoder: no
+    /// Appends the token's ASCII text to `out` (the encoder's hot path: no
     /// formatting machinery).
-    pub fn write_to(&self, out: &mut String) {
+    pub fn write_to(&self, out: &mut Vec<u8>) {
         match *self {
-            Token::Start => out.push_str("start"),
-            Token::Finish => out.push_str("finish"),
+            Token::Start => out.extend_from_slice(b"start"),
+            Token::Finish => out.extend_from_slice(b"finish"),
             Token::Tempo(bpm) => {
-                out.push_str("tempo:");
+                out.extend_from_slice(b"tempo:");
                 push_number(out, bpm as u64);
             }
             Token::Wait(n) => {
-                out.push_str("wait:");
+                out.extend_from_slice(b"wait:");
                 push_number(out, n as u64);
             }
             Token::NoteOn {
@@ -139,38 +139,50 @@ impl Token {
                 velocity,
                 pitch,
             } => {
-                out.push_str("end:");
+                out.extend_from_slice(b"end:");
                 push_note(out, program, velocity, pitch);
             }
         }
     }
 }
 
-fn push_note(out: &mut String, program: u8, velocity: Option<u8>, pitch: u8) {
-    out.push('i');
+fn push_note(out: &mut Vec<u8>, program: u8, velocity: Option<u8>, pitch: u8) {
+    out.push(b'i');
     push_number(out, program as u64);
-    out.push(':');
+    out.push(b':');
     if let Some(v) = velocity {
-        out.push('v');
+        out.push(b'v');
         push_number(out, v as u64);
-        out.push(':');
+        out.push(b':');
     }
     push_number(out, pitch as u64);
 }
 
-fn push_number(out: &mut String, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+/// "000" to "999", three bytes each.
+static DIGITS: [[u8; 3]; 1000] = {
+    let mut table = [[0u8; 3]; 1000];
+    let mut i = 0;
+    while i < 1000 {
+        table[i] = [
+            b'0' + (i / 100) as u8,
+            b'0' + (i / 10 % 10) as u8,
+            b'0' + (i % 10) as u8,
+        ];
+        i += 1;
+    }
+    table
+};
+
+fn push_number(out: &mut Vec<u8>, n: u64) {
+    match n {
+        0..=9 => out.push(DIGITS[n as usize][2]),
+        10..=99 => out.extend_from_slice(&DIGITS[n as usize][1..]),
+        100..=999 => out.extend_from_slice(&DIGITS[n as usize]),
+        _ => {
+            push_number(out, n / 1000);
+            out.extend_from_slice(&DIGITS[(n % 1000) as usize]);
         }
     }
-    // Only ASCII digits were written.
-    out.push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
 }
 
 /// Counts the tokens of a line and finds its longest wait, without parsing
