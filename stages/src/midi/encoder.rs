@@ -146,7 +146,7 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     };
     let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
     let mut ends: Vec<u64> = notes.iter().map(|n| pack(n.end, n)).collect();
-    radix_sort(&mut ends);
+    super::radix::radix_sort(&mut ends);
     let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
     let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
@@ -212,53 +212,8 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
-/// LSD radix sort, one byte per pass, skipping bytes all keys share
-/// (a few linear passes instead of n log n comparisons).
-fn radix_sort(keys: &mut Vec<u64>) {
-    if keys.len() < 64 {
-        keys.sort_unstable();
-        return;
-    }
-    let mut buffer = vec![0u64; keys.len()];
-    for shift in (0..64).step_by(8) {
-        let mut counts = [0usize; 256];
-        for &k in keys.iter() {
-            counts[(k >> shift) as usize & 0xFF] += 1;
-        }
-        if counts.contains(&keys.len()) {
-            continue;
-        }
-        let mut offset = 0;
-        for c in counts.iter_mut() {
-            let n = *c;
-            *c = offset;
-            offset += n;
-        }
-        for &k in keys.iter() {
-            let bucket = &mut counts[(k >> shift) as usize & 0xFF];
-            buffer[*bucket] = k;
-            *bucket += 1;
-        }
-        std::mem::swap(keys, &mut buffer);
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn radix_sort_sorts() {
-        let mut state = 1u64;
-        let mut keys: Vec<u64> = (0..5000)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
-                state >> (state % 40)
-            })
-            .collect();
-        let mut expected = keys.clone();
-        expected.sort_unstable();
-        super::radix_sort(&mut keys);
-        assert_eq!(keys, expected);
-    }
 
     use super::*;
 

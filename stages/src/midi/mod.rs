@@ -12,6 +12,7 @@
 pub mod decode;
 pub mod encoder;
 pub mod instruments;
+mod radix;
 pub mod read;
 pub mod tokens;
 pub mod transpose;

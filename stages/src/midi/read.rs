@@ -44,6 +44,11 @@ impl Clock {
     /// The nearest grid step of `tick` with `steps_per_beat` steps per quarter
     /// (halves round up, so the result is the same on every machine).
     pub fn step(&self, tick: u64, steps_per_beat: u32) -> u64 {
+        // The common case fits 64 bits (ticks < 2^40, spb and num small).
+        if tick < 1 << 40 && steps_per_beat < 1 << 10 && self.num < 1 << 11 && self.den < 1 << 32 {
+            let scaled = tick * steps_per_beat as u64 * self.num;
+            return (2 * scaled + self.den) / (2 * self.den);
+        }
         let scaled = tick as u128 * steps_per_beat as u128 * self.num as u128;
         let den = self.den as u128;
         ((2 * scaled + den) / (2 * den)).min(u64::MAX as u128) as u64
@@ -200,35 +205,28 @@ fn check_magic(bytes: &[u8]) -> Result<(), MidiError> {
 }
 
 /// Merges the tracks' events (each already in time order) into one time
-/// order; at one tick, earlier tracks first, then file order (what a stable
-/// sort by tick gives, in n log k).
+/// order; at one tick, earlier tracks first, then file order: a stable sort
+/// by tick, done as a radix sort of (tick, index) keys when they fit 64 bits.
 fn merge_tracks(events: Vec<Event>, ranges: &[(usize, usize)]) -> Vec<Event> {
-    use std::cmp::Reverse;
-    let runs: Vec<(usize, usize)> = ranges.iter().copied().filter(|r| r.0 < r.1).collect();
-    if runs.len() <= 1 {
+    let tracks_with_events = ranges.iter().filter(|r| r.0 < r.1).count();
+    if tracks_with_events <= 1 {
         return events;
     }
-    let mut heap: std::collections::BinaryHeap<Reverse<(u64, usize, usize)>> = runs
-        .iter()
-        .map(|&(start, end)| Reverse((events[start].tick, start, end)))
-        .collect();
-    let mut merged = Vec::with_capacity(events.len());
-    while let Some(Reverse((_, i, end))) = heap.pop() {
-        merged.push(events[i]);
-        // Stay on this track while it is not behind the others.
-        let mut next = i + 1;
-        let bound = heap
-            .peek()
-            .map_or((u64::MAX, usize::MAX), |r| (r.0.0, r.0.1));
-        while next < end && (events[next].tick, next) < bound {
-            merged.push(events[next]);
-            next += 1;
-        }
-        if next < end {
-            heap.push(Reverse((events[next].tick, next, end)));
-        }
+    let max_tick = events.iter().map(|e| e.tick).max().unwrap_or(0);
+    let index_bits = usize::BITS - events.len().leading_zeros();
+    if (max_tick.checked_shl(index_bits).unwrap_or(u64::MAX) >> index_bits) != max_tick {
+        let mut events = events;
+        events.sort_by_key(|e| e.tick);
+        return events;
     }
-    merged
+    let mut keys: Vec<u64> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e.tick << index_bits) | i as u64)
+        .collect();
+    super::radix::radix_sort(&mut keys);
+    let mask = (1u64 << index_bits) - 1;
+    keys.iter().map(|&k| events[(k & mask) as usize]).collect()
 }
 
 /// Reads one track chunk's events into `out`; returns the tick where it ends.

@@ -115,73 +115,95 @@ impl fmt::Display for Token {
 }
 
 impl Token {
-    /// Appends the token's ASCII text to `out` (the encoder's hot path: no
-    /// formatting machinery).
+    /// Appends the token's ASCII text to `out` (the encoder's hot path: the
+    /// token is built on the stack, then copied once).
     pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut buf = TokenBuf::default();
         match *self {
-            Token::Start => out.extend_from_slice(b"start"),
-            Token::Finish => out.extend_from_slice(b"finish"),
+            Token::Start => buf.push_str(b"start"),
+            Token::Finish => buf.push_str(b"finish"),
             Token::Tempo(bpm) => {
-                out.extend_from_slice(b"tempo:");
-                push_number(out, bpm as u64);
+                buf.push_str(b"tempo:");
+                buf.push_number(bpm);
             }
             Token::Wait(n) => {
-                out.extend_from_slice(b"wait:");
-                push_number(out, n as u64);
+                buf.push_str(b"wait:");
+                buf.push_number(n);
             }
             Token::NoteOn {
                 program,
                 velocity,
                 pitch,
-            } => push_note(out, program, Some(velocity), pitch),
+            } => buf.push_note(program, Some(velocity), pitch),
             Token::NoteOff {
                 program,
                 velocity,
                 pitch,
             } => {
-                out.extend_from_slice(b"end:");
-                push_note(out, program, velocity, pitch);
+                buf.push_str(b"end:");
+                buf.push_note(program, velocity, pitch);
             }
         }
+        // A fixed-size copy (inlined), then the length cut back.
+        let len = out.len() + buf.len;
+        out.extend_from_slice(&buf.bytes);
+        out.truncate(len);
     }
 }
 
-fn push_note(out: &mut Vec<u8>, program: u8, velocity: Option<u8>, pitch: u8) {
-    out.push(b'i');
-    push_number(out, program as u64);
-    out.push(b':');
-    if let Some(v) = velocity {
-        out.push(b'v');
-        push_number(out, v as u64);
-        out.push(b':');
-    }
-    push_number(out, pitch as u64);
+/// Room for the longest token: `end:i128:v127:127` or `wait:4294967295`.
+#[derive(Default)]
+struct TokenBuf {
+    bytes: [u8; 24],
+    len: usize,
 }
 
-/// "000" to "999", three bytes each.
-static DIGITS: [[u8; 3]; 1000] = {
-    let mut table = [[0u8; 3]; 1000];
-    let mut i = 0;
-    while i < 1000 {
-        table[i] = [
-            b'0' + (i / 100) as u8,
-            b'0' + (i / 10 % 10) as u8,
-            b'0' + (i % 10) as u8,
-        ];
-        i += 1;
+impl TokenBuf {
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
     }
-    table
-};
 
-fn push_number(out: &mut Vec<u8>, n: u64) {
-    match n {
-        0..=9 => out.push(DIGITS[n as usize][2]),
-        10..=99 => out.extend_from_slice(&DIGITS[n as usize][1..]),
-        100..=999 => out.extend_from_slice(&DIGITS[n as usize]),
-        _ => {
-            push_number(out, n / 1000);
-            out.extend_from_slice(&DIGITS[(n % 1000) as usize]);
+    fn push_str(&mut self, s: &[u8]) {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn push_number(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
         }
+        self.push_str(&digits[i..]);
+    }
+
+    fn push_small(&mut self, n: u8) {
+        if n >= 100 {
+            self.push(b'0' + n / 100);
+        }
+        if n >= 10 {
+            self.push(b'0' + n / 10 % 10);
+        }
+        self.push(b'0' + n % 10);
+    }
+
+    fn push_note(&mut self, program: u8, velocity: Option<u8>, pitch: u8) {
+        self.push(b'i');
+        self.push_small(program);
+        self.push(b':');
+        if let Some(v) = velocity {
+            self.push(b'v');
+            self.push_small(v);
+            self.push(b':');
+        }
+        self.push_small(pitch);
     }
 }
 
