@@ -2,8 +2,9 @@
 //! in parallel, memoized per song (key: blake3 of the file's bytes, the
 //! encode options and the codec version), so one new file encodes one file.
 //!
-//! Output: the song set (`tokens.txt`, `songs.json`, `codec.json`, see
-//! [`crate::songs`]), `report.json` (every file, encoded or skipped and
+//! Output: the song set (token table, ids, offsets, `songs.json`,
+//! `codec.json`, see [`crate::songs`]), `tokens.txt` (the same songs as
+//! readable lines), `report.json` (every file, encoded or skipped and
 //! why) and `metrics.json`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::api::*;
 use crate::dataset::write_json;
 use crate::midi::{self, EncodeOptions, InstrumentGroups, Transpose};
-use crate::songs::{CodecInfo, SongInfo, write_song_set};
+use crate::songs::{CodecInfo, SongInfo, SongSet, write_lines};
 use crate::walk;
 
 pub struct EncodeKind;
@@ -226,14 +227,16 @@ fn write_outputs(
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
     let mut skipped_by_reason = std::collections::BTreeMap::new();
-    let mut songs: Vec<(&str, &SongInfo)> = Vec::new();
+    let mut songs: Vec<&str> = Vec::new();
+    let mut infos: Vec<SongInfo> = Vec::new();
     let mut total_tokens = 0usize;
     for (info, outcome) in results {
         match outcome {
             Outcome::Encoded { tokens, warnings } => {
                 let count = tokens.split(' ').count();
                 total_tokens += count;
-                songs.push((tokens.as_str(), info));
+                songs.push(tokens.as_str());
+                infos.push(info.clone());
                 files.push(FileReport {
                     path: info.path.clone(),
                     status: "encoded",
@@ -284,7 +287,8 @@ fn write_outputs(
         "tokens_per_song": total_tokens as f64 / songs.len() as f64,
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
-    write_song_set(out, songs, &CodecInfo::from_options(options))?;
+    write_lines(out, &songs)?;
+    SongSet::from_lines(&songs, infos, CodecInfo::from_options(options)).write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped

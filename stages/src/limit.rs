@@ -15,9 +15,8 @@ use serde::Serialize;
 
 use crate::api::*;
 use crate::dataset::write_json;
-use crate::midi::tokens::scan_line;
 use crate::plot::{self, Bin};
-use crate::songs::{SongSet, write_song_set};
+use crate::songs::SongSet;
 
 pub struct LimitKind;
 
@@ -135,8 +134,24 @@ impl StageKind for LimitKind {
             // A wait of exactly max_wait_beats is kept.
             max_wait_steps: (ctx.params.float("max_wait_beats") * spb + 1e-9).floor() as u64,
         };
-        let lines = set.lines();
-        let scanned: Vec<(usize, u64)> = lines.par_iter().map(|l| scan_line(l)).collect();
+        // The wait of each distinct token (0 for the others).
+        let wait_of: Vec<u64> = set
+            .table
+            .iter()
+            .map(|t| {
+                t.strip_prefix("wait:")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect();
+        let scanned: Vec<(usize, u64)> = (0..set.len())
+            .into_par_iter()
+            .map(|i| {
+                let song = set.song(i);
+                let longest = song.iter().map(|&id| wait_of[id as usize]).max();
+                (song.len(), longest.unwrap_or(0))
+            })
+            .collect();
         let mut dropped_by_reason: BTreeMap<&'static str, usize> = BTreeMap::new();
         for reason in [
             DropReason::TooFewEvents,
@@ -146,9 +161,9 @@ impl StageKind for LimitKind {
             dropped_by_reason.insert(reason.key(), 0);
         }
         let mut kept = Vec::new();
-        for ((line, info), &(events, wait)) in lines.iter().zip(&set.infos).zip(&scanned) {
+        for (i, &(events, wait)) in scanned.iter().enumerate() {
             match limits.check(events, wait) {
-                None => kept.push((*line, info)),
+                None => kept.push(i),
                 Some(reason) => *dropped_by_reason.entry(reason.key()).or_insert(0) += 1,
             }
         }
@@ -156,13 +171,13 @@ impl StageKind for LimitKind {
         let bins = histogram(&events, ctx.params.usize("histogram_bins"));
         let report = Report {
             kept: kept.len(),
-            dropped: lines.len() - kept.len(),
+            dropped: set.len() - kept.len(),
             dropped_by_reason,
             max_wait_steps: limits.max_wait_steps,
             events_histogram: bins.clone(),
         };
         let out = ctx.out_dir;
-        write_song_set(out, kept.iter().copied(), &set.codec)?;
+        set.subset(&kept).write(out)?;
         write_json(&out.join("report.json"), &report).ctx(|| "writing report.json")?;
         write_json(
             &out.join("metrics.json"),

@@ -14,7 +14,6 @@
 //! `metrics.json`.
 
 use rayon::prelude::*;
-use rustc_hash::FxHashMap;
 use serde::Serialize;
 
 use crate::api::*;
@@ -38,119 +37,66 @@ pub fn is_validation(source_blake3: &str, line: &str, val_fraction: f64) -> bool
     (x as f64 / u64::MAX as f64) < val_fraction
 }
 
-/// Songs interned by one worker: token text -> local id.
-struct Chunk<'a> {
-    local: FxHashMap<&'a str, u32>,
-    /// Local ids, song after song.
-    ids: Vec<u32>,
-    /// Token count of each song.
-    lengths: Vec<usize>,
-    /// Training occurrences per local id.
-    train_counts: Vec<u64>,
-}
+/// Builds the dataset from a song set and each song's side (`true` =
+/// validation). Counting and mapping go through arrays indexed by the
+/// set's local ids, in parallel over songs.
+pub fn build_dataset(set: &SongSet, val: &[bool], min_count: u64) -> Dataset {
+    let table_len = set.table.len();
+    let counts: Vec<u64> = (0..set.len())
+        .into_par_iter()
+        .filter(|&i| !val[i])
+        .fold(
+            || vec![0u64; table_len],
+            |mut counts, i| {
+                for &id in set.song(i) {
+                    counts[id as usize] += 1;
+                }
+                counts
+            },
+        )
+        .reduce(
+            || vec![0u64; table_len],
+            |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+                a
+            },
+        );
 
-fn intern<'a>(songs: &[(&'a str, bool)]) -> Chunk<'a> {
-    let mut chunk = Chunk {
-        local: FxHashMap::default(),
-        ids: Vec::new(),
-        lengths: Vec::with_capacity(songs.len()),
-        train_counts: Vec::new(),
-    };
-    for &(line, val) in songs {
-        let before = chunk.ids.len();
-        for token in line.split_ascii_whitespace() {
-            let next = chunk.local.len() as u32;
-            let id = *chunk.local.entry(token).or_insert(next);
-            if id == next {
-                chunk.train_counts.push(0);
-            }
-            if !val {
-                chunk.train_counts[id as usize] += 1;
-            }
-            chunk.ids.push(id);
-        }
-        chunk.lengths.push(chunk.ids.len() - before);
-    }
-    chunk
-}
-
-/// Builds the dataset from token lines with their split flags (`true` =
-/// validation).
-pub fn build_dataset(songs: &[(&str, bool)], min_count: u64, threads: usize) -> Dataset {
-    let per_chunk = songs.len().div_ceil(threads.max(1) * 4).max(1);
-    let chunks: Vec<Chunk> = songs.par_chunks(per_chunk).map(intern).collect();
-
-    // Merge the local tables into one (global ids in first-seen order).
-    let mut global: FxHashMap<&str, u32> = FxHashMap::default();
-    let mut names: Vec<&str> = Vec::new();
-    let mut counts: Vec<u64> = Vec::new();
-    let mut remaps: Vec<Vec<u32>> = Vec::with_capacity(chunks.len());
-    for chunk in &chunks {
-        let mut remap = vec![0u32; chunk.local.len()];
-        for (&token, &local) in &chunk.local {
-            let id = *global.entry(token).or_insert_with(|| {
-                names.push(token);
-                counts.push(0);
-                names.len() as u32 - 1
-            });
-            counts[id as usize] += chunk.train_counts[local as usize];
-            remap[local as usize] = id;
-        }
-        remaps.push(remap);
-    }
-
-    // Final ids: by falling training count, ties by name; rare ones -> <unk>.
-    let mut order: Vec<u32> = (0..names.len() as u32)
-        .filter(|&g| counts[g as usize] >= min_count.max(1))
+    // Final ids: by falling training count, ties by name (the table is
+    // sorted by name); tokens rarer than min_count -> <unk>.
+    let mut order: Vec<u32> = (0..table_len as u32)
+        .filter(|&t| counts[t as usize] >= min_count.max(1))
         .collect();
-    order.sort_unstable_by(|&a, &b| {
-        counts[b as usize]
-            .cmp(&counts[a as usize])
-            .then_with(|| names[a as usize].cmp(names[b as usize]))
-    });
-    let mut final_id = vec![UNK_ID; names.len()];
+    order.sort_unstable_by(|&a, &b| counts[b as usize].cmp(&counts[a as usize]).then(a.cmp(&b)));
+    let mut final_id = vec![UNK_ID; table_len];
     let mut vocab = Vocab {
         tokens: vec![PAD.to_string(), UNK.to_string()],
         counts: vec![0, 0],
     };
-    for (i, &g) in order.iter().enumerate() {
-        final_id[g as usize] = i as u32 + 2;
-        vocab.tokens.push(names[g as usize].to_string());
-        vocab.counts.push(counts[g as usize]);
+    for (i, &t) in order.iter().enumerate() {
+        final_id[t as usize] = i as u32 + 2;
+        vocab.tokens.push(set.table[t as usize].clone());
+        vocab.counts.push(counts[t as usize]);
     }
-    vocab.counts[UNK_ID as usize] = (0..names.len())
-        .filter(|&g| final_id[g] == UNK_ID)
-        .map(|g| counts[g])
+    vocab.counts[UNK_ID as usize] = (0..table_len)
+        .filter(|&t| final_id[t] == UNK_ID)
+        .map(|t| counts[t])
         .sum();
 
-    // Map every chunk to final ids in parallel, then assemble the splits in
-    // song order.
-    let mapped: Vec<Vec<u32>> = chunks
-        .par_iter()
-        .zip(&remaps)
-        .map(|(chunk, remap)| {
-            chunk
-                .ids
-                .iter()
-                .map(|&l| final_id[remap[l as usize] as usize])
-                .collect()
-        })
-        .collect();
-    let (mut train, mut val) = (Split::new(), Split::new());
-    let mut song_index = 0;
-    for (chunk, ids) in chunks.iter().zip(&mapped) {
-        let mut at = 0;
-        for &len in &chunk.lengths {
-            let split = if songs[song_index].1 {
-                &mut val
-            } else {
-                &mut train
-            };
-            split.push_song(&ids[at..at + len]);
-            at += len;
-            song_index += 1;
+    let split = |side: bool| -> Split {
+        let songs: Vec<usize> = (0..set.len()).filter(|&i| val[i] == side).collect();
+        let mut offsets = Vec::with_capacity(songs.len() + 1);
+        offsets.push(0u64);
+        for &i in &songs {
+            offsets.push(offsets.last().copied().unwrap_or(0) + set.song(i).len() as u64);
         }
-    }
+        let ids: Vec<u32> = songs
+            .par_iter()
+            .flat_map_iter(|&i| set.song(i).iter().map(|&id| final_id[id as usize]))
+            .collect();
+        Split { ids, offsets }
+    };
+    let (train, val) = rayon::join(|| split(false), || split(true));
     Dataset { vocab, train, val }
 }
 
@@ -266,33 +212,38 @@ impl StageKind for VocabKind {
         let input = ctx.single_input()?;
         let set = SongSet::read(&input.dir)?;
         let fraction = ctx.params.float("val_fraction");
-        let songs: Vec<(&str, bool)> = set
-            .lines()
-            .into_iter()
-            .zip(&set.infos)
-            .map(|(line, info)| (line, is_validation(&info.blake3, line, fraction)))
+        let val: Vec<bool> = (0..set.len())
+            .into_par_iter()
+            .map(|i| {
+                let hash = &set.infos[i].blake3;
+                if hash.is_empty() {
+                    is_validation("", &set.line(i), fraction)
+                } else {
+                    is_validation(hash, "", fraction)
+                }
+            })
             .collect();
-        if songs.is_empty() {
+        if set.is_empty() {
             return Err(StageError::Input(format!(
                 "no songs in {} (did limit drop them all?)",
                 input.dir.display()
             )));
         }
-        if songs.iter().all(|s| s.1) {
+        if val.iter().all(|&v| v) {
             return Err(StageError::Input(format!(
                 "all {} songs fell in the validation split; lower `val_fraction`",
-                songs.len()
+                set.len()
             )));
         }
-        let ds = build_dataset(&songs, ctx.params.int("min_count") as u64, ctx.threads);
+        let ds = build_dataset(&set, &val, ctx.params.int("min_count") as u64);
         let out = ctx.out_dir;
         ds.write(out).ctx(|| "writing the dataset")?;
         // Which source file each song of each split came from, in id order.
-        let side = |val: bool| -> Vec<&str> {
+        let side = |side: bool| -> Vec<&str> {
             set.infos
                 .iter()
-                .zip(&songs)
-                .filter(|(_, s)| s.1 == val)
+                .zip(&val)
+                .filter(|(_, v)| **v == side)
                 .map(|(info, _)| info.path.as_str())
                 .collect()
         };
@@ -328,14 +279,25 @@ impl StageKind for VocabKind {
 mod tests {
     use super::*;
 
+    fn set(lines: &[&str]) -> SongSet {
+        let infos = (0..lines.len())
+            .map(|i| crate::songs::SongInfo {
+                path: format!("{i}.mid"),
+                blake3: String::new(),
+            })
+            .collect();
+        let codec = crate::songs::CodecInfo::from_options(&Default::default());
+        SongSet::from_lines(lines, infos, codec)
+    }
+
     #[test]
     fn ids_by_falling_training_count_and_unknown_validation_tokens() {
-        let songs = [
-            ("start b a a finish", false),
-            ("start c a finish", false),
-            ("start z a finish", true), // z only in validation
-        ];
-        let ds = build_dataset(&songs, 1, 2);
+        let songs = set(&[
+            "start b a a finish",
+            "start c a finish",
+            "start z a finish", // z only in validation
+        ]);
+        let ds = build_dataset(&songs, &[false, false, true], 1);
         let names: Vec<&str> = ds.vocab.tokens.iter().map(|s| s.as_str()).collect();
         // a:3, finish:2, start:2 (tie by name), b:1, c:1.
         assert_eq!(names, ["<pad>", "<unk>", "a", "finish", "start", "b", "c"]);
@@ -347,8 +309,8 @@ mod tests {
 
     #[test]
     fn min_count_maps_rare_tokens_to_unknown() {
-        let songs = [("start b a a finish", false), ("start c a finish", false)];
-        let ds = build_dataset(&songs, 2, 1);
+        let songs = set(&["start b a a finish", "start c a finish"]);
+        let ds = build_dataset(&songs, &[false, false], 2);
         assert_eq!(ds.vocab.tokens.len(), 5);
         assert_eq!(ds.vocab.counts[UNK_ID as usize], 2);
         assert_eq!(ds.train.song(1)[1], UNK_ID);

@@ -55,6 +55,10 @@ fn demo_corpus_through_the_chain() {
     assert!(encoded >= 90);
     let tokens = std::fs::read_to_string(encode.join("tokens.txt")).unwrap();
     assert_eq!(tokens.lines().count() as u64, encoded);
+    let set = vgmake_stages::songs::SongSet::read(&encode).unwrap();
+    for (i, line) in tokens.lines().enumerate() {
+        assert_eq!(set.line(i), line, "ids and tokens.txt agree");
+    }
     assert!(
         tokens
             .lines()
@@ -87,11 +91,15 @@ fn demo_corpus_through_the_chain() {
         .map(|v| v.as_u64().unwrap())
         .sum();
     assert_eq!(by_reason, report["dropped"].as_u64().unwrap());
-    for line in std::fs::read_to_string(limit.join("tokens.txt"))
-        .unwrap()
-        .lines()
-    {
-        assert!(line.split(' ').count() <= 6000);
+    let kept_set = vgmake_stages::songs::SongSet::read(&limit).unwrap();
+    assert_eq!(kept_set.len() as u64, kept);
+    for i in 0..kept_set.len() {
+        assert!(kept_set.song(i).len() <= 6000);
+        let line = kept_set.line(i);
+        assert!(
+            tokens.lines().any(|l| l == line),
+            "a kept song is an encoded song"
+        );
     }
     assert!(
         std::fs::read(limit.join("events_histogram.png"))

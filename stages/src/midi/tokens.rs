@@ -207,20 +207,6 @@ impl TokenBuf {
     }
 }
 
-/// Counts the tokens of a line and finds its longest wait, without parsing
-/// notes (the limit stage's hot loop).
-pub fn scan_line(line: &str) -> (usize, u64) {
-    let mut events = 0;
-    let mut longest_wait = 0u64;
-    for token in line.split_ascii_whitespace() {
-        events += 1;
-        if let Some(n) = token.strip_prefix("wait:") {
-            longest_wait = longest_wait.max(n.parse().unwrap_or(0));
-        }
-    }
-    (events, longest_wait)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -285,13 +271,5 @@ mod tests {
         ] {
             assert_eq!(Token::parse(bad), None, "{bad:?}");
         }
-    }
-
-    #[test]
-    fn scan_counts_tokens_and_longest_wait() {
-        assert_eq!(
-            scan_line("start tempo:120 i1:v10:60 wait:16 wait:3 end:i1:v10:60 finish"),
-            (7, 16)
-        );
     }
 }
