@@ -230,3 +230,78 @@ fn local_folder_source_with_rmid_and_skips() {
         "{message}"
     );
 }
+
+/// Memo payload files (not their `.b3` records) under `dir`.
+fn memo_entries(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for sub in std::fs::read_dir(dir).unwrap().flatten() {
+        if sub.path().is_dir() {
+            for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+                if f.path().extension().is_none() {
+                    found.push(f.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn encode_memoizes_per_song() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, corpus) = (tmp.path().join("work"), tmp.path().join("corpus"));
+    std::fs::create_dir_all(&corpus).unwrap();
+    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom2");
+    let mut files: Vec<_> = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .collect();
+    files.sort();
+    for f in &files[..3] {
+        std::fs::copy(f, corpus.join(f.file_name().unwrap())).unwrap();
+    }
+    let memo_dir = work.join("memo/encode");
+    run(
+        "encode",
+        &[],
+        &[input("scrape", &corpus)],
+        &tmp.path().join("e1"),
+        &work,
+    );
+    assert_eq!(memo_entries(&memo_dir).len(), 3);
+    // One new file adds one entry.
+    std::fs::copy(&files[3], corpus.join(files[3].file_name().unwrap())).unwrap();
+    run(
+        "encode",
+        &[],
+        &[input("scrape", &corpus)],
+        &tmp.path().join("e2"),
+        &work,
+    );
+    let entries = memo_entries(&memo_dir);
+    assert_eq!(entries.len(), 4);
+    // A valid entry is used as is: replace every entry by a marked outcome.
+    for entry in &entries {
+        let payload = br#"{"Encoded":{"tokens":"start tempo:1 finish","warnings":[]}}"#;
+        std::fs::write(entry, payload).unwrap();
+        std::fs::write(
+            entry.with_extension("b3"),
+            blake3::hash(payload).to_hex().as_bytes(),
+        )
+        .unwrap();
+    }
+    let e3 = tmp.path().join("e3");
+    run("encode", &[], &[input("scrape", &corpus)], &e3, &work);
+    let tokens = std::fs::read_to_string(e3.join("tokens.txt")).unwrap();
+    assert_eq!(tokens, "start tempo:1 finish\n".repeat(4));
+    // Other options are other entries.
+    run(
+        "encode",
+        &[("steps_per_beat", 8.into())],
+        &[input("scrape", &corpus)],
+        &tmp.path().join("e4"),
+        &work,
+    );
+    assert_eq!(memo_entries(&memo_dir).len(), 8);
+}

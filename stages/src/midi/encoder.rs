@@ -217,6 +217,74 @@ mod tests {
 
     use super::*;
 
+    use crate::midi::testing::smf;
+    use crate::midi::{EncodeOptions, InstrumentGroups, Transpose, encode_bytes};
+
+    #[test]
+    fn exact_tokens_grid_order_and_short_notes() {
+        // 100 ticks per quarter (not a multiple of 16): a tempo change, a
+        // zero-length drum hit, two notes starting together given in reverse
+        // order, and a note ending where another of its pitch starts.
+        let body = [
+            0x00, 0xFF, 0x51, 0x03, 0x07, 0xA1, 0x20, // 120 bpm
+            0x00, 0xC0, 33, // program 33 on channel 1
+            0x00, 0x90, 64, 64, // i33 64 at 0
+            0x00, 0x90, 40, 101, // i33 40 at 0
+            0x03, 0x99, 36, 100, // drum at tick 3 -> step 0 (3*16/100 = 0.48)
+            0x00, 0x89, 36, 0, // ... zero length: kept one step
+            0x2F, 0xFF, 0x51, 0x03, 0x06, 0x1A, 0x80, // tick 50 (step 8): 150 bpm
+            0x00, 0x80, 64, 0, // 64 ends at step 8
+            0x00, 0x90, 64, 90, // and starts again
+            0x32, 0x80, 40, 0, 0x00, 0x80, 64, 0, // tick 100 (step 16): both end
+            0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let line = encode_bytes(&smf(100, &[&body]), &EncodeOptions::default()).unwrap();
+        assert_eq!(
+            line,
+            "start tempo:120 i33:v100:40 i33:v60:64 i128:v100:36 wait:1 end:i128:v100:36 \
+             wait:7 tempo:150 end:i33:v60:64 i33:v90:64 wait:8 end:i33:v100:40 end:i33:v90:64 finish"
+        );
+        let options = EncodeOptions {
+            note_off_velocity: false,
+            instrument_groups: InstrumentGroups::Family,
+            velocity_step: 1,
+            ..EncodeOptions::default()
+        };
+        let line = encode_bytes(&smf(100, &[&body]), &options).unwrap();
+        assert!(
+            line.starts_with(
+                "start tempo:120 i32:v101:40 i32:v64:64 i128:v100:36 wait:1 end:i128:36 "
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn transpose_moves_d_major_down_a_tone() {
+        // D major triad and scale, on channel 1; a drum that must not move.
+        let mut body = Vec::new();
+        for (i, pitch) in [62u8, 66, 69, 62, 64, 66, 67, 69, 71, 73, 74]
+            .iter()
+            .enumerate()
+        {
+            let length = if i < 3 { 0x60 } else { 0x18 };
+            body.extend_from_slice(&[0x00, 0x90, *pitch, 80, length, 0x80, *pitch, 0]);
+        }
+        body.extend_from_slice(&[
+            0x00, 0x99, 42, 80, 0x10, 0x89, 42, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ]);
+        let options = EncodeOptions {
+            transpose: Transpose::C,
+            ..EncodeOptions::default()
+        };
+        let line = encode_bytes(&smf(96, &[&body]), &options).unwrap();
+        assert!(
+            line.starts_with("start tempo:120 i0:v80:60 wait:16 end:i0:v80:60 i0:v80:64"),
+            "{line}"
+        );
+        assert!(line.contains("i128:v80:42"), "drums stay: {line}");
+    }
+
     #[test]
     fn rounding_of_velocity_and_tempo() {
         assert_eq!(round_velocity(64, 10), 60);

@@ -100,3 +100,23 @@ pub fn encode_file(path: &Path, options: &EncodeOptions) -> Result<String, MidiE
         std::fs::read(path).map_err(|e| MidiError::Io(format!("{}: {e}", path.display())))?;
     encode_bytes(&bytes, options)
 }
+
+/// Hand-made files for unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// A standard MIDI file (format 0 for one track, else 1) with the given
+    /// ticks per quarter and raw track bodies.
+    pub fn smf(tpq: u16, tracks: &[&[u8]]) -> Vec<u8> {
+        let mut out = b"MThd\0\0\0\x06".to_vec();
+        let format: u16 = if tracks.len() == 1 { 0 } else { 1 };
+        out.extend_from_slice(&format.to_be_bytes());
+        out.extend_from_slice(&(tracks.len() as u16).to_be_bytes());
+        out.extend_from_slice(&tpq.to_be_bytes());
+        for body in tracks {
+            out.extend_from_slice(b"MTrk");
+            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+            out.extend_from_slice(body);
+        }
+        out
+    }
+}

@@ -462,21 +462,7 @@ fn pair_notes(events: &[Event], track_ends: &[u64]) -> (Vec<Note>, Vec<TempoChan
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A format-0 file with one track holding `body` (raw event bytes).
-    pub(crate) fn smf(tpq: u16, tracks: &[&[u8]]) -> Vec<u8> {
-        let mut out = b"MThd\0\0\0\x06".to_vec();
-        let format: u16 = if tracks.len() == 1 { 0 } else { 1 };
-        out.extend_from_slice(&format.to_be_bytes());
-        out.extend_from_slice(&(tracks.len() as u16).to_be_bytes());
-        out.extend_from_slice(&tpq.to_be_bytes());
-        for body in tracks {
-            out.extend_from_slice(b"MTrk");
-            out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-            out.extend_from_slice(body);
-        }
-        out
-    }
+    use crate::midi::testing::smf;
 
     #[test]
     fn pairs_notes_with_running_status_and_velocity_zero() {
@@ -562,6 +548,25 @@ mod tests {
             read_song(&smf(0, &[&body])),
             Err(MidiError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn format_2_sequences_are_concatenated() {
+        let first = [
+            0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let second = [
+            0x10, 0x90, 62, 100, 0x10, 0x80, 62, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let mut bytes = smf(96, &[&first, &second]);
+        bytes[9] = 2; // format 2
+        let song = read_song(&bytes).unwrap();
+        let got: Vec<_> = song
+            .notes
+            .iter()
+            .map(|n| (n.start, n.end, n.pitch))
+            .collect();
+        assert_eq!(got, vec![(0, 96, 60), (112, 128, 62)]);
     }
 
     #[test]
