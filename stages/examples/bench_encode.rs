@@ -1,7 +1,7 @@
 //! Encode throughput (parse + tokenize, files already in memory) over a
 //! folder of MIDI files, on 1 thread and on N threads.
 //!
-//! cargo run --release -p vgmake-stages --example bench_encode [-- DIR [RUNS]]
+//! cargo run --release -p vgmake-stages --example bench_encode [-- DIR [RUNS [THREADS]]]
 //!
 //! DIR defaults to /work/shared/corpus; each run encodes every file
 //! `ROUNDS` times; the median of RUNS runs is printed.
@@ -38,10 +38,12 @@ fn main() {
         tokens as f64 / files.len() as f64
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    for threads in [1, 2, cores]
-        .into_iter()
-        .collect::<std::collections::BTreeSet<_>>()
-    {
+    // THREADS picks one thread count; by default 1, 2 and every core.
+    let counts: std::collections::BTreeSet<usize> = match args.get(3) {
+        Some(n) => n.parse().into_iter().collect(),
+        None => [1, 2, cores].into_iter().collect(),
+    };
+    for threads in counts {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build()
