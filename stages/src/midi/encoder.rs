@@ -1,0 +1,301 @@
+//! A [`Song`] to its token line (the format of DESIGN.md).
+//!
+//! Steps, in this order so that decoding and encoding again gives the same
+//! line: programs grouped; onsets and ends rounded to the grid (a note lasts
+//! at least one step); velocities rounded; overlapping notes of one
+//! (program, pitch) cut where the next starts; key estimated and notes
+//! transposed; then the events written position by position: tempo, ends,
+//! starts, each sorted by (program, pitch).
+
+use super::EncodeOptions;
+use super::read::{DEFAULT_MICROS_PER_QUARTER, Song};
+use super::tokens::Token;
+use super::transpose::{self, Transpose};
+
+/// A note on the grid, as it appears in tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct GridNote {
+    pub program: u8,
+    pub pitch: u8,
+    pub start: u64,
+    pub end: u64,
+    pub velocity: u8,
+}
+
+/// Grid positions are capped here (about 2^40 steps: 2 million hours at
+/// 16 steps per beat), so that they pack into sort keys.
+pub const MAX_STEP: u64 = (1 << 40) - 1;
+
+/// The notes of `song` on the grid, sorted by (start, program, pitch), with
+/// no two notes of one (program, pitch) sounding at once.
+pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
+    let spb = options.steps_per_beat;
+    // `song.notes` is sorted by start tick, so this is sorted by start.
+    let mut notes: Vec<GridNote> = song
+        .notes
+        .iter()
+        .map(|n| {
+            let start = song.clock.step(n.start, spb).min(MAX_STEP - 1);
+            GridNote {
+                program: options.instrument_groups.map(n.program),
+                pitch: n.pitch,
+                start,
+                end: song.clock.step(n.end, spb).clamp(start + 1, MAX_STEP),
+                velocity: round_velocity(n.velocity, options.velocity_step),
+            }
+        })
+        .collect();
+    resolve_overlaps(&mut notes);
+    if options.transpose == Transpose::C {
+        let lengths = notes.iter().map(|n| (n.program, n.pitch, n.end - n.start));
+        let key = transpose::estimate_key(&transpose::histogram(lengths));
+        if let Some(shift) = key.map(transpose::shift_to_c).filter(|&s| s != 0) {
+            for n in notes
+                .iter_mut()
+                .filter(|n| n.program != super::DRUM_PROGRAM)
+            {
+                n.pitch = transpose::shift_pitch(n.pitch, shift);
+            }
+            // Octave wrapping at the range ends can make new overlaps.
+            resolve_overlaps(&mut notes);
+        }
+    }
+    // Within one start, by (program, pitch); starts are already in order.
+    for group in notes.chunk_by_mut(|a, b| a.start == b.start) {
+        if group.len() > 1 {
+            group.sort_unstable_by_key(|n| (n.program, n.pitch));
+        }
+    }
+    notes
+}
+
+/// Given notes sorted by start, cuts each note where the next one of the
+/// same (program, pitch) starts; two starting together merge into one (the
+/// longer end, the louder velocity). Linear: one slot per (program, pitch).
+fn resolve_overlaps(notes: &mut Vec<GridNote>) {
+    let mut last: Vec<u32> = vec![u32::MAX; 129 * 128];
+    let mut kept: Vec<GridNote> = Vec::with_capacity(notes.len());
+    for note in notes.iter() {
+        let slot = &mut last[note.program as usize * 128 + note.pitch as usize];
+        if let Some(prev) = kept.get_mut(*slot as usize)
+            && note.start < prev.end
+        {
+            if note.start == prev.start {
+                prev.end = prev.end.max(note.end);
+                prev.velocity = prev.velocity.max(note.velocity);
+                continue;
+            }
+            prev.end = note.start;
+        }
+        *slot = kept.len() as u32;
+        kept.push(*note);
+    }
+    *notes = kept;
+}
+
+/// Velocity rounded to a multiple of `step`, within 1..=127.
+pub fn round_velocity(velocity: u8, step: u8) -> u8 {
+    let step = step.max(1) as u32;
+    let mut rounded = (velocity as u32 + step / 2) / step * step;
+    if rounded > 127 {
+        rounded -= step;
+    }
+    rounded.clamp(step.min(127), 127) as u8
+}
+
+/// Beats per minute of a tempo, rounded to a multiple of `step` (at least `step`).
+pub fn round_tempo(micros_per_quarter: u32, step: u32) -> u32 {
+    let step = step.max(1) as u64;
+    let per_step = micros_per_quarter as u64 * step;
+    let rounded = (2 * 60_000_000 + per_step) / (2 * per_step) * step;
+    rounded.clamp(step, u32::MAX as u64) as u32
+}
+
+/// The tempo at the start and each change, on the grid: (step, bpm), with
+/// the first at step 0 and no two consecutive equal.
+fn grid_tempos(song: &Song, options: &EncodeOptions) -> Vec<(u64, u32)> {
+    let first = round_tempo(DEFAULT_MICROS_PER_QUARTER, options.tempo_step);
+    let mut tempos: Vec<(u64, u32)> = vec![(0, first)];
+    for change in &song.tempos {
+        let step = song.clock.step(change.tick, options.steps_per_beat);
+        let bpm = round_tempo(change.micros_per_quarter, options.tempo_step);
+        // The last change at one grid position wins.
+        while tempos.len() > 1 && tempos.last().is_some_and(|t| t.0 == step) {
+            tempos.pop();
+        }
+        if tempos.len() == 1 && step == 0 {
+            tempos[0].1 = bpm;
+        } else {
+            tempos.push((step, bpm));
+        }
+    }
+    tempos.dedup_by_key(|t| t.1);
+    tempos
+}
+
+/// The token line of `song` (no trailing newline).
+pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
+    let notes = grid_notes(song, options);
+    let mut tempos = grid_tempos(song, options);
+    // A tempo change after the last note changes nothing audible.
+    let last_end = notes.iter().map(|n| n.end).max().unwrap_or(0);
+    tempos.retain(|t| t.0 == 0 || t.0 < last_end);
+    // Packed (position, program, pitch, velocity), sorted as numbers.
+    let pack = |step: u64, n: &GridNote| {
+        (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
+    };
+    let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
+    let mut ends: Vec<u64> = notes.iter().map(|n| pack(n.end, n)).collect();
+    super::radix::radix_sort(&mut ends);
+    let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
+
+    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
+    let push = |token: Token, out: &mut Vec<u8>| {
+        out.push(b' ');
+        token.write_to(out);
+    };
+    out.extend_from_slice(b"start");
+    let (mut s, mut e, mut t) = (0, 0, 0);
+    let mut now = 0u64;
+    loop {
+        // The next position holding an event.
+        let next = [
+            tempos.get(t).map(|x| x.0),
+            ends.get(e).map(|&k| unpack(k).0),
+            starts.get(s).map(|&k| unpack(k).0),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(position) = next else { break };
+        if position > now {
+            let wait = (position - now).min(u32::MAX as u64) as u32;
+            push(Token::Wait(wait), &mut out);
+            now = position;
+        }
+        while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
+            push(Token::Tempo(bpm), &mut out);
+            t += 1;
+        }
+        while let Some((_, program, pitch, velocity)) =
+            ends.get(e).map(|&k| unpack(k)).filter(|x| x.0 == position)
+        {
+            let velocity = options.note_off_velocity.then_some(velocity);
+            push(
+                Token::NoteOff {
+                    program,
+                    velocity,
+                    pitch,
+                },
+                &mut out,
+            );
+            e += 1;
+        }
+        while let Some((_, program, pitch, velocity)) = starts
+            .get(s)
+            .map(|&k| unpack(k))
+            .filter(|x| x.0 == position)
+        {
+            push(
+                Token::NoteOn {
+                    program,
+                    velocity,
+                    pitch,
+                },
+                &mut out,
+            );
+            s += 1;
+        }
+    }
+    out.extend_from_slice(b" finish");
+    // Tokens are ASCII by construction.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+
+    use super::*;
+
+    use crate::midi::testing::smf;
+    use crate::midi::{EncodeOptions, InstrumentGroups, Transpose, encode_bytes};
+
+    #[test]
+    fn exact_tokens_grid_order_and_short_notes() {
+        // 100 ticks per quarter (not a multiple of 16): a tempo change, a
+        // zero-length drum hit, two notes starting together given in reverse
+        // order, and a note ending where another of its pitch starts.
+        let body = [
+            0x00, 0xFF, 0x51, 0x03, 0x07, 0xA1, 0x20, // 120 bpm
+            0x00, 0xC0, 33, // program 33 on channel 1
+            0x00, 0x90, 64, 64, // i33 64 at 0
+            0x00, 0x90, 40, 101, // i33 40 at 0
+            0x03, 0x99, 36, 100, // drum at tick 3 -> step 0 (3*16/100 = 0.48)
+            0x00, 0x89, 36, 0, // ... zero length: kept one step
+            0x2F, 0xFF, 0x51, 0x03, 0x06, 0x1A, 0x80, // tick 50 (step 8): 150 bpm
+            0x00, 0x80, 64, 0, // 64 ends at step 8
+            0x00, 0x90, 64, 90, // and starts again
+            0x32, 0x80, 40, 0, 0x00, 0x80, 64, 0, // tick 100 (step 16): both end
+            0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let line = encode_bytes(&smf(100, &[&body]), &EncodeOptions::default()).unwrap();
+        assert_eq!(
+            line,
+            "start tempo:120 i33:v100:40 i33:v60:64 i128:v100:36 wait:1 end:i128:v100:36 \
+             wait:7 tempo:150 end:i33:v60:64 i33:v90:64 wait:8 end:i33:v100:40 end:i33:v90:64 finish"
+        );
+        let options = EncodeOptions {
+            note_off_velocity: false,
+            instrument_groups: InstrumentGroups::Family,
+            velocity_step: 1,
+            ..EncodeOptions::default()
+        };
+        let line = encode_bytes(&smf(100, &[&body]), &options).unwrap();
+        assert!(
+            line.starts_with(
+                "start tempo:120 i32:v101:40 i32:v64:64 i128:v100:36 wait:1 end:i128:36 "
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn transpose_moves_d_major_down_a_tone() {
+        // D major triad and scale, on channel 1; a drum that must not move.
+        let mut body = Vec::new();
+        for (i, pitch) in [62u8, 66, 69, 62, 64, 66, 67, 69, 71, 73, 74]
+            .iter()
+            .enumerate()
+        {
+            let length = if i < 3 { 0x60 } else { 0x18 };
+            body.extend_from_slice(&[0x00, 0x90, *pitch, 80, length, 0x80, *pitch, 0]);
+        }
+        body.extend_from_slice(&[
+            0x00, 0x99, 42, 80, 0x10, 0x89, 42, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ]);
+        let options = EncodeOptions {
+            transpose: Transpose::C,
+            ..EncodeOptions::default()
+        };
+        let line = encode_bytes(&smf(96, &[&body]), &options).unwrap();
+        assert!(
+            line.starts_with("start tempo:120 i0:v80:60 wait:16 end:i0:v80:60 i0:v80:64"),
+            "{line}"
+        );
+        assert!(line.contains("i128:v80:42"), "drums stay: {line}");
+    }
+
+    #[test]
+    fn rounding_of_velocity_and_tempo() {
+        assert_eq!(round_velocity(64, 10), 60);
+        assert_eq!(round_velocity(65, 10), 70);
+        assert_eq!(round_velocity(127, 10), 120);
+        assert_eq!(round_velocity(1, 10), 10);
+        assert_eq!(round_velocity(127, 1), 127);
+        assert_eq!(round_velocity(3, 1), 3);
+        assert_eq!(round_tempo(500_000, 10), 120);
+        assert_eq!(round_tempo(400_000, 10), 150);
+        assert_eq!(round_tempo(461_538, 1), 130);
+        assert_eq!(round_tempo(60_000_000, 10), 10, "never 0");
+    }
+}

@@ -1,0 +1,275 @@
+//! The token grammar, in one place: text token <-> [`Token`].
+//!
+//! ```text
+//! start tempo:150 i80:v100:64 i33:v90:40 wait:8 end:i80:v100:64 ... finish
+//! ```
+//!
+//! Limit, vocab, decode and the sampler's grammar mask all parse tokens here.
+
+use std::fmt;
+
+/// One token of a song line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Token {
+    Start,
+    Finish,
+    /// Tempo in beats per minute, from the song's start or a change.
+    Tempo(u32),
+    /// Advance this many grid steps (>= 1).
+    Wait(u32),
+    /// A note starts: program 0-127 (128 = drums), velocity 1-127, pitch 0-127.
+    NoteOn {
+        program: u8,
+        velocity: u8,
+        pitch: u8,
+    },
+    /// A note ends; `velocity` is the start's velocity, or `None` when the
+    /// song was encoded with `note_off_velocity = false`.
+    NoteOff {
+        program: u8,
+        velocity: Option<u8>,
+        pitch: u8,
+    },
+}
+
+impl Token {
+    /// Parses one token; `None` when it is not in the grammar.
+    pub fn parse(text: &str) -> Option<Token> {
+        match text {
+            "start" => return Some(Token::Start),
+            "finish" => return Some(Token::Finish),
+            _ => {}
+        }
+        if let Some(n) = text.strip_prefix("wait:") {
+            return number(n, 1, u32::MAX as u64).map(|n| Token::Wait(n as u32));
+        }
+        if let Some(n) = text.strip_prefix("tempo:") {
+            return number(n, 1, u32::MAX as u64).map(|n| Token::Tempo(n as u32));
+        }
+        if let Some(rest) = text.strip_prefix("end:") {
+            let (program, velocity, pitch) = note_fields(rest, true)?;
+            return Some(Token::NoteOff {
+                program,
+                velocity,
+                pitch,
+            });
+        }
+        let (program, velocity, pitch) = note_fields(text, false)?;
+        Some(Token::NoteOn {
+            program,
+            velocity: velocity?,
+            pitch,
+        })
+    }
+
+    /// The number of grid steps this token advances time by.
+    pub fn wait_steps(&self) -> u32 {
+        match self {
+            Token::Wait(n) => *n,
+            _ => 0,
+        }
+    }
+}
+
+/// `i{program}:v{velocity}:{pitch}`, or `i{program}:{pitch}` when
+/// `velocity_optional`.
+fn note_fields(text: &str, velocity_optional: bool) -> Option<(u8, Option<u8>, u8)> {
+    let rest = text.strip_prefix('i')?;
+    let mut parts = rest.split(':');
+    let program = number(parts.next()?, 0, 128)? as u8;
+    let second = parts.next()?;
+    let (velocity, pitch) = match second.strip_prefix('v') {
+        Some(v) => (Some(number(v, 1, 127)? as u8), parts.next()?),
+        None if velocity_optional => (None, second),
+        None => return None,
+    };
+    let pitch = number(pitch, 0, 127)? as u8;
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((program, velocity, pitch))
+}
+
+/// A plain decimal number within `min..=max` (no sign, no leading zeros).
+fn number(text: &str, min: u64, max: u64) -> Option<u64> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 10 || (bytes.len() > 1 && bytes[0] == b'0') {
+        return None;
+    }
+    let mut n = 0u64;
+    for &b in bytes {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n * 10 + (b - b'0') as u64;
+    }
+    (min..=max).contains(&n).then_some(n)
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut bytes = Vec::new();
+        self.write_to(&mut bytes);
+        f.write_str(&String::from_utf8_lossy(&bytes))
+    }
+}
+
+impl Token {
+    /// Appends the token's ASCII text to `out` (the encoder's hot path: the
+    /// token is built on the stack, then copied once).
+    pub fn write_to(&self, out: &mut Vec<u8>) {
+        let mut buf = TokenBuf::default();
+        match *self {
+            Token::Start => buf.push_str(b"start"),
+            Token::Finish => buf.push_str(b"finish"),
+            Token::Tempo(bpm) => {
+                buf.push_str(b"tempo:");
+                buf.push_number(bpm);
+            }
+            Token::Wait(n) => {
+                buf.push_str(b"wait:");
+                buf.push_number(n);
+            }
+            Token::NoteOn {
+                program,
+                velocity,
+                pitch,
+            } => buf.push_note(program, Some(velocity), pitch),
+            Token::NoteOff {
+                program,
+                velocity,
+                pitch,
+            } => {
+                buf.push_str(b"end:");
+                buf.push_note(program, velocity, pitch);
+            }
+        }
+        // A fixed-size copy (inlined), then the length cut back.
+        let len = out.len() + buf.len;
+        out.extend_from_slice(&buf.bytes);
+        out.truncate(len);
+    }
+}
+
+/// Room for the longest token: `end:i128:v127:127` or `wait:4294967295`.
+#[derive(Default)]
+struct TokenBuf {
+    bytes: [u8; 24],
+    len: usize,
+}
+
+impl TokenBuf {
+    fn push(&mut self, b: u8) {
+        self.bytes[self.len] = b;
+        self.len += 1;
+    }
+
+    fn push_str(&mut self, s: &[u8]) {
+        self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
+        self.len += s.len();
+    }
+
+    fn push_number(&mut self, n: u32) {
+        let mut digits = [0u8; 10];
+        let mut i = digits.len();
+        let mut n = n;
+        loop {
+            i -= 1;
+            digits[i] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        self.push_str(&digits[i..]);
+    }
+
+    fn push_small(&mut self, n: u8) {
+        if n >= 100 {
+            self.push(b'0' + n / 100);
+        }
+        if n >= 10 {
+            self.push(b'0' + n / 10 % 10);
+        }
+        self.push(b'0' + n % 10);
+    }
+
+    fn push_note(&mut self, program: u8, velocity: Option<u8>, pitch: u8) {
+        self.push(b'i');
+        self.push_small(program);
+        self.push(b':');
+        if let Some(v) = velocity {
+            self.push(b'v');
+            self.push_small(v);
+            self.push(b':');
+        }
+        self.push_small(pitch);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_round_trips_through_text() {
+        let tokens = [
+            Token::Start,
+            Token::Finish,
+            Token::Tempo(150),
+            Token::Wait(8),
+            Token::NoteOn {
+                program: 128,
+                velocity: 100,
+                pitch: 36,
+            },
+            Token::NoteOff {
+                program: 0,
+                velocity: Some(1),
+                pitch: 127,
+            },
+            Token::NoteOff {
+                program: 80,
+                velocity: None,
+                pitch: 64,
+            },
+        ];
+        for token in tokens {
+            let text = token.to_string();
+            assert_eq!(Token::parse(&text), Some(token), "{text}");
+        }
+        assert_eq!(Token::Wait(8).to_string(), "wait:8");
+        assert_eq!(
+            Token::NoteOff {
+                program: 80,
+                velocity: None,
+                pitch: 64
+            }
+            .to_string(),
+            "end:i80:64"
+        );
+    }
+
+    #[test]
+    fn rejects_what_is_not_in_the_grammar() {
+        for bad in [
+            "",
+            "wait:0",
+            "wait:",
+            "wait:-1",
+            "tempo:0",
+            "i129:v10:60",
+            "i1:v0:60",
+            "i1:v10:128",
+            "i1:60",
+            "i1:v10:60:1",
+            "end:i1",
+            "x",
+            "wait:08",
+            "i1:v10:6a",
+            "START",
+        ] {
+            assert_eq!(Token::parse(bad), None, "{bad:?}");
+        }
+    }
+}

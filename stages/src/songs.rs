@@ -1,0 +1,309 @@
+//! The song-set layout that encode writes and limit, vocab (and sample) read:
+//!
+//! - `token_table.txt`: the distinct tokens, one per line, sorted by name;
+//!   a token's local id is its line number (from 0);
+//! - `ids.npy`: `u32` local ids of every song, concatenated;
+//! - `offsets.npy`: `u64`, songs + 1 entries: song `i` is
+//!   `ids[offsets[i]..offsets[i+1]]`;
+//! - `songs.json`: `[{"path": ..., "blake3": ...}, ...]`, one per song: the
+//!   source file (relative to the scrape output) and the blake3 of its bytes;
+//! - `codec.json`: the encode options (decode needs `steps_per_beat`).
+//!
+//! Encode also writes `tokens.txt`, the same songs as readable lines.
+//!
+//! Why ids and not text: on 10,000 songs (tens of millions of tokens) the
+//! text is hundreds of MB and limit would spend its time copying it. With
+//! ids, limit reads a song's event count from the offsets and its longest
+//! wait from a per-id table, and vocab counts with an array instead of a hash
+//! map. numpy reads the arrays directly.
+
+use std::fs;
+use std::path::Path;
+
+use rayon::prelude::*;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use crate::api::{IoContext, StageError};
+use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
+use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, Transpose};
+
+pub const TABLE_FILE: &str = "token_table.txt";
+pub const IDS_FILE: &str = "ids.npy";
+pub const OFFSETS_FILE: &str = "offsets.npy";
+pub const SONGS_FILE: &str = "songs.json";
+pub const CODEC_FILE: &str = "codec.json";
+pub const TOKENS_FILE: &str = "tokens.txt";
+
+/// One song's source.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SongInfo {
+    pub path: String,
+    /// blake3 of the source file's bytes (hex): the train/validation split
+    /// hashes it, so it does not move when encode options or filters change.
+    pub blake3: String,
+}
+
+/// The encode options as stored in `codec.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodecInfo {
+    pub codec_version: u32,
+    pub steps_per_beat: u32,
+    pub velocity_step: u8,
+    pub tempo_step: u32,
+    pub note_off_velocity: bool,
+    pub instrument_groups: String,
+    pub transpose: String,
+}
+
+impl CodecInfo {
+    pub fn from_options(options: &EncodeOptions) -> Self {
+        CodecInfo {
+            codec_version: CODEC_VERSION,
+            steps_per_beat: options.steps_per_beat,
+            velocity_step: options.velocity_step,
+            tempo_step: options.tempo_step,
+            note_off_velocity: options.note_off_velocity,
+            instrument_groups: options.instrument_groups.name().into(),
+            transpose: options.transpose.name().into(),
+        }
+    }
+
+    pub fn options(&self) -> EncodeOptions {
+        EncodeOptions {
+            steps_per_beat: self.steps_per_beat,
+            velocity_step: self.velocity_step,
+            tempo_step: self.tempo_step,
+            note_off_velocity: self.note_off_velocity,
+            instrument_groups: InstrumentGroups::parse(&self.instrument_groups).unwrap_or_default(),
+            transpose: Transpose::parse(&self.transpose).unwrap_or_default(),
+        }
+    }
+}
+
+/// Songs as local token ids over a table of distinct tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SongSet {
+    pub table: Vec<String>,
+    pub ids: Vec<u32>,
+    pub offsets: Vec<u64>,
+    pub infos: Vec<SongInfo>,
+    pub codec: CodecInfo,
+}
+
+impl SongSet {
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Song `i`'s local ids.
+    pub fn song(&self, i: usize) -> &[u32] {
+        &self.ids[self.offsets[i] as usize..self.offsets[i + 1] as usize]
+    }
+
+    /// Song `i` as a token line.
+    pub fn line(&self, i: usize) -> String {
+        let tokens: Vec<&str> = self
+            .song(i)
+            .iter()
+            .map(|&id| self.table[id as usize].as_str())
+            .collect();
+        tokens.join(" ")
+    }
+
+    /// Interns token lines (in parallel); the table comes out sorted by
+    /// name, so the result does not depend on the thread count.
+    pub fn from_lines(lines: &[&str], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
+        let per_chunk = lines.len().div_ceil(64).max(16);
+        let chunks: Vec<(Vec<&str>, Vec<u32>, Vec<usize>)> = lines
+            .par_chunks(per_chunk)
+            .map(|chunk| {
+                let mut local: FxHashMap<&str, u32> = FxHashMap::default();
+                let mut names = Vec::new();
+                let mut ids = Vec::new();
+                let mut lengths = Vec::with_capacity(chunk.len());
+                for line in chunk {
+                    let before = ids.len();
+                    for token in line.split_ascii_whitespace() {
+                        let id = *local.entry(token).or_insert_with(|| {
+                            names.push(token);
+                            names.len() as u32 - 1
+                        });
+                        ids.push(id);
+                    }
+                    lengths.push(ids.len() - before);
+                }
+                (names, ids, lengths)
+            })
+            .collect();
+        let mut table: Vec<&str> = chunks.iter().flat_map(|c| c.0.iter().copied()).collect();
+        table.par_sort_unstable();
+        table.dedup();
+        let index: FxHashMap<&str, u32> = table
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| (t, i as u32))
+            .collect();
+        let mut ids = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
+        let mut offsets = Vec::with_capacity(lines.len() + 1);
+        offsets.push(0u64);
+        for (names, local_ids, lengths) in &chunks {
+            let remap: Vec<u32> = names.iter().map(|n| index[n]).collect();
+            ids.extend(local_ids.iter().map(|&l| remap[l as usize]));
+            for len in lengths {
+                offsets.push(offsets.last().copied().unwrap_or(0) + *len as u64);
+            }
+        }
+        SongSet {
+            table: table.into_iter().map(String::from).collect(),
+            ids,
+            offsets,
+            infos,
+            codec,
+        }
+    }
+
+    /// The songs at `keep` (in that order), sharing this set's table.
+    pub fn subset(&self, keep: &[usize]) -> SongSet {
+        let mut ids = Vec::with_capacity(keep.iter().map(|&i| self.song(i).len()).sum());
+        let mut offsets = vec![0u64];
+        for &i in keep {
+            ids.extend_from_slice(self.song(i));
+            offsets.push(ids.len() as u64);
+        }
+        SongSet {
+            table: self.table.clone(),
+            ids,
+            offsets,
+            infos: keep.iter().map(|&i| self.infos[i].clone()).collect(),
+            codec: self.codec.clone(),
+        }
+    }
+
+    /// Reads a song set from `dir`, checking that its files agree.
+    pub fn read(dir: &Path) -> Result<SongSet, StageError> {
+        let path = |name: &str| dir.join(name);
+        let bad = |name: &str, what: String| {
+            StageError::Input(format!("{}: {what}", path(name).display()))
+        };
+        let table_text = fs::read_to_string(path(TABLE_FILE))
+            .ctx(|| format!("reading {}", path(TABLE_FILE).display()))?;
+        let table: Vec<String> = table_text.lines().map(String::from).collect();
+        let ids = read_npy_u32(&path(IDS_FILE))
+            .ctx(|| format!("reading {}", path(IDS_FILE).display()))?;
+        let offsets = read_npy_u64(&path(OFFSETS_FILE))
+            .ctx(|| format!("reading {}", path(OFFSETS_FILE).display()))?;
+        let json = |name: &str| -> Result<Vec<u8>, StageError> {
+            fs::read(path(name)).ctx(|| format!("reading {}", path(name).display()))
+        };
+        let infos: Vec<SongInfo> = serde_json::from_slice(&json(SONGS_FILE)?)
+            .map_err(|e| bad(SONGS_FILE, e.to_string()))?;
+        let codec: CodecInfo = serde_json::from_slice(&json(CODEC_FILE)?)
+            .map_err(|e| bad(CODEC_FILE, e.to_string()))?;
+        let offsets_ok = offsets.first() == Some(&0)
+            && offsets.windows(2).all(|w| w[0] <= w[1])
+            && offsets.last() == Some(&(ids.len() as u64));
+        if !offsets_ok || offsets.len() != infos.len() + 1 {
+            return Err(bad(
+                OFFSETS_FILE,
+                format!(
+                    "{} offsets do not describe {} songs over {} ids",
+                    offsets.len(),
+                    infos.len(),
+                    ids.len()
+                ),
+            ));
+        }
+        if let Some(&id) = ids.par_iter().find_any(|&&id| id as usize >= table.len()) {
+            return Err(bad(
+                IDS_FILE,
+                format!("id {id} is outside the table of {} tokens", table.len()),
+            ));
+        }
+        Ok(SongSet {
+            table,
+            ids,
+            offsets,
+            infos,
+            codec,
+        })
+    }
+
+    /// Writes the song set into `dir` (not `tokens.txt`: see [`write_lines`]).
+    pub fn write(&self, dir: &Path) -> Result<(), StageError> {
+        let io = |name: &str| format!("writing {}", dir.join(name).display());
+        let mut table = String::new();
+        for token in &self.table {
+            table.push_str(token);
+            table.push('\n');
+        }
+        fs::write(dir.join(TABLE_FILE), table).ctx(|| io(TABLE_FILE))?;
+        write_npy_u32(&dir.join(IDS_FILE), &self.ids).ctx(|| io(IDS_FILE))?;
+        write_npy_u64(&dir.join(OFFSETS_FILE), &self.offsets).ctx(|| io(OFFSETS_FILE))?;
+        let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
+        fs::write(
+            dir.join(SONGS_FILE),
+            json(serde_json::to_vec_pretty(&self.infos))?,
+        )
+        .ctx(|| io(SONGS_FILE))?;
+        fs::write(
+            dir.join(CODEC_FILE),
+            json(serde_json::to_vec_pretty(&self.codec))?,
+        )
+        .ctx(|| io(CODEC_FILE))?;
+        Ok(())
+    }
+}
+
+/// Writes token lines as `tokens.txt`, one song per line.
+pub fn write_lines(dir: &Path, lines: &[&str]) -> Result<(), StageError> {
+    let mut text = String::with_capacity(lines.iter().map(|l| l.len() + 1).sum());
+    for line in lines {
+        text.push_str(line);
+        text.push('\n');
+    }
+    fs::write(dir.join(TOKENS_FILE), text)
+        .ctx(|| format!("writing {}", dir.join(TOKENS_FILE).display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(i: usize) -> SongInfo {
+        SongInfo {
+            path: format!("s{i}.mid"),
+            blake3: String::new(),
+        }
+    }
+
+    #[test]
+    fn interned_lines_read_back_and_subset() {
+        let lines = [
+            "start b a wait:4 finish",
+            "start a finish",
+            "start c finish",
+        ];
+        let codec = CodecInfo::from_options(&EncodeOptions::default());
+        let set = SongSet::from_lines(&lines, (0..3).map(info).collect(), codec);
+        assert_eq!(set.table, ["a", "b", "c", "finish", "start", "wait:4"]);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(set.line(i), *line);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        set.write(dir.path()).unwrap();
+        let back = SongSet::read(dir.path()).unwrap();
+        assert_eq!(back, set);
+        let sub = set.subset(&[2, 0]);
+        assert_eq!(sub.line(0), lines[2]);
+        assert_eq!(sub.line(1), lines[0]);
+        assert_eq!(sub.infos[0].path, "s2.mid");
+        // Disagreeing files are an error naming the file.
+        write_npy_u64(&dir.path().join(OFFSETS_FILE), &[0, 2]).unwrap();
+        let err = SongSet::read(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("offsets.npy"), "{err}");
+    }
+}
