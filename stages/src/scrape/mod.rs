@@ -5,7 +5,7 @@
 use crate::api::*;
 
 mod local;
-mod vgmusic;
+pub mod vgmusic;
 
 pub struct ScrapeKind;
 
@@ -35,7 +35,7 @@ impl StageKind for ScrapeKind {
                 "consoles",
                 ParamType::StrList { choices: CONSOLES },
                 consoles,
-                "vgmusic consoles to scrape",
+                "vgmusic consoles to scrape (listing paths: see scrape/vgmusic/consoles.rs)",
             ),
             ParamSpec::new(
                 "base_url",
@@ -72,6 +72,15 @@ impl StageKind for ScrapeKind {
                 ParamType::Int { min: 0, max: 20 },
                 4,
                 "retries of a failed request (5xx, timeout, reset)",
+            ),
+            ParamSpec::new(
+                "backoff_ms",
+                ParamType::Int {
+                    min: 0,
+                    max: 600_000,
+                },
+                2000,
+                "first pause before a retry, doubled on each further retry (Retry-After wins when longer, capped at 120 s)",
             ),
             ParamSpec::new(
                 "user_agent",
