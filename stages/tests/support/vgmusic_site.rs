@@ -257,6 +257,63 @@ fn escape(text: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The listing page of `console` holding `songs` (in page order), with the
+/// sizes and MD5s of their [`midi_body`].
+pub fn listing_html(
+    console: &str,
+    songs: &[&SongSpec],
+    new_layout: bool,
+    omit_end_tags: bool,
+) -> String {
+    let mut html = String::from(
+        "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\" \"http://www.w3.org/TR/html4/strict.dtd\">\n\
+         <html><head><meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n\
+         <title>VGMusic - Imitation</title></head><body>\n<table width=\"100%\">\n\
+         <tr><th class=\"header\">Song Title</th><th class=\"header\">File Size</th>\
+         <th class=\"header\">Sequenced By</th><th class=\"header\">Comments</th></tr>\n\
+         <tr><td colspan=\"4\"></td></tr>\n",
+    );
+    let (td_end, tr_end) = if omit_end_tags {
+        ("", "")
+    } else {
+        ("</td>", "</tr>")
+    };
+    let mut game = None;
+    for song in songs {
+        let body = midi_body(console, &song.file);
+        if game != Some(&song.game) {
+            game = Some(&song.game);
+            let anchor: String = song
+                .game
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            html.push_str("<tr><td colspan=\"4\"></td></tr>\n");
+            let (row_class, colspan) = if new_layout {
+                ("gameheader", 5)
+            } else {
+                ("header", 4)
+            };
+            html.push_str(&format!(
+                "<tr class=\"{row_class}\"><td class=\"header\" colspan=\"{colspan}\"><a name=\"{anchor}\">{}</a></td></tr>\n",
+                escape(&song.game)
+            ));
+        }
+        html.push_str(&format!(
+            "<tr><td><a href=\"{}\">{}</a>{td_end}<td align=\"right\">{}  bytes{td_end}\
+             <td align=\"center\">{}{td_end}<td class=\"comments\" align=\"center\">\
+             <a href=\"/file/{}.html\">Comments</a>{td_end}{tr_end}\n",
+            escape(&song.file),
+            escape(&song.title),
+            body.len(),
+            escape(&song.author),
+            md5_hex(&body)
+        ));
+    }
+    html.push_str("</table><address>imitation</address></body></html>\n");
+    html
+}
+
 fn build(config: SiteConfig) -> State {
     let mut resources = HashMap::new();
     let mut bodies = BTreeMap::new();
@@ -269,52 +326,9 @@ fn build(config: SiteConfig) -> State {
     }
     for (console, songs) in &by_console {
         let new_layout = config.new_layout.contains(*console);
-        let mut html = String::from(
-            "<!DOCTYPE HTML PUBLIC \"-//W3C//DTD HTML 4.01//EN\" \"http://www.w3.org/TR/html4/strict.dtd\">\n\
-             <html><head><meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n\
-             <title>VGMusic - Imitation</title></head><body>\n<table width=\"100%\">\n\
-             <tr><th class=\"header\">Song Title</th><th class=\"header\">File Size</th>\
-             <th class=\"header\">Sequenced By</th><th class=\"header\">Comments</th></tr>\n\
-             <tr><td colspan=\"4\"></td></tr>\n",
-        );
-        let mut game = None;
+        let html = listing_html(console, songs, new_layout, config.omit_end_tags);
         for song in songs {
             let body = midi_body(console, &song.file);
-            if game != Some(&song.game) {
-                game = Some(&song.game);
-                let anchor: String = song
-                    .game
-                    .chars()
-                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-                    .collect();
-                html.push_str("<tr><td colspan=\"4\"></td></tr>\n");
-                if new_layout {
-                    html.push_str(&format!(
-                        "<tr class=\"gameheader\"><td class=\"header\" colspan=\"5\"><a name=\"{anchor}\">{}</a></td></tr>\n",
-                        escape(&song.game)
-                    ));
-                } else {
-                    html.push_str(&format!(
-                        "<tr class=\"header\"><td class=\"header\" colspan=\"4\"><a name=\"{anchor}\">{}</a></td></tr>\n",
-                        escape(&song.game)
-                    ));
-                }
-            }
-            let (td_end, tr_end) = if config.omit_end_tags {
-                ("", "")
-            } else {
-                ("</td>", "</tr>")
-            };
-            html.push_str(&format!(
-                "<tr><td><a href=\"{}\">{}</a>{td_end}<td align=\"right\">{}  bytes{td_end}\
-                 <td align=\"center\">{}{td_end}<td class=\"comments\" align=\"center\">\
-                 <a href=\"/file/{}.html\">Comments</a>{td_end}{tr_end}\n",
-                escape(&song.file),
-                escape(&song.title),
-                body.len(),
-                escape(&song.author),
-                md5_hex(&body)
-            ));
             let path = format!("{}{}", console_path(console), song.file);
             resources.insert(
                 path,
@@ -326,7 +340,6 @@ fn build(config: SiteConfig) -> State {
             );
             bodies.insert((console.to_string(), song.file.clone()), body);
         }
-        html.push_str("</table><address>imitation</address></body></html>\n");
         let page = html.into_bytes();
         resources.insert(
             console_path(console).to_string(),

@@ -45,12 +45,12 @@ fn file_name(url: &Url) -> String {
         .into_owned()
 }
 
-/// Keeps ASCII letters, digits and `-_.()+`; every other run of characters
-/// becomes one `_`. No leading dot (no hidden files, no `..`), bounded length.
+/// Keeps ASCII letters, digits and `-.()+`; every run of other characters
+/// (underscores included) becomes one `_`. No leading dot (no hidden files, no `..`), bounded length.
 pub fn safe_component(raw: &str, fallback: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     for c in raw.chars() {
-        if c.is_ascii_alphanumeric() || "-_.()+".contains(c) {
+        if c.is_ascii_alphanumeric() || "-.()+".contains(c) {
             out.push(c);
         } else if !out.ends_with('_') {
             out.push('_');
