@@ -383,8 +383,31 @@ fn build(config: SiteConfig) -> State {
     }
 }
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("a valid header")
+/// Writes a whole response in one `write` call. tiny_http's own responder
+/// writes the head and a body over 1 KB separately, and Nagle's algorithm
+/// then holds the body until the client's delayed ACK (~40 ms a request).
+fn respond(request: tiny_http::Request, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let reason = match status {
+        200 => "OK",
+        302 => "Found",
+        304 => "Not Modified",
+        403 => "Forbidden",
+        404 => "Not Found",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Status",
+    };
+    let mut raw = format!("HTTP/1.1 {status} {reason}\r\n");
+    for (name, value) in headers {
+        raw.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let length = if status == 304 { 0 } else { body.len() };
+    raw.push_str(&format!("Content-Length: {length}\r\n\r\n"));
+    let mut bytes = raw.into_bytes();
+    bytes.extend_from_slice(&body[..length]);
+    let mut writer = request.into_writer();
+    let _ = writer.write_all(&bytes);
+    let _ = writer.flush();
 }
 
 fn serve(state: &State, request: tiny_http::Request) {
@@ -409,11 +432,10 @@ fn serve(state: &State, request: tiny_http::Request) {
         *n += 1;
         *n
     };
-    let status_only = |code: u16| tiny_http::Response::from_string("").with_status_code(code);
     let resource = state.resources.get(&path);
     match state.faults.get(&path) {
         Some(Fault::Status(code)) => {
-            let _ = request.respond(status_only(*code));
+            respond(request, *code, &[], b"");
             return;
         }
         Some(Fault::FailTimes {
@@ -421,24 +443,25 @@ fn serve(state: &State, request: tiny_http::Request) {
             times,
             retry_after,
         }) if hit <= *times => {
-            let mut response = status_only(*status);
-            if let Some(secs) = retry_after {
-                response.add_header(header("Retry-After", &secs.to_string()));
+            match retry_after {
+                Some(secs) => respond(request, *status, &[("Retry-After", &secs.to_string())], b""),
+                None => respond(request, *status, &[], b""),
             }
-            let _ = request.respond(response);
             return;
         }
         Some(Fault::Stall { times, hold }) if hit <= *times => std::thread::sleep(*hold),
         Some(Fault::Redirect(to)) => {
-            let response = status_only(302).with_header(header("Location", to));
-            let _ = request.respond(response);
+            respond(request, 302, &[("Location", to)], b"");
             return;
         }
         Some(Fault::HtmlAsMidi) => {
             let page = "<!DOCTYPE html><html><body><h1>Bandwidth exceeded</h1></body></html>";
-            let response = tiny_http::Response::from_string(page)
-                .with_header(header("Content-Type", "audio/midi"));
-            let _ = request.respond(response);
+            respond(
+                request,
+                200,
+                &[("Content-Type", "audio/midi")],
+                page.as_bytes(),
+            );
             return;
         }
         Some(Fault::WrongBody) => {
@@ -447,9 +470,7 @@ fn serve(state: &State, request: tiny_http::Request) {
                 let mut body = resource.body.clone();
                 let at = body.len() - 6;
                 body[at] ^= 1;
-                let response = tiny_http::Response::from_data(body)
-                    .with_header(header("Content-Type", "audio/midi"));
-                let _ = request.respond(response);
+                respond(request, 200, &[("Content-Type", "audio/midi")], &body);
                 return;
             }
         }
@@ -471,17 +492,17 @@ fn serve(state: &State, request: tiny_http::Request) {
         _ => {}
     }
     let Some(resource) = resource else {
-        let _ = request.respond(status_only(404));
+        respond(request, 404, &[], b"");
         return;
     };
     if if_none_match.as_deref() == Some(resource.etag.as_str()) {
-        let response = status_only(304).with_header(header("ETag", &resource.etag));
-        let _ = request.respond(response);
+        respond(request, 304, &[("ETag", &resource.etag)], b"");
         return;
     }
-    let response = tiny_http::Response::from_data(resource.body.clone())
-        .with_header(header("Content-Type", resource.content_type))
-        .with_header(header("ETag", &resource.etag))
-        .with_header(header("Last-Modified", LAST_MODIFIED));
-    let _ = request.respond(response);
+    let headers = [
+        ("Content-Type", resource.content_type),
+        ("ETag", resource.etag.as_str()),
+        ("Last-Modified", LAST_MODIFIED),
+    ];
+    respond(request, 200, &headers, &resource.body);
 }
