@@ -162,6 +162,7 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
     let moved = path("genesis", &genesis[1].file);
     let off_site = path("genesis", &genesis[2].file);
     let wrong_body = path("snes", &snes[2].file);
+    let looping = path("snes", &snes[3].file);
 
     let mut faults = BTreeMap::new();
     faults.insert(dead_404.clone(), Fault::Status(404));
@@ -200,6 +201,8 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
         Fault::Redirect("http://elsewhere.invalid/x.mid".into()),
     );
     faults.insert(wrong_body.clone(), Fault::WrongBody);
+    faults.insert(looping.clone(), Fault::Redirect("/loop".into()));
+    faults.insert("/loop".into(), Fault::Redirect(looping.clone()));
     let site = Site::start(SiteConfig {
         songs: songs.clone(),
         robots_txt: Some(format!(
@@ -222,9 +225,11 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
     assert_eq!(c["nes"]["dead_links"], 2);
     assert_eq!(c["nes"]["disallowed"], 1);
     assert_eq!(c["nes"]["downloaded"], count("nes") - 3);
-    // snes: the 500 and the 503 succeed on retry; the wrong body is refused.
-    assert_eq!(c["snes"]["downloaded"], count("snes") - 1);
+    // snes: the 500 and the 503 succeed on retry; the wrong body is refused;
+    // a redirect loop is cut after 5 redirects.
+    assert_eq!(c["snes"]["downloaded"], count("snes") - 2);
     assert_eq!(c["snes"]["bad_files"], 1);
+    assert_eq!(c["snes"]["dead_links"], 1);
     // gameboy: the stalled song succeeds on retry, the truncated one fails.
     assert_eq!(c["gameboy"]["downloaded"], count("gameboy") - 1);
     assert_eq!(c["gameboy"]["failed"], 1);
@@ -251,7 +256,12 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
     let url = |p: &str| format!("{}{}", site.url().trim_end_matches('/'), p);
     let dead = problem_urls(&report, "dead_links");
     assert!(dead.contains(&url(&dead_404)) && dead.contains(&url(&dead_403)));
-    assert!(dead.contains(&url(&off_site)));
+    assert!(dead.contains(&url(&off_site)) && dead.contains(&url(&looping)));
+    assert_eq!(
+        site.requests(&looping) + site.requests("/loop"),
+        6,
+        "1 + 5 redirects"
+    );
     let bad = problem_urls(&report, "bad_files");
     assert!(bad.contains(&url(&html)) && bad.contains(&url(&wrong_body)));
     let reasons: Vec<&str> = report["bad_files"]

@@ -95,6 +95,13 @@ impl StageKind for ScrapeKind {
         ]
     }
 
+    fn validate(&self, params: &Params) -> Result<(), String> {
+        match params.str("source") {
+            "vgmusic" => vgmusic::validate(params),
+            _ => Ok(()),
+        }
+    }
+
     fn external_inputs(
         &self,
         params: &Params,

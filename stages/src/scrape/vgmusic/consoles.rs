@@ -67,6 +67,25 @@ mod tests {
     }
 
     #[test]
+    fn bad_parameters_are_refused_before_running() {
+        use crate::api::{StageKind, Value};
+        use crate::memo::params_with;
+        let kind = crate::scrape::ScrapeKind;
+        let with = |extra: Vec<(&str, Value)>| {
+            let mut overrides = vec![("source", Value::from("vgmusic"))];
+            overrides.extend(extra);
+            params_with(&kind as &dyn StageKind, &overrides)
+        };
+        assert!(with(vec![]).is_ok());
+        let err = with(vec![("base_url", "vgmusic.com".into())]).unwrap_err();
+        assert!(err.contains("base_url"), "{err}");
+        let err = with(vec![("consoles", Value::Array(vec![]))]).unwrap_err();
+        assert!(err.contains("consoles"), "{err}");
+        let err = with(vec![("consoles", Value::Array(vec!["n64".into()]))]).unwrap_err();
+        assert!(err.contains("consoles"), "{err}");
+    }
+
+    #[test]
     fn listing_urls_keep_the_trailing_slash_under_a_sub_folder() {
         let root = site_root("http://127.0.0.1:8080/mirror").unwrap();
         assert_eq!(

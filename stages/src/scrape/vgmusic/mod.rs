@@ -40,6 +40,18 @@ struct ConsolePage {
     songs: Vec<ListedSong>,
 }
 
+/// Checks across the vgmusic parameters, before anything runs.
+pub fn validate(params: &Params) -> Result<(), String> {
+    consoles::site_root(params.str("base_url"))?;
+    if params.str_list("consoles").is_empty() {
+        return Err("`consoles` is empty: name at least one console to scrape".into());
+    }
+    if params.str("user_agent").trim().is_empty() {
+        return Err("`user_agent` is empty: the site should know who is asking".into());
+    }
+    Ok(())
+}
+
 pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     let params = ctx.params;
     let root = consoles::site_root(params.str("base_url")).map_err(StageError::Config)?;
