@@ -279,6 +279,8 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
         "{reasons:?}"
     );
     assert_eq!(problem_urls(&report, "failed"), vec![url(&truncated)]);
+    let why = report["failed"][0]["reason"].as_str().unwrap();
+    assert!(why.contains("gave up after 3 tries"), "{why}");
 
     // Dead links are asked once; retried faults as often as they need.
     assert_eq!(site.requests(&dead_404), 1);

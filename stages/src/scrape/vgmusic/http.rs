@@ -306,7 +306,7 @@ impl<'a> PoliteClient<'a> {
                 Attempt::Final(FetchError::Transient(format!("writing the body: {e}")))
             }
             Err(CopyError::Read(e)) => Attempt::Retry {
-                why: format!("body cut short: {e}"),
+                why: format!("body cut short: {}", root_cause(&e)),
                 retry_after: None,
             },
         }

@@ -75,10 +75,14 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     let pages = read_pages(ctx, &mut client, &root, &mut report)?;
 
     let total: u64 = pages.iter().map(|p| p.songs.len() as u64).sum();
-    let mut progress = progress::ScrapeProgress::new(ctx.progress, total);
+    let mut tally = Tally {
+        out_dir: ctx.out_dir,
+        progress: progress::ScrapeProgress::new(ctx.progress, total),
+        report,
+        index: Vec::new(),
+        from_memo: 0,
+    };
     let mut namer = naming::Namer::default();
-    let mut index = Vec::new();
-    let mut from_memo = 0u64;
     for page in &pages {
         let console = page.console.as_str();
         // Names are handed out for every selected song, stored or not, so a
@@ -88,7 +92,6 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
             .iter()
             .map(|s| namer.assign(console, &s.game, &s.url))
             .collect();
-        let mut counts = report.consoles.remove(console).unwrap_or_default();
         for (i, (song, name)) in page.songs.iter().zip(&names).enumerate() {
             ctx.check_cancelled()?;
             let mut fetcher = SongFetcher {
@@ -97,68 +100,98 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
                 temp_dir: ctx.temp_dir,
                 refresh: ctx.refresh,
             };
-            let outcome = match fetcher.fetch(song) {
-                Ok(outcome) => outcome,
-                Err(_) => return Err(StageError::Cancelled),
-            };
-            match outcome {
-                SongOutcome::Stored {
-                    path,
-                    size,
-                    md5,
-                    origin,
-                } => {
-                    place(&path, &ctx.out_dir.join(name))?;
-                    if origin == Origin::Memo {
-                        from_memo += 1;
-                    }
-                    counts.downloaded += 1;
-                    counts.bytes += size;
-                    progress.bytes += size;
-                    index.push(IndexEntry {
-                        path: name.clone(),
-                        console: console.to_string(),
-                        game: song.game.clone(),
-                        title: song.title.clone(),
-                        sequencer: song.sequencer.clone(),
-                        url: song.url.to_string(),
-                        size,
-                        md5,
-                    });
-                }
-                SongOutcome::DeadLink(why) => {
-                    counts.dead_links += 1;
-                    report.dead_links.push(Problem::new(console, song, why));
-                }
-                SongOutcome::BadFile(why) => {
-                    counts.bad_files += 1;
-                    report.bad_files.push(Problem::new(console, song, why));
-                }
-                SongOutcome::Failed(why) => {
-                    counts.failed += 1;
-                    report.failed.push(Problem::new(console, song, why));
-                }
-                SongOutcome::Disallowed => {
-                    counts.disallowed += 1;
-                    let why = "robots.txt disallows it";
-                    report.disallowed.push(Problem::new(console, song, why));
-                }
-            }
-            progress.failures = (report.dead_links.len()
-                + report.bad_files.len()
-                + report.failed.len()
-                + report.disallowed.len()) as u64;
-            progress.advance(console, i as u64 + 1, page.songs.len() as u64);
+            // `fetch` fails only when cancelled; what it finished stays memoized.
+            let outcome = fetcher.fetch(song).map_err(|_| StageError::Cancelled)?;
+            tally.record(console, song, name, outcome)?;
+            let done = i as u64 + 1;
+            tally
+                .progress
+                .advance(console, done, page.songs.len() as u64);
         }
-        report.downloaded += counts.downloaded;
-        report.consoles.insert(console.to_string(), counts);
     }
 
+    let Tally {
+        mut index,
+        mut report,
+        from_memo,
+        ..
+    } = tally;
+    report.downloaded = report.consoles.values().map(|c| c.downloaded).sum();
     index.sort_by(|a, b| a.path.cmp(&b.path));
     write(ctx.out_dir, "index.json", &report::to_json(&index))?;
     write(ctx.out_dir, "report.json", &report::to_json(&report))?;
     log_summary(ctx, &client, &report, from_memo, started.elapsed());
     Ok(())
+}
+
+/// What the run has made so far.
+struct Tally<'a> {
+    out_dir: &'a Path,
+    progress: progress::ScrapeProgress<'a>,
+    report: Report,
+    index: Vec<IndexEntry>,
+    from_memo: u64,
+}
+
+impl Tally<'_> {
+    /// Places a stored song in the output, or reports why there is none.
+    fn record(
+        &mut self,
+        console: &str,
+        song: &ListedSong,
+        name: &str,
+        outcome: SongOutcome,
+    ) -> Result<(), StageError> {
+        let report = &mut self.report;
+        let counts = report.consoles.entry(console.to_string()).or_default();
+        let (list, why) = match outcome {
+            SongOutcome::Stored {
+                path,
+                size,
+                md5,
+                origin,
+            } => {
+                place(&path, &self.out_dir.join(name))?;
+                self.from_memo += u64::from(origin == Origin::Memo);
+                counts.downloaded += 1;
+                counts.bytes += size;
+                self.progress.bytes += size;
+                self.index.push(IndexEntry {
+                    path: name.to_string(),
+                    console: console.to_string(),
+                    game: song.game.clone(),
+                    title: song.title.clone(),
+                    sequencer: song.sequencer.clone(),
+                    url: song.url.to_string(),
+                    size,
+                    md5,
+                });
+                return Ok(());
+            }
+            SongOutcome::DeadLink(why) => {
+                counts.dead_links += 1;
+                (&mut report.dead_links, why)
+            }
+            SongOutcome::BadFile(why) => {
+                counts.bad_files += 1;
+                (&mut report.bad_files, why)
+            }
+            SongOutcome::Failed(why) => {
+                counts.failed += 1;
+                (&mut report.failed, why)
+            }
+            SongOutcome::Disallowed => {
+                counts.disallowed += 1;
+                (
+                    &mut report.disallowed,
+                    "robots.txt disallows it".to_string(),
+                )
+            }
+        };
+        list.push(Problem::new(console, song, why));
+        self.progress.failures += 1;
+        Ok(())
+    }
 }
 
 /// Fetches robots.txt and hands its rules to the client. Missing (4xx):
@@ -228,10 +261,9 @@ fn read_pages(
         let html = match page {
             Ok(html) => html,
             Err(why) => {
-                let why = format!("{url}: {why}");
                 ctx.progress
-                    .log(&format!("cannot read the {console} listing: {why}"));
-                errors.push(why.clone());
+                    .log(&format!("cannot read the {console} listing {url}: {why}"));
+                errors.push(format!("{console} ({url}): {why}"));
                 counts.page_error = Some(why);
                 report.consoles.insert(console, counts);
                 continue;
