@@ -122,10 +122,6 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     out
 }
 
-fn song<'a>(songs: &'a [SongSpec], file: &str) -> &'a SongSpec {
-    songs.iter().find(|s| s.file == file).unwrap()
-}
-
 fn problem_urls(report: &serde_json::Value, list: &str) -> Vec<String> {
     report[list]
         .as_array()
@@ -369,7 +365,6 @@ fn faults_are_reported_and_every_good_song_is_stored_once() {
         "gameboy/Pok_mon_(Gold_Silver)/pkgsc_azalea.mid"
     );
     assert_eq!(pokemon["sequencer"], "Katsumi No");
-    let _ = song(&songs, "pkgsc_azalea.mid");
 }
 
 fn site_faulted(path: &str, faulted: &[&String]) -> bool {
@@ -526,5 +521,70 @@ fn the_stage_fails_only_when_no_listing_page_can_be_read() {
         site.total_requests(),
         3,
         "robots.txt: 1 try + 2 retries, no page"
+    );
+}
+
+#[test]
+fn a_refresh_fetches_only_what_changed_on_the_site() {
+    let mut songs = sample_songs();
+    songs.retain(|s| s.console == "nes" || s.console == "tg16");
+    let config = |songs: Vec<SongSpec>| SiteConfig {
+        songs,
+        ..SiteConfig::default()
+    };
+    let site = Site::start(config(songs.clone()));
+    let work = tempfile::tempdir().unwrap();
+    let mut run = Run::new(&site, work.path());
+    run.overrides = vec![("consoles", Value::Array(vec!["nes".into(), "tg16".into()]))];
+    let first = work.path().join("first");
+    run.go(&first).unwrap();
+
+    // One song re-sequenced (new body, new MD5 on the page), one song added.
+    let changed = songs[3].clone();
+    songs[3].revision = 1;
+    let added = SongSpec {
+        file: "Brand_New_%28Remix%29.mid".into(),
+        title: "Brand New (Remix)".into(),
+        ..songs[4].clone()
+    };
+    songs.insert(5, added.clone());
+    site.update(config(songs.clone()));
+    let before = site.total_requests();
+    run.refresh = true;
+    let second = work.path().join("second");
+    run.go(&second).unwrap();
+
+    let new_requests: Vec<_> = site.seen().into_iter().skip(before).collect();
+    let fetched_whole: Vec<&str> = new_requests
+        .iter()
+        .filter(|s| s.if_none_match.is_none())
+        .map(|s| s.path.as_str())
+        .collect();
+    // robots.txt is missing (404: nothing to revalidate); the pages changed.
+    let changed_path = Site::song_path(&changed.console, &changed.file);
+    let added_path = Site::song_path(&added.console, &added.file);
+    assert_eq!(
+        fetched_whole,
+        vec!["/robots.txt", changed_path.as_str(), added_path.as_str()]
+    );
+    assert_eq!(new_requests.len(), 1 + 2 + songs.len());
+
+    let index = read_json(&second.join("index.json"));
+    let entries = index.as_array().unwrap();
+    assert_eq!(entries.len(), songs.len());
+    for entry in entries {
+        let console = entry["console"].as_str().unwrap();
+        let href = entry["url"].as_str().unwrap().rsplit('/').next().unwrap();
+        let stored = fs::read(second.join(entry["path"].as_str().unwrap())).unwrap();
+        assert_eq!(stored, site.body(console, href));
+    }
+    let changed_entry = entries
+        .iter()
+        .find(|e| e["url"].as_str().unwrap().ends_with(&changed.file))
+        .unwrap();
+    let name = changed_entry["path"].as_str().unwrap();
+    assert_ne!(
+        fs::read(first.join(name)).unwrap(),
+        fs::read(second.join(name)).unwrap()
     );
 }

@@ -13,14 +13,14 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
 /// One song of the listing (the fields of index-2021.jsonl).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SongSpec {
     pub console: String,
     pub game: String,
@@ -28,6 +28,8 @@ pub struct SongSpec {
     pub author: String,
     /// The href on the page: relative, percent-encoded.
     pub file: String,
+    /// Bump to serve a different body (and list its new MD5 and size).
+    pub revision: u32,
 }
 
 impl SongSpec {
@@ -44,6 +46,7 @@ impl SongSpec {
                     title: s("title"),
                     author: s("author"),
                     file: s("file"),
+                    revision: 0,
                 }
             })
             .collect()
@@ -120,13 +123,18 @@ struct Resource {
     etag: String,
 }
 
-struct State {
+/// What the site serves; replaced whole by [`Site::update`].
+struct Content {
     resources: HashMap<String, Resource>,
     faults: BTreeMap<String, Fault>,
+    bodies: BTreeMap<(String, String), Vec<u8>>,
+}
+
+struct State {
+    content: RwLock<Arc<Content>>,
     /// Requests per path, for FailTimes / Stall.
     hits: Mutex<HashMap<String, u32>>,
     seen: Mutex<Vec<Seen>>,
-    bodies: BTreeMap<(String, String), Vec<u8>>,
 }
 
 pub struct Site {
@@ -142,7 +150,11 @@ const LAST_MODIFIED: &str = "Sat, 03 Jul 2021 10:00:00 GMT";
 impl Site {
     /// Starts the site on a free port of 127.0.0.1.
     pub fn start(config: SiteConfig) -> Site {
-        let state = Arc::new(build(config));
+        let state = Arc::new(State {
+            content: RwLock::new(Arc::new(build(config))),
+            hits: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Vec::new()),
+        });
         let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("bind 127.0.0.1:0"));
         let port = server.server_addr().to_ip().expect("an IP address").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -212,8 +224,15 @@ impl Site {
     }
 
     /// The body the site serves for a song (what a good download stores).
-    pub fn body(&self, console: &str, file: &str) -> &[u8] {
-        &self.state.bodies[&(console.to_string(), file.to_string())]
+    pub fn body(&self, console: &str, file: &str) -> Vec<u8> {
+        let content = self.state.content.read().unwrap().clone();
+        content.bodies[&(console.to_string(), file.to_string())].clone()
+    }
+
+    /// Serves `config` from now on (a changed site); the request log and
+    /// the fault counters carry on.
+    pub fn update(&self, config: SiteConfig) {
+        *self.state.content.write().unwrap() = Arc::new(build(config));
     }
 }
 
@@ -229,8 +248,8 @@ impl Drop for Site {
 
 /// A small, valid, deterministic MIDI file for a song: header, one track of
 /// notes whose count and pitches come from a hash of the song's name.
-pub fn midi_body(console: &str, file: &str) -> Vec<u8> {
-    let seed = blake3::hash(format!("{console}/{file}").as_bytes());
+pub fn midi_body(console: &str, file: &str, revision: u32) -> Vec<u8> {
+    let seed = blake3::hash(format!("{console}/{file}#{revision}").as_bytes());
     let seed = seed.as_bytes();
     let notes = 20 + (u16::from_le_bytes([seed[0], seed[1]]) % 400) as usize;
     let mut track = Vec::new();
@@ -280,7 +299,7 @@ pub fn listing_html(
     };
     let mut game = None;
     for song in songs {
-        let body = midi_body(console, &song.file);
+        let body = midi_body(console, &song.file, song.revision);
         if game != Some(&song.game) {
             game = Some(&song.game);
             let anchor: String = song
@@ -314,7 +333,7 @@ pub fn listing_html(
     html
 }
 
-fn build(config: SiteConfig) -> State {
+fn build(config: SiteConfig) -> Content {
     let mut resources = HashMap::new();
     let mut bodies = BTreeMap::new();
     let mut by_console: BTreeMap<&str, Vec<&SongSpec>> = BTreeMap::new();
@@ -328,7 +347,7 @@ fn build(config: SiteConfig) -> State {
         let new_layout = config.new_layout.contains(*console);
         let html = listing_html(console, songs, new_layout, config.omit_end_tags);
         for song in songs {
-            let body = midi_body(console, &song.file);
+            let body = midi_body(console, &song.file, song.revision);
             let path = format!("{}{}", console_path(console), song.file);
             resources.insert(
                 path,
@@ -374,11 +393,9 @@ fn build(config: SiteConfig) -> State {
             resources.insert(to.clone(), copy);
         }
     }
-    State {
+    Content {
         resources,
         faults: config.faults,
-        hits: Mutex::new(HashMap::new()),
-        seen: Mutex::new(Vec::new()),
         bodies,
     }
 }
@@ -432,8 +449,9 @@ fn serve(state: &State, request: tiny_http::Request) {
         *n += 1;
         *n
     };
-    let resource = state.resources.get(&path);
-    match state.faults.get(&path) {
+    let content = state.content.read().unwrap().clone();
+    let resource = content.resources.get(&path);
+    match content.faults.get(&path) {
         Some(Fault::Status(code)) => {
             respond(request, *code, &[], b"");
             return;
