@@ -94,25 +94,29 @@ fn serve(songs: Vec<SongSpec>) {
 
 fn bench_parse(songs: &[SongSpec]) {
     let snes: Vec<&SongSpec> = songs.iter().filter(|s| s.console == "snes").collect();
-    let html = vgmusic_site::listing_html("snes", &snes, false, true);
     let page = url::Url::parse("https://www.vgmusic.com/music/console/nintendo/snes/").unwrap();
-    let mut times = Vec::new();
-    let mut found = 0;
-    for _ in 0..15 {
-        let start = Instant::now();
-        let listing = parse_listing(&html, &page);
-        times.push(start.elapsed());
-        found = listing.songs.len();
+    for omit_end_tags in [false, true] {
+        let html = vgmusic_site::listing_html("snes", &snes, false, omit_end_tags);
+        let mut times = Vec::new();
+        let mut found = 0;
+        for _ in 0..15 {
+            let start = Instant::now();
+            let listing = parse_listing(&html, &page);
+            times.push(start.elapsed());
+            found = listing.songs.len();
+        }
+        assert_eq!(found, snes.len(), "every SNES song parsed");
+        let tags = if omit_end_tags { "without" } else { "with" };
+        println!(
+            "parse SNES page ({tags} </td></tr>): {} songs, {:.2} MB: median {:.1} ms of 15 runs \
+             (min {:.1}, max {:.1})",
+            found,
+            html.len() as f64 / 1e6,
+            median(times.clone()).as_secs_f64() * 1e3,
+            times.iter().min().unwrap().as_secs_f64() * 1e3,
+            times.iter().max().unwrap().as_secs_f64() * 1e3,
+        );
     }
-    assert_eq!(found, snes.len(), "every SNES song parsed");
-    println!(
-        "parse SNES page: {} songs, {:.2} MB: median {:.1} ms of 15 runs (min {:.1}, max {:.1})",
-        found,
-        html.len() as f64 / 1e6,
-        median(times.clone()).as_secs_f64() * 1e3,
-        times.iter().min().unwrap().as_secs_f64() * 1e3,
-        times.iter().max().unwrap().as_secs_f64() * 1e3,
-    );
 }
 
 fn bench_scrape() {

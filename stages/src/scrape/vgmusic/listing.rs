@@ -2,10 +2,22 @@
 //! holds game header rows (any row with a `td.header` cell: the older
 //! `tr.header` and the newer `tr.gameheader` layouts) followed by song rows
 //! of four cells: link + title, "N bytes", sequencer, comments link whose
-//! `/file/<md5>.html` names the MD5 of the file. html5ever closes the
-//! `</td>`/`</tr>` the site leaves out.
+//! `/file/<md5>.html` names the MD5 of the file.
+//!
+//! html5ever's tokenizer reads the page (entities, attributes, comments,
+//! script and style contents as the spec says); rows and cells are then
+//! opened and closed the way HTML's table rules imply them: a `<td>` ends
+//! the cell before it and a `<tr>` the row before it, so pages that leave
+//! out `</td>` and `</tr>` read the same. Building the full DOM would cost
+//! twice the time for nothing this page needs.
 
-use scraper::{ElementRef, Html};
+use std::cell::RefCell;
+
+use html5ever::tendril::StrTendril;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, Tag, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer,
+};
 use url::Url;
 
 /// One song row.
@@ -33,63 +45,246 @@ pub struct Listing {
 
 /// Parses `html`, the page found at `page_url`.
 pub fn parse(html: &str, page_url: &Url) -> Listing {
-    let document = Html::parse_document(html);
-    let mut listing = Listing::default();
-    let Some(table) = document
-        .root_element()
-        .descendent_elements()
-        .find(|e| e.value().name() == "table")
-    else {
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(html));
+    let tokenizer = Tokenizer::new(
+        RowSink {
+            rows: RefCell::new(Rows::new(page_url)),
+        },
+        Default::default(),
+    );
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    let rows = tokenizer.sink.rows.into_inner();
+    let mut listing = rows.listing;
+    if !rows.saw_table {
         listing
             .problems
             .push("no <table> on the page: not a console listing".into());
-        return listing;
-    };
-    let mut game = String::new();
-    for row in rows(table) {
-        let cells: Vec<ElementRef> = row
-            .child_elements()
-            .filter(|c| c.value().name() == "td")
-            .collect();
-        if let Some(header) = cells.iter().find(|c| has_class(c, "header")) {
-            game = clean_text(*header);
-            continue;
-        }
-        if let Some(song) = song_row(&cells, &game, page_url, &mut listing.problems) {
-            listing.songs.push(song);
-        }
     }
     listing
 }
 
-/// The `<tr>` elements of `table` (through the implicit `<tbody>`), not
-/// those of nested tables.
-fn rows(table: ElementRef) -> impl Iterator<Item = ElementRef> {
-    table.child_elements().flat_map(|child| {
-        let nested: Vec<ElementRef> = match child.value().name() {
-            "tr" => vec![child],
-            "tbody" | "thead" | "tfoot" => child
-                .child_elements()
-                .filter(|r| r.value().name() == "tr")
-                .collect(),
-            _ => Vec::new(),
-        };
-        nested
-    })
+#[derive(Debug, Default)]
+struct Link {
+    href: Option<String>,
+    text: String,
+}
+
+/// One cell. Cells (and their strings) are reused from row to row: a page
+/// has ~27,000 of them.
+#[derive(Debug, Default)]
+struct Cell {
+    is_th: bool,
+    /// `class="header"`: a game header cell.
+    is_header: bool,
+    text: String,
+    links: Vec<Link>,
+    link_count: usize,
+}
+
+impl Cell {
+    fn reset(&mut self, is_th: bool, is_header: bool) {
+        self.is_th = is_th;
+        self.is_header = is_header;
+        self.text.clear();
+        self.link_count = 0;
+    }
+
+    fn links(&self) -> &[Link] {
+        &self.links[..self.link_count]
+    }
+
+    fn open_link(&mut self, href: Option<&str>) {
+        if self.link_count == self.links.len() {
+            self.links.push(Link::default());
+        }
+        let link = &mut self.links[self.link_count];
+        link.text.clear();
+        link.href = href.map(str::to_owned);
+        self.link_count += 1;
+    }
+}
+
+/// The page's first table, read row by row into the listing.
+struct Rows<'a> {
+    page_url: &'a Url,
+    saw_table: bool,
+    /// Nesting depth of `<table>` while inside the first one; rows of a
+    /// nested table are not ours.
+    depth: u32,
+    finished: bool,
+    cells: Vec<Cell>,
+    cell_count: usize,
+    /// Whether text goes to the last cell.
+    in_cell: bool,
+    in_link: bool,
+    game: String,
+    listing: Listing,
+}
+
+impl<'a> Rows<'a> {
+    fn new(page_url: &'a Url) -> Self {
+        Rows {
+            page_url,
+            saw_table: false,
+            depth: 0,
+            finished: false,
+            cells: Vec::new(),
+            cell_count: 0,
+            in_cell: false,
+            in_link: false,
+            game: String::new(),
+            listing: Listing::default(),
+        }
+    }
+
+    fn end_row(&mut self) {
+        let cells = &self.cells[..self.cell_count];
+        if let Some(header) = cells.iter().find(|c| !c.is_th && c.is_header) {
+            self.game = clean(&header.text);
+        } else if let Some(song) =
+            song_row(cells, &self.game, self.page_url, &mut self.listing.problems)
+        {
+            self.listing.songs.push(song);
+        }
+        self.cell_count = 0;
+        self.in_cell = false;
+        self.in_link = false;
+    }
+
+    fn cell(&mut self) -> Option<&mut Cell> {
+        if !self.in_cell || self.cell_count == 0 {
+            return None;
+        }
+        self.cells.get_mut(self.cell_count - 1)
+    }
+
+    fn open_cell(&mut self, is_th: bool, is_header: bool) {
+        if self.cell_count == self.cells.len() {
+            self.cells.push(Cell::default());
+        }
+        self.cells[self.cell_count].reset(is_th, is_header);
+        self.cell_count += 1;
+        self.in_cell = true;
+        self.in_link = false;
+    }
+
+    fn tag(&mut self, tag: &Tag) {
+        let name: &str = &tag.name;
+        let start = tag.kind == TagKind::StartTag;
+        if name == "table" {
+            match (start, self.saw_table) {
+                (true, false) => {
+                    self.saw_table = true;
+                    self.depth = 1;
+                }
+                (true, true) => self.depth += 1,
+                (false, _) if self.depth > 0 => {
+                    self.depth -= 1;
+                    if self.depth == 0 && !self.finished {
+                        self.end_row();
+                        self.finished = true;
+                    }
+                }
+                _ => {}
+            }
+            return;
+        }
+        if self.depth != 1 || self.finished {
+            return;
+        }
+        match (name, start) {
+            ("tr" | "tbody" | "thead" | "tfoot", _) => self.end_row(),
+            ("td" | "th", true) => {
+                let is_header = tag.attrs.iter().any(|a| {
+                    &*a.name.local == "class"
+                        && a.value.split_ascii_whitespace().any(|c| c == "header")
+                });
+                self.open_cell(name == "th", is_header);
+            }
+            ("td" | "th", false) => {
+                self.in_cell = false;
+                self.in_link = false;
+            }
+            ("a", true) => {
+                let href = tag
+                    .attrs
+                    .iter()
+                    .find(|a| &*a.name.local == "href")
+                    .map(|a| &*a.value);
+                if let Some(cell) = self.cell() {
+                    cell.open_link(href);
+                    self.in_link = true;
+                }
+            }
+            ("a", false) => self.in_link = false,
+            _ => {}
+        }
+    }
+
+    fn text(&mut self, text: &str) {
+        if self.depth != 1 || self.finished {
+            return;
+        }
+        let in_link = self.in_link;
+        if let Some(cell) = self.cell() {
+            cell.text.push_str(text);
+            if in_link && cell.link_count > 0 {
+                cell.links[cell.link_count - 1].text.push_str(text);
+            }
+        }
+    }
+}
+
+struct RowSink<'a> {
+    rows: RefCell<Rows<'a>>,
+}
+
+impl TokenSink for RowSink<'_> {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+        match token {
+            Token::TagToken(tag) => {
+                self.rows.borrow_mut().tag(&tag);
+                if tag.kind == TagKind::StartTag {
+                    // The content models the tree builder would switch the
+                    // tokenizer to: a "<tr>" inside a script is not a row.
+                    return match &*tag.name {
+                        "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+                        "style" | "xmp" | "iframe" | "noembed" | "noframes" => {
+                            TokenSinkResult::RawData(RawKind::Rawtext)
+                        }
+                        "title" | "textarea" => TokenSinkResult::RawData(RawKind::Rcdata),
+                        "plaintext" => TokenSinkResult::Plaintext,
+                        _ => TokenSinkResult::Continue,
+                    };
+                }
+            }
+            Token::CharacterTokens(text) => self.rows.borrow_mut().text(&text),
+            Token::EOFToken => {
+                let mut rows = self.rows.borrow_mut();
+                if rows.depth > 0 && !rows.finished {
+                    rows.end_row();
+                }
+            }
+            _ => {}
+        }
+        TokenSinkResult::Continue
+    }
 }
 
 fn song_row(
-    cells: &[ElementRef],
+    cells: &[Cell],
     game: &str,
     page_url: &Url,
     problems: &mut Vec<String>,
 ) -> Option<ListedSong> {
-    let first = cells.first()?;
-    let link = first
-        .descendent_elements()
-        .find(|e| e.value().name() == "a" && e.value().attr("href").is_some())?;
-    let href = link.value().attr("href").unwrap_or("").trim().to_string();
-    let title = clean_text(link);
+    let first = cells.first().filter(|c| !c.is_th)?;
+    let link = first.links().iter().find(|l| l.href.is_some())?;
+    let href = link.href.as_deref().unwrap_or("").trim().to_string();
+    let title = clean(&link.text);
     let url = match page_url.join(&href) {
         Ok(url) => url,
         Err(e) => {
@@ -99,29 +294,28 @@ fn song_row(
             return None;
         }
     };
-    let text_of = |i: usize| cells.get(i).map(|c| clean_text(*c)).unwrap_or_default();
+    let text_of = |i: usize| cells.get(i).map(|c| clean(&c.text)).unwrap_or_default();
     Some(ListedSong {
         game: game.to_string(),
         title,
         sequencer: text_of(2),
         declared_size: parse_size(&text_of(1)),
-        md5: cells.get(3).and_then(|c| comments_md5(*c)),
+        md5: cells.get(3).and_then(comments_md5),
         href,
         url,
     })
 }
 
-fn has_class(element: &ElementRef, class: &str) -> bool {
-    element
-        .value()
-        .attr("class")
-        .is_some_and(|c| c.split_ascii_whitespace().any(|x| x == class))
-}
-
-/// The element's text with runs of white space collapsed.
-fn clean_text(element: ElementRef) -> String {
-    let text: String = element.text().collect();
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+/// Text with runs of white space collapsed.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// "12,345 bytes" -> 12345.
@@ -136,9 +330,9 @@ fn parse_size(text: &str) -> Option<u64> {
 }
 
 /// The MD5 in a `/file/<md5>.html` link.
-fn comments_md5(cell: ElementRef) -> Option<String> {
-    cell.descendent_elements().find_map(|a| {
-        let href = a.value().attr("href")?;
+fn comments_md5(cell: &Cell) -> Option<String> {
+    cell.links().iter().find_map(|link| {
+        let href = link.href.as_deref()?;
         let name = href.rsplit('/').next()?;
         let hex = name.strip_suffix(".html")?;
         (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
@@ -190,6 +384,27 @@ mod tests {
         assert_eq!(second.href, "LoB_%28Overworld%29.mid");
         assert_eq!(second.sequencer, "");
         assert_eq!(second.declared_size, Some(98));
+    }
+
+    #[test]
+    fn nested_tables_scripts_and_rows_without_end_tags() {
+        let page = Url::parse("http://site/c/").unwrap();
+        let html = r#"<html><head><script>var x = "<table><tr><td><a href='no.mid'>x</a>";</script></head>
+<body><!-- <tr><td><a href="comment.mid"> -->
+<table><tr class="header"><td class="header">Game &amp; Co
+<tr><td><a href="a.mid">A <b>bold</b> title</a><td>10 bytes<td>Seq<td><a href="/file/00000000000000000000000000000000.html">C</a>
+<td><table><tr><td><a href="inner.mid">inner</a></table>
+<tr><td><a href="b.mid">B</a><td>20 bytes
+</table>
+<table><tr><td><a href="second-table.mid">later</a></table>"#;
+        let listing = parse(html, &page);
+        let hrefs: Vec<&str> = listing.songs.iter().map(|s| s.href.as_str()).collect();
+        assert_eq!(hrefs, ["a.mid", "b.mid"]);
+        assert_eq!(listing.songs[0].game, "Game & Co");
+        assert_eq!(listing.songs[0].title, "A bold title");
+        assert_eq!(listing.songs[0].sequencer, "Seq");
+        assert_eq!(listing.songs[1].declared_size, Some(20));
+        assert_eq!(listing.songs[1].md5, None);
     }
 
     #[test]
