@@ -60,6 +60,25 @@ fn peak_rss_mb() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
+/// CPU time (user + system) of this process so far, in ms (10 ms ticks):
+/// less disturbed than wall time by other processes on a shared machine.
+fn cpu_ms() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    (ticks(11) + ticks(12)) * 10.0
+}
+
 fn main() {
     let Some(path) = listing_file() else {
         eprintln!(
@@ -99,17 +118,19 @@ fn bench_parse(songs: &[SongSpec]) {
         let html = vgmusic_site::listing_html("snes", &snes, false, omit_end_tags);
         let mut times = Vec::new();
         let mut found = 0;
+        let cpu_start = cpu_ms();
         for _ in 0..15 {
             let start = Instant::now();
             let listing = parse_listing(&html, &page);
             times.push(start.elapsed());
             found = listing.songs.len();
         }
+        let cpu_per_parse = (cpu_ms() - cpu_start) / 15.0;
         assert_eq!(found, snes.len(), "every SNES song parsed");
         let tags = if omit_end_tags { "without" } else { "with" };
         println!(
             "parse SNES page ({tags} </td></tr>): {} songs, {:.2} MB: median {:.1} ms of 15 runs \
-             (min {:.1}, max {:.1})",
+             (min {:.1}, max {:.1}; CPU {cpu_per_parse:.1} ms a parse)",
             found,
             html.len() as f64 / 1e6,
             median(times.clone()).as_secs_f64() * 1e3,
@@ -145,9 +166,11 @@ fn bench_scrape() {
     ] {
         let out = work.path().join(out);
         let start = Instant::now();
+        let cpu_start = cpu_ms();
         run_standalone(&ScrapeKind, &overrides, &[], &out, work.path(), &NoProgress)
             .expect("the scrape runs");
         let secs = start.elapsed().as_secs_f64();
+        let cpu_s = (cpu_ms() - cpu_start) / 1e3;
         let index: serde_json::Value =
             serde_json::from_slice(&std::fs::read(out.join("index.json")).unwrap()).unwrap();
         let files = index.as_array().unwrap().len();
@@ -158,7 +181,8 @@ fn bench_scrape() {
             .map(|e| e["size"].as_u64().unwrap())
             .sum();
         println!(
-            "{label}: {files} files, {:.1} MB in {secs:.1} s = {:.0} files/s; peak RSS so far {:.1} MB",
+            "{label}: {files} files, {:.1} MB in {secs:.1} s = {:.0} files/s (scraper CPU {cpu_s:.1} s); \
+             peak RSS so far {:.1} MB",
             bytes as f64 / 1e6,
             files as f64 / secs,
             peak_rss_mb()
