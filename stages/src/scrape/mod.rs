@@ -5,7 +5,7 @@
 use crate::api::*;
 
 mod local;
-mod vgmusic;
+pub mod vgmusic;
 
 pub struct ScrapeKind;
 
@@ -35,7 +35,7 @@ impl StageKind for ScrapeKind {
                 "consoles",
                 ParamType::StrList { choices: CONSOLES },
                 consoles,
-                "vgmusic consoles to scrape",
+                "vgmusic consoles to scrape (listing paths: see scrape/vgmusic/consoles.rs)",
             ),
             ParamSpec::new(
                 "base_url",
@@ -74,6 +74,15 @@ impl StageKind for ScrapeKind {
                 "retries of a failed request (5xx, timeout, reset)",
             ),
             ParamSpec::new(
+                "backoff_ms",
+                ParamType::Int {
+                    min: 0,
+                    max: 600_000,
+                },
+                2000,
+                "first pause before a retry, doubled on each further retry (Retry-After wins when longer, capped at 120 s)",
+            ),
+            ParamSpec::new(
                 "user_agent",
                 ParamType::ANY_STR,
                 concat!(
@@ -84,6 +93,13 @@ impl StageKind for ScrapeKind {
                 "User-Agent header sent to the site",
             ),
         ]
+    }
+
+    fn validate(&self, params: &Params) -> Result<(), String> {
+        match params.str("source") {
+            "vgmusic" => vgmusic::validate(params),
+            _ => Ok(()),
+        }
     }
 
     fn external_inputs(
