@@ -118,6 +118,37 @@ pub enum Command {
     },
     /// The history of builds: when, which variant and overrides, what ran, how long.
     Log { variant: Option<String> },
+    /// Print the token line of a MIDI file (the encode stage's format).
+    Encode(EncodeArgs),
+    /// Write a MIDI file from a token line (the first line of FILE).
+    Decode {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Grid steps per quarter note the tokens were made with.
+        #[arg(long, default_value_t = 16)]
+        steps_per_beat: u32,
+    },
+}
+
+#[derive(Args)]
+pub struct EncodeArgs {
+    pub file: PathBuf,
+    #[arg(long, default_value_t = 16)]
+    pub steps_per_beat: u32,
+    #[arg(long, default_value_t = 10)]
+    pub velocity_step: u8,
+    #[arg(long, default_value_t = 10)]
+    pub tempo_step: u32,
+    /// End tokens without velocity (`end:i{program}:{pitch}`).
+    #[arg(long)]
+    pub no_note_off_velocity: bool,
+    /// none, family (16 GM families) or chip (lead/harmony/bass/drums).
+    #[arg(long, default_value = "none")]
+    pub instrument_groups: String,
+    /// none, or c (move the song to C major / A minor).
+    #[arg(long, default_value = "none")]
+    pub transpose: String,
 }
 
 #[derive(ValueEnum, Clone, Copy)]

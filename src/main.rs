@@ -41,6 +41,12 @@ fn main() -> ExitCode {
             sort,
         }) => commands::compare::run(common, variants, *format, sort.as_deref()),
         Some(Command::Log { variant }) => commands::log::run(common, variant.as_deref()),
+        Some(Command::Encode(args)) => commands::tools::encode(args),
+        Some(Command::Decode {
+            file,
+            output,
+            steps_per_beat,
+        }) => commands::tools::decode(file, output, *steps_per_beat),
         Some(Command::Verify) => commands::verify::run(common),
     }
 }

@@ -55,6 +55,7 @@ impl ParamType {
             ParamType::Int { min, max } if *min == i64::MIN && *max == i64::MAX => {
                 "an integer".into()
             }
+            ParamType::Int { min, max } if *max == i64::MAX => format!("an integer >= {min}"),
             ParamType::Int { min, max } => format!("an integer in {min}..={max}"),
             ParamType::Float { min, max } if min.is_infinite() && max.is_infinite() => {
                 "a number".into()
