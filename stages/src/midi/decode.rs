@@ -10,7 +10,7 @@ use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
 use super::MidiError;
-use super::encoder::GridNote;
+use super::encoder::{GridNote, MAX_STEP};
 use super::read::DRUM_PROGRAM;
 use super::tokens::Token;
 
@@ -66,7 +66,14 @@ pub fn parse_tokens(text: &str) -> Result<GridSong, MidiError> {
         match token {
             Token::Start => {}
             Token::Finish => break,
-            Token::Wait(n) => now += n as u64,
+            Token::Wait(n) => {
+                now += n as u64;
+                if now > MAX_STEP {
+                    return Err(MidiError::Malformed(format!(
+                        "token {index}: the song runs past {MAX_STEP} grid steps"
+                    )));
+                }
+            }
             Token::Tempo(bpm) => {
                 if song.tempos.last().is_some_and(|t| t.0 == now) {
                     song.tempos.pop();
@@ -345,6 +352,8 @@ mod tests {
             encode_bytes(&bytes, &EncodeOptions::default()).unwrap(),
             line
         );
+        let endless = format!("start{} finish", " wait:4294967295".repeat(300));
+        assert!(parse_tokens(&endless).is_err(), "no file of 2^40 ticks");
         let bad = DecodeOptions { steps_per_beat: 0 };
         assert!(decode_tokens(line, &bad).is_err());
     }
