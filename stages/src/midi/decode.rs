@@ -10,7 +10,7 @@ use midly::num::{u4, u7, u15, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};
 
 use super::MidiError;
-use super::encoder::GridNote;
+use super::encoder::{GridNote, MAX_STEP};
 use super::read::DRUM_PROGRAM;
 use super::tokens::Token;
 
@@ -66,7 +66,14 @@ pub fn parse_tokens(text: &str) -> Result<GridSong, MidiError> {
         match token {
             Token::Start => {}
             Token::Finish => break,
-            Token::Wait(n) => now += n as u64,
+            Token::Wait(n) => {
+                now += n as u64;
+                if now > MAX_STEP {
+                    return Err(MidiError::Malformed(format!(
+                        "token {index}: the song runs past {MAX_STEP} grid steps"
+                    )));
+                }
+            }
             Token::Tempo(bpm) => {
                 if song.tempos.last().is_some_and(|t| t.0 == now) {
                     song.tempos.pop();
@@ -299,4 +306,55 @@ fn with_deltas<'a>(events: &[(u64, TrackEventKind<'a>)]) -> Vec<TrackEvent<'a>> 
         now = tick;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::midi::{EncodeOptions, encode_bytes};
+
+    #[test]
+    fn repairs_musical_slips_and_rejects_bad_tokens() {
+        let song = parse_tokens(
+            "start tempo:90 end:i1:v10:60 i1:v10:60 i1:v20:60 wait:2 i1:v30:60 wait:3 \
+             i128:v50:36 wait:1 finish i5:v10:70",
+        )
+        .unwrap();
+        let notes: Vec<_> = song
+            .notes
+            .iter()
+            .map(|n| (n.program, n.pitch, n.start, n.end, n.velocity))
+            .collect();
+        // The zero-length first note is dropped, a restart ends the sounding
+        // note, notes still sounding end at `finish`, the rest is ignored.
+        assert_eq!(
+            notes,
+            vec![(1, 60, 0, 2, 20), (1, 60, 2, 6, 30), (128, 36, 5, 6, 50)]
+        );
+        assert_eq!(song.tempos, vec![(0, 90)]);
+        let err = parse_tokens("start i1:v10:60 wiat:4 finish").unwrap_err();
+        assert_eq!(err.to_string(), "token 2 `wiat:4` is not a valid token");
+    }
+
+    #[test]
+    fn decoded_file_has_tempo_track_and_one_track_per_program() {
+        let line = "start tempo:150 i33:v90:40 i128:v100:36 wait:4 end:i128:v100:36 \
+                    wait:2 tempo:100 wait:2 end:i33:v90:40 finish";
+        let bytes = decode_tokens(line, &DecodeOptions::default()).unwrap();
+        let smf = Smf::parse(&bytes).unwrap();
+        assert_eq!(smf.tracks.len(), 3, "tempo, program 33, drums");
+        assert_eq!(smf.header.timing, Timing::Metrical(u15::new(16)));
+        let drum_on = smf.tracks[2].iter().any(|e| {
+            matches!(e.kind, TrackEventKind::Midi { channel, message: MidiMessage::NoteOn { .. } } if channel == 9)
+        });
+        assert!(drum_on, "drums on channel 10");
+        assert_eq!(
+            encode_bytes(&bytes, &EncodeOptions::default()).unwrap(),
+            line
+        );
+        let endless = format!("start{} finish", " wait:4294967295".repeat(300));
+        assert!(parse_tokens(&endless).is_err(), "no file of 2^40 ticks");
+        let bad = DecodeOptions { steps_per_beat: 0 };
+        assert!(decode_tokens(line, &bad).is_err());
+    }
 }

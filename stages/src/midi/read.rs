@@ -83,7 +83,9 @@ enum Kind {
         channel: u8,
         program: u8,
     },
-    Tempo(u32),
+    /// Microseconds per quarter as 3 big-endian bytes (keeps `Event` at 16
+    /// bytes: the merge moves every event).
+    Tempo([u8; 3]),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -92,6 +94,8 @@ struct Event {
     track: u16,
     kind: Kind,
 }
+
+const _: () = assert!(std::mem::size_of::<Event>() == 16);
 
 /// Reads a MIDI file's bytes (SMF format 0, 1 or 2, or RIFF RMID).
 ///
@@ -264,7 +268,8 @@ fn read_track(
                         }
                         TrackEventKind::Meta(MetaMessage::Tempo(t)) if !smpte => {
                             if t.as_int() > 0 {
-                                push(tick, Kind::Tempo(t.as_int()));
+                                let b = t.as_int().to_be_bytes();
+                                push(tick, Kind::Tempo([b[1], b[2], b[3]]));
                             }
                         }
                         TrackEventKind::Meta(MetaMessage::EndOfTrack) => return tick,
@@ -412,11 +417,11 @@ fn read_varlen(raw: &[u8]) -> Option<(u64, &[u8])> {
 /// - the program is the channel's program at the note-on.
 fn pair_notes(events: &[Event], track_ends: &[u64]) -> (Vec<Note>, Vec<TempoChange>) {
     const OPEN: u64 = u64::MAX;
-    let mut notes: Vec<Note> = Vec::new();
+    let mut notes: Vec<Note> = Vec::with_capacity(events.len() / 2);
     let mut tempos = Vec::new();
     let mut programs = [0u8; 16];
     // (channel * 128 + pitch) -> (index into notes, track) of the sounding note.
-    let mut sounding: Vec<Option<(usize, u16)>> = vec![None; 16 * 128];
+    let mut sounding: Vec<Option<(u32, u16)>> = vec![None; 16 * 128];
     for event in events {
         match event.kind {
             Kind::NoteOn {
@@ -426,9 +431,9 @@ fn pair_notes(events: &[Event], track_ends: &[u64]) -> (Vec<Note>, Vec<TempoChan
             } => {
                 let slot = &mut sounding[channel as usize * 128 + pitch as usize];
                 if let Some((i, _)) = slot.take() {
-                    notes[i].end = event.tick;
+                    notes[i as usize].end = event.tick;
                 }
-                *slot = Some((notes.len(), event.track));
+                *slot = Some((notes.len() as u32, event.track));
                 notes.push(Note {
                     start: event.tick,
                     end: OPEN,
@@ -443,17 +448,18 @@ fn pair_notes(events: &[Event], track_ends: &[u64]) -> (Vec<Note>, Vec<TempoChan
             }
             Kind::NoteOff { channel, pitch } => {
                 if let Some((i, _)) = sounding[channel as usize * 128 + pitch as usize].take() {
-                    notes[i].end = event.tick;
+                    notes[i as usize].end = event.tick;
                 }
             }
             Kind::Program { channel, program } => programs[channel as usize] = program,
-            Kind::Tempo(micros_per_quarter) => tempos.push(TempoChange {
+            Kind::Tempo([a, b, c]) => tempos.push(TempoChange {
                 tick: event.tick,
-                micros_per_quarter,
+                micros_per_quarter: u32::from_be_bytes([0, a, b, c]),
             }),
         }
     }
     for (i, track) in sounding.into_iter().flatten() {
+        let i = i as usize;
         notes[i].end = track_ends[track as usize].max(notes[i].start);
     }
     (notes, tempos)
