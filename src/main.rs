@@ -33,7 +33,7 @@ fn main() -> ExitCode {
         Some(Command::Why { stage }) => commands::status::why(common, stage),
         Some(Command::Dag { format }) => commands::dag::run(common, *format),
         Some(Command::Show { stage, log }) => commands::show::run(common, stage, *log),
-        Some(Command::Params { kind }) => commands::params::run(kind.as_deref()),
+        Some(Command::Params { kind }) => commands::params::run(kind.as_deref(), common.json),
         Some(Command::Gc { dry_run, keep_last }) => commands::gc::run(common, *dry_run, *keep_last),
         Some(Command::Compare {
             variants,

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 fn demo_file() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/demo/freedoom2");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     files.remove(0)
 }
@@ -14,15 +17,37 @@ fn demo_file() -> PathBuf {
 #[test]
 fn encode_then_decode_round_trips_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| std::process::Command::new(support::vgmake_bin()).args(args).current_dir(tmp.path()).output().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::vgmake_bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
     let file = demo_file();
-    let first = run(&["encode", file.to_str().unwrap(), "--instrument-groups", "chip"]);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let first = run(&[
+        "encode",
+        file.to_str().unwrap(),
+        "--instrument-groups",
+        "chip",
+    ]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     let line = String::from_utf8(first.stdout).unwrap();
-    assert!(line.starts_with("start tempo:") && line.trim_end().ends_with("finish"), "{line}");
+    assert!(
+        line.starts_with("start tempo:") && line.trim_end().ends_with("finish"),
+        "{line}"
+    );
     std::fs::write(tmp.path().join("song.txt"), &line).unwrap();
     let decoded = run(&["decode", "song.txt", "-o", "song.mid"]);
-    assert!(decoded.status.success(), "{}", String::from_utf8_lossy(&decoded.stderr));
+    assert!(
+        decoded.status.success(),
+        "{}",
+        String::from_utf8_lossy(&decoded.stderr)
+    );
     let again = run(&["encode", "song.mid"]);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), line);
 }
@@ -31,14 +56,28 @@ fn encode_then_decode_round_trips_through_the_cli() {
 fn tools_report_bad_input_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("fake.mid"), "<html>not midi</html>").unwrap();
-    std::fs::write(tmp.path().join("bad.txt"), "start tempo:120 i1:v80:60 wait:4 bogus finish").unwrap();
-    let run = |args: &[&str]| std::process::Command::new(support::vgmake_bin()).args(args).current_dir(tmp.path()).output().unwrap();
+    std::fs::write(
+        tmp.path().join("bad.txt"),
+        "start tempo:120 i1:v80:60 wait:4 bogus finish",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::vgmake_bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
     let out = run(&["encode", "fake.mid"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fake.mid: not a MIDI file"));
     let out = run(&["decode", "bad.txt", "-o", "x.mid"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.txt: token 4 `bogus`"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bad.txt: token 4 `bogus`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = run(&["encode", "missing.mid"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.mid"));
