@@ -16,7 +16,7 @@ use crate::store::Store;
 /// are nats / ln 2.
 const METRICS: &[(&str, &str, f64)] = &[
     ("songs kept", "kept", 1.0),
-    ("vocab size", "vocab_size", 1.0),
+    ("vocab size", "vocabulary_size", 1.0),
     ("val bits/token", "val_bits_per_token", 1.0),
     (
         "bigram bits/token",

@@ -1,0 +1,130 @@
+//! The real stages through the real binary: the demo corpus end to end,
+//! incremental rebuilds of data stages, variants sharing their common
+//! stages, and a training run killed with `kill -9` that resumes.
+
+mod support;
+
+use std::time::Duration;
+
+use support::Project;
+
+/// The data stages and a tiny model, so a test trains in about a second.
+fn pipeline(extra: &str) -> String {
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
+    format!(
+        r#"
+[stages.scrape]
+source = "{data}"
+
+[stages.encode]
+deps = ["scrape"]
+instrument_groups = "chip"
+note_off_velocity = false
+
+[stages.limit]
+deps = ["encode"]
+max_events = 6000
+
+[stages.vocab]
+deps = ["limit"]
+
+[stages.train]
+deps = ["vocab"]
+d_model = 32
+layers = 1
+heads = 2
+context = 64
+batch = 8
+steps = 150
+warmup = 5
+lr = 0.01
+eval_every = 20
+eval_tokens = 2048
+checkpoint_every = 5
+{extra}
+"#
+    )
+}
+
+fn json(p: &Project, rel: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(p.path().join(rel)).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_corpus_end_to_end_then_a_filter_change_reruns_only_limit_and_below() {
+    let p = Project::new(&pipeline(""));
+    let first = p.build(&[]);
+    assert_eq!(first.with_status("ran"), ["encode", "limit", "scrape", "train", "vocab"]);
+    let encode = json(&p, "out/default/encode/report.json");
+    assert_eq!(encode["encoded"], 94, "{encode}");
+    assert_eq!(encode["skipped"], 0);
+    let limit = json(&p, "out/default/limit/report.json");
+    let kept = limit["kept"].as_u64().unwrap();
+    assert!(kept > 30 && kept < 94, "{limit}");
+    assert!(p.out("default", "limit").join("events_histogram.png").exists());
+    let metrics = json(&p, "out/default/train/metrics.json");
+    for key in ["val_loss", "val_bits_per_token", "val_accuracy", "unigram_val_loss", "bigram_val_loss", "tokens_per_second", "steps", "parameters"] {
+        assert!(metrics[key].is_number(), "{key} missing in {metrics}");
+    }
+    assert!(metrics["val_loss"].as_f64().unwrap() < metrics["unigram_val_loss"].as_f64().unwrap(), "{metrics}");
+    for file in ["model.safetensors", "config.json", "curve.csv", "curve.png"] {
+        assert!(p.out("default", "train").join(file).exists(), "{file}");
+    }
+
+    // A stricter filter: limit and everything below rerun, encode is cached.
+    let stricter = p.build(&["--set", "limit.max_events=4000"]);
+    assert_eq!(stricter.with_status("cached"), ["encode", "scrape"]);
+    assert_eq!(stricter.with_status("ran"), ["limit", "train", "vocab"]);
+    let why = p.run(&["why", "limit", "--set", "limit.max_events=3000"]);
+    assert!(why.stdout.contains("param limit.max_events 4000 -> 3000"), "{}", why.stdout);
+    // Back to the first value: restored from the cache, nothing runs.
+    assert!(p.build(&[]).with_status("ran").is_empty());
+}
+
+#[test]
+fn variants_that_differ_only_in_train_share_everything_upstream() {
+    let p = Project::new(&pipeline("[variants.wide]\ntrain.d_model = 48\n"));
+    let run = p.build(&["--all-variants"]);
+    let lines: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ran = |stage: &str| lines.iter().filter(|v| v["status"] == "ran" && v["name"] == stage).count();
+    assert_eq!([ran("scrape"), ran("encode"), ran("limit"), ran("vocab"), ran("train")], [1, 1, 1, 1, 2]);
+    let compare = p.run(&["compare", "--format", "csv"]);
+    let header = compare.stdout.lines().next().unwrap();
+    assert!(header.starts_with("variant,train.d_model,songs kept,vocab size,val bits/token"), "{header}");
+}
+
+#[test]
+fn a_killed_training_run_resumes_from_its_checkpoint() {
+    let p = Project::new(&pipeline("").replace("steps = 150", "steps = 1000"));
+    p.build(&["vocab"]);
+    let mut child = {
+        use std::os::unix::process::CommandExt;
+        let mut cmd = p.command(&["build"]);
+        cmd.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.spawn().unwrap()
+    };
+    // Wait for a few checkpoints, then kill -9 in the middle of training.
+    let state = p.path().join("cache/state/train");
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !has_file(&state) {
+        assert!(std::time::Instant::now() < deadline, "no checkpoint was written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
+    let _ = child.wait();
+    assert!(!p.out("default", "train").exists(), "training finished before the kill; make it longer");
+    let run = p.build(&["-v"]);
+    assert_eq!(run.with_status("ran"), ["train"]);
+    let metrics = json(&p, "out/default/train/metrics.json");
+    let resumed = metrics["resumed_from_step"].as_u64().unwrap();
+    assert!(resumed > 0 && resumed < 1000, "{metrics}");
+    assert_eq!(p.run(&["verify"]).code, 0);
+}
+
+fn has_file(dir: &std::path::Path) -> bool {
+    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
+        let path = e.path();
+        if path.is_dir() { has_file(&path) } else { path.extension().is_some_and(|x| x == "safetensors") }
+    })
+}
