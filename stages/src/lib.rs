@@ -6,7 +6,14 @@
 pub mod api;
 pub mod command;
 pub mod dataset;
+pub mod encode;
+pub mod limit;
 pub mod memo;
+pub mod midi;
+pub mod plot;
 pub mod registry;
 pub mod scrape;
+pub mod songs;
 pub mod train;
+pub mod vocab;
+pub mod walk;

@@ -9,6 +9,9 @@ fn all() -> &'static [Box<dyn StageKind>] {
     KINDS.get_or_init(|| {
         vec![
             Box::new(crate::scrape::ScrapeKind),
+            Box::new(crate::encode::EncodeKind),
+            Box::new(crate::limit::LimitKind),
+            Box::new(crate::vocab::VocabKind),
             Box::new(crate::train::TrainKind),
             Box::new(crate::command::CommandKind),
         ]

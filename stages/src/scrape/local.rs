@@ -1,15 +1,185 @@
-//! Local sources: the bundled demo corpus or a folder of MIDI files.
+//! Local sources: the bundled demo corpus (`source = "demo"`) or any folder
+//! of `.mid`/`.midi`/`.kar`/`.rmi` files (`source = "<path>"`, relative to
+//! the project folder), read recursively.
+//!
+//! Output: the files at their relative paths, a `LICENSES/` folder when the
+//! source has one beside its files (the demo corpus does), `index.json`
+//! (each file's path, console and game when known, bytes, blake3) and
+//! `report.json` (per console: listed, downloaded, dead_links, bad_files).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use crate::api::*;
+use crate::dataset::write_json;
+use crate::walk;
 
-pub fn external_inputs(
-    _params: &Params,
-    _project_dir: &std::path::Path,
-    _data_dir: &std::path::Path,
-) -> Result<ExternalInputs, StageError> {
-    Err(StageError::Config("local sources are not built yet".into()))
+use super::CONSOLES;
+
+/// The folder a local `source` names.
+pub fn source_dir(params: &Params, project_dir: &Path, data_dir: &Path) -> PathBuf {
+    match params.str("source") {
+        "demo" => data_dir.join("demo"),
+        path => project_dir.join(path),
+    }
 }
 
-pub fn run(_ctx: &StageContext) -> Result<(), StageError> {
-    Err(StageError::Config("local sources are not built yet".into()))
+fn checked_source_dir(
+    params: &Params,
+    project_dir: &Path,
+    data_dir: &Path,
+) -> Result<PathBuf, StageError> {
+    let dir = source_dir(params, project_dir, data_dir);
+    if dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(StageError::Config(format!(
+            "`source = \"{}\"`: {} is not a folder (use \"demo\", \"vgmusic\" or a folder of MIDI files)",
+            params.str("source"),
+            dir.display()
+        )))
+    }
+}
+
+/// The corpus folder enters the key: its contents are hashed by the engine.
+pub fn external_inputs(
+    params: &Params,
+    project_dir: &Path,
+    data_dir: &Path,
+) -> Result<ExternalInputs, StageError> {
+    let dir = checked_source_dir(params, project_dir, data_dir)?;
+    Ok(ExternalInputs {
+        paths: vec![dir],
+        ..Default::default()
+    })
+}
+
+#[derive(Debug, Serialize)]
+struct IndexEntry {
+    path: String,
+    console: Option<String>,
+    game: Option<String>,
+    bytes: u64,
+    blake3: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct ConsoleReport {
+    listed: usize,
+    downloaded: usize,
+    dead_links: usize,
+    /// Files whose first bytes are not a MIDI header (copied anyway; encode
+    /// reports why it skips them).
+    bad_files: usize,
+}
+
+/// Console and game of a file, when its path tells: `<console>/...` for a
+/// folder sorted by console; the demo corpus is PC games, one folder each.
+fn console_and_game(rel: &Path, demo: bool) -> (Option<String>, Option<String>) {
+    let first = rel
+        .components()
+        .next()
+        .filter(|_| rel.components().count() > 1)
+        .map(|c| c.as_os_str().to_string_lossy().to_string());
+    if demo {
+        return (Some("pc".into()), first);
+    }
+    match first {
+        Some(f) if CONSOLES.contains(&f.to_ascii_lowercase().as_str()) => {
+            (Some(f.to_ascii_lowercase()), None)
+        }
+        _ => (None, None),
+    }
+}
+
+fn looks_like_midi(bytes: &[u8]) -> bool {
+    bytes.starts_with(b"MThd") || bytes.starts_with(b"RIFF")
+}
+
+pub fn run(ctx: &StageContext) -> Result<(), StageError> {
+    let source = checked_source_dir(ctx.params, ctx.project_dir, ctx.data_dir)?;
+    let demo = ctx.params.str("source") == "demo";
+    let files =
+        walk::midi_files(&source).ctx(|| format!("listing MIDI files in {}", source.display()))?;
+    if files.is_empty() {
+        return Err(StageError::Input(format!(
+            "no MIDI files (.mid, .midi, .kar, .rmi) in {}",
+            source.display()
+        )));
+    }
+    ctx.progress.set_total(files.len() as u64);
+    let mut index = Vec::with_capacity(files.len());
+    let mut report: BTreeMap<String, ConsoleReport> = BTreeMap::new();
+    for rel in &files {
+        ctx.check_cancelled()?;
+        let from = source.join(rel);
+        let bytes = fs::read(&from).ctx(|| format!("reading {}", from.display()))?;
+        let to = ctx.out_dir.join(rel);
+        if let Some(parent) = to.parent() {
+            fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&to, &bytes).ctx(|| format!("writing {}", to.display()))?;
+        let (console, game) = console_and_game(rel, demo);
+        let entry = report
+            .entry(console.clone().unwrap_or_else(|| "local".into()))
+            .or_default();
+        entry.listed += 1;
+        entry.downloaded += 1;
+        if !looks_like_midi(&bytes) {
+            entry.bad_files += 1;
+            ctx.progress
+                .log(&format!("{}: not a MIDI header", walk::slash_path(rel)));
+        }
+        index.push(IndexEntry {
+            path: walk::slash_path(rel),
+            console,
+            game,
+            bytes: bytes.len() as u64,
+            blake3: blake3::hash(&bytes).to_hex().to_string(),
+        });
+        ctx.progress.advance(1);
+    }
+    copy_licenses(&source, ctx.out_dir)?;
+    let out = ctx.out_dir;
+    write_json(
+        &out.join("index.json"),
+        &serde_json::json!({ "source": ctx.params.str("source"), "files": index }),
+    )
+    .ctx(|| "writing index.json")?;
+    write_json(&out.join("report.json"), &report).ctx(|| "writing report.json")?;
+    let total_bytes: u64 = index.iter().map(|e| e.bytes).sum();
+    write_json(
+        &out.join("metrics.json"),
+        &serde_json::json!({ "files": index.len(), "bytes": total_bytes }),
+    )
+    .ctx(|| "writing metrics.json")?;
+    Ok(())
+}
+
+/// Copies `LICENSES/` (and a top-level README) from the source, so that
+/// redistributable corpora keep their notices beside the files.
+fn copy_licenses(source: &Path, out: &Path) -> Result<(), StageError> {
+    let licenses = source.join("LICENSES");
+    if licenses.is_dir() {
+        let target = out.join("LICENSES");
+        fs::create_dir_all(&target).ctx(|| format!("creating {}", target.display()))?;
+        let mut entries: Vec<_> = fs::read_dir(&licenses)
+            .ctx(|| format!("listing {}", licenses.display()))?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .collect();
+        entries.sort_by_key(|e| e.file_name());
+        for entry in entries {
+            fs::copy(entry.path(), target.join(entry.file_name()))
+                .ctx(|| format!("copying {}", entry.path().display()))?;
+        }
+    }
+    let readme = source.join("README.md");
+    if readme.is_file() {
+        fs::copy(&readme, out.join("README.md")).ctx(|| format!("copying {}", readme.display()))?;
+    }
+    Ok(())
 }

@@ -1,0 +1,293 @@
+//! The `encode` stage kind: every MIDI file of its input to one token line,
+//! in parallel, memoized per song (key: blake3 of the file's bytes, the
+//! encode options and the codec version), so one new file encodes one file.
+//!
+//! Output: the song set (`tokens.txt`, `songs.json`, `codec.json`, see
+//! [`crate::songs`]), `report.json` (every file, encoded or skipped and
+//! why) and `metrics.json`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::api::*;
+use crate::dataset::write_json;
+use crate::midi::{self, EncodeOptions, InstrumentGroups, Transpose};
+use crate::songs::{CodecInfo, SongInfo, write_song_set};
+use crate::walk;
+
+pub struct EncodeKind;
+
+/// What the memo stores per song.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+enum Outcome {
+    Encoded {
+        tokens: String,
+        warnings: Vec<String>,
+    },
+    Skipped {
+        reason: String,
+    },
+}
+
+/// One line of `report.json`'s `files`.
+#[derive(Debug, Clone, Serialize)]
+struct FileReport {
+    path: String,
+    status: &'static str,
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<usize>,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    encoded: usize,
+    skipped: usize,
+    /// Skipped files per reason kind ("not a MIDI file", "no notes", ...).
+    skipped_by_reason: std::collections::BTreeMap<String, usize>,
+    files: Vec<FileReport>,
+}
+
+/// The options from the stage's parameters.
+pub fn options_from(params: &Params) -> EncodeOptions {
+    EncodeOptions {
+        steps_per_beat: params.int("steps_per_beat") as u32,
+        velocity_step: params.int("velocity_step") as u8,
+        tempo_step: params.int("tempo_step") as u32,
+        note_off_velocity: params.bool("note_off_velocity"),
+        instrument_groups: InstrumentGroups::parse(params.str("instrument_groups"))
+            .unwrap_or_default(),
+        transpose: Transpose::parse(params.str("transpose")).unwrap_or_default(),
+    }
+}
+
+impl StageKind for EncodeKind {
+    fn name(&self) -> &'static str {
+        "encode"
+    }
+    fn version(&self) -> u32 {
+        midi::CODEC_VERSION
+    }
+    fn doc(&self) -> &'static str {
+        "encodes every MIDI file into one line of MuseNet-style tokens"
+    }
+    fn params(&self) -> Vec<ParamSpec> {
+        vec![
+            ParamSpec::new(
+                "steps_per_beat",
+                ParamType::Int { min: 1, max: 960 },
+                16,
+                "grid steps per quarter note (onsets and lengths round to the grid)",
+            ),
+            ParamSpec::new(
+                "velocity_step",
+                ParamType::Int { min: 1, max: 127 },
+                10,
+                "velocities round to multiples of this (1 keeps them all)",
+            ),
+            ParamSpec::new(
+                "tempo_step",
+                ParamType::Int { min: 1, max: 100 },
+                10,
+                "tempos (bpm) round to multiples of this",
+            ),
+            ParamSpec::new(
+                "note_off_velocity",
+                ParamType::Bool,
+                true,
+                "end tokens repeat the note's velocity (false: end:i{program}:{pitch})",
+            ),
+            ParamSpec::new(
+                "instrument_groups",
+                ParamType::Str {
+                    choices: &["none", "family", "chip"],
+                },
+                "none",
+                "programs grouped: none, the 16 GM families, or chip roles (lead/harmony/bass/drums)",
+            ),
+            ParamSpec::new(
+                "transpose",
+                ParamType::Str {
+                    choices: &["none", "c"],
+                },
+                "none",
+                "\"c\": move each song to C major / A minor (estimated key, smallest shift)",
+            ),
+        ]
+    }
+
+    fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
+        let input = ctx.single_input()?;
+        let options = options_from(ctx.params);
+        let files = walk::midi_files(&input.dir)
+            .ctx(|| format!("listing MIDI files in {}", input.dir.display()))?;
+        if files.is_empty() {
+            return Err(StageError::Input(format!(
+                "no MIDI files (.mid, .midi, .kar, .rmi) in {}",
+                input.dir.display()
+            )));
+        }
+        ctx.progress.set_total(files.len() as u64);
+        let fingerprint = options.fingerprint();
+        let cancelled = AtomicBool::new(false);
+        let encode_one = |rel: &std::path::PathBuf| -> Option<(SongInfo, Outcome)> {
+            if ctx.is_cancelled() {
+                cancelled.store(true, Ordering::Relaxed);
+                return None;
+            }
+            let path = input.dir.join(rel);
+            let name = walk::slash_path(rel);
+            let result = match std::fs::read(&path) {
+                Ok(bytes) => {
+                    let hash = blake3::hash(&bytes);
+                    let outcome = encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options);
+                    (hash.to_hex().to_string(), outcome)
+                }
+                Err(e) => (
+                    String::new(),
+                    Outcome::Skipped {
+                        reason: format!("cannot read the file: {e}"),
+                    },
+                ),
+            };
+            ctx.progress.advance(1);
+            Some((
+                SongInfo {
+                    path: name,
+                    blake3: result.0,
+                },
+                result.1,
+            ))
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(ctx.threads.max(1))
+            .build()
+            .map_err(|e| StageError::Other(format!("starting worker threads: {e}")))?;
+        let results: Vec<Option<(SongInfo, Outcome)>> =
+            pool.install(|| files.par_iter().map(encode_one).collect());
+        if cancelled.load(Ordering::Relaxed) {
+            return Err(StageError::Cancelled);
+        }
+        let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
+        write_outputs(ctx, &options, &results)
+    }
+}
+
+/// Encodes one file, or returns its memoized outcome.
+fn encode_memoized(
+    memo: &dyn Memo,
+    fingerprint: &str,
+    file_hash: &blake3::Hash,
+    bytes: &[u8],
+    options: &EncodeOptions,
+) -> Outcome {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(b"vgmake-encode\0");
+    hasher.update(fingerprint.as_bytes());
+    hasher.update(b"\0");
+    hasher.update(file_hash.as_bytes());
+    let key = hasher.finalize();
+    if let Some(stored) = memo.get(&key)
+        && let Ok(outcome) = serde_json::from_slice::<Outcome>(&stored)
+    {
+        return outcome;
+    }
+    let outcome = match midi::read_song(bytes) {
+        Ok(song) => Outcome::Encoded {
+            tokens: midi::encoder::encode_song(&song, options),
+            warnings: song.warnings,
+        },
+        Err(e) => Outcome::Skipped {
+            reason: e.to_string(),
+        },
+    };
+    if let Ok(value) = serde_json::to_vec(&outcome) {
+        // A memo that cannot be written costs only speed next time.
+        let _ = memo.put(&key, &value);
+    }
+    outcome
+}
+
+/// The kind of a skip reason, for the totals ("malformed MIDI: ..." ->
+/// "malformed MIDI").
+fn reason_kind(reason: &str) -> String {
+    let kind = reason.split([':', '(']).next().unwrap_or(reason).trim();
+    kind.to_string()
+}
+
+fn write_outputs(
+    ctx: &StageContext,
+    options: &EncodeOptions,
+    results: &[(SongInfo, Outcome)],
+) -> Result<(), StageError> {
+    let mut files = Vec::with_capacity(results.len());
+    let mut skipped_by_reason = std::collections::BTreeMap::new();
+    let mut songs: Vec<(&str, &SongInfo)> = Vec::new();
+    let mut total_tokens = 0usize;
+    for (info, outcome) in results {
+        match outcome {
+            Outcome::Encoded { tokens, warnings } => {
+                let count = tokens.split(' ').count();
+                total_tokens += count;
+                songs.push((tokens.as_str(), info));
+                files.push(FileReport {
+                    path: info.path.clone(),
+                    status: "encoded",
+                    reason: None,
+                    warnings: warnings.clone(),
+                    tokens: Some(count),
+                });
+            }
+            Outcome::Skipped { reason } => {
+                ctx.progress
+                    .log(&format!("skipped {}: {reason}", info.path));
+                *skipped_by_reason.entry(reason_kind(reason)).or_insert(0) += 1;
+                files.push(FileReport {
+                    path: info.path.clone(),
+                    status: "skipped",
+                    reason: Some(reason.clone()),
+                    warnings: Vec::new(),
+                    tokens: None,
+                });
+            }
+        }
+    }
+    let report = Report {
+        encoded: songs.len(),
+        skipped: results.len() - songs.len(),
+        skipped_by_reason,
+        files,
+    };
+    let out = ctx.out_dir;
+    write_json(&out.join("report.json"), &report).ctx(|| "writing report.json")?;
+    if songs.is_empty() {
+        let first: Vec<String> = report
+            .files
+            .iter()
+            .take(5)
+            .map(|f| format!("{}: {}", f.path, f.reason.as_deref().unwrap_or("")))
+            .collect();
+        return Err(StageError::Input(format!(
+            "none of the {} MIDI files could be encoded; first reasons:\n  {}",
+            results.len(),
+            first.join("\n  ")
+        )));
+    }
+    let metrics = serde_json::json!({
+        "encoded": report.encoded,
+        "skipped": report.skipped,
+        "tokens": total_tokens,
+        "tokens_per_song": total_tokens as f64 / songs.len() as f64,
+    });
+    write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
+    write_song_set(out, songs, &CodecInfo::from_options(options))?;
+    ctx.progress.message(&format!(
+        "{} encoded, {} skipped",
+        report.encoded, report.skipped
+    ));
+    Ok(())
+}

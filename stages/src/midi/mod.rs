@@ -1,0 +1,101 @@
+//! The MIDI codec: files to MuseNet-style token lines and back.
+//!
+//! - [`read`]: SMF / RMID bytes to a note list (midly underneath);
+//! - [`encoder`]: a note list to a token line on a grid;
+//! - [`tokens`]: the token grammar (text <-> [`tokens::Token`]);
+//! - [`decode`]: a token line to SMF bytes;
+//! - [`instruments`], [`transpose`]: vocabulary-shrinking options.
+//!
+//! The CLI's `vgmake encode` / `vgmake decode` call [`encode_file`] and
+//! [`decode_tokens`].
+
+pub mod decode;
+pub mod encoder;
+pub mod instruments;
+pub mod read;
+pub mod tokens;
+pub mod transpose;
+
+use std::path::Path;
+
+pub use decode::{DecodeOptions, decode_tokens, parse_tokens};
+pub use instruments::InstrumentGroups;
+pub use read::{DRUM_PROGRAM, read_song};
+pub use transpose::Transpose;
+
+/// Bumped whenever the same file and options give a different token line
+/// (part of the encode stage's per-song memo key).
+pub const CODEC_VERSION: u32 = 1;
+
+/// Why a file could not be encoded (or a token line decoded).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MidiError {
+    #[error("empty file")]
+    Empty,
+    #[error("not a MIDI file (starts with \"{0}\")")]
+    NotMidi(String),
+    #[error("malformed MIDI: {0}")]
+    Malformed(String),
+    #[error("no notes")]
+    NoNotes,
+    #[error("cannot read the file: {0}")]
+    Io(String),
+    #[error("token {index} `{token}` is not a valid token")]
+    BadToken { index: usize, token: String },
+}
+
+/// The encoding options (the encode stage's parameters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// Grid steps per quarter note.
+    pub steps_per_beat: u32,
+    /// Velocities rounded to multiples of this.
+    pub velocity_step: u8,
+    /// Tempos (bpm) rounded to multiples of this.
+    pub tempo_step: u32,
+    /// End tokens repeat the start's velocity (`end:i1:v60:64`) or not (`end:i1:64`).
+    pub note_off_velocity: bool,
+    pub instrument_groups: InstrumentGroups,
+    pub transpose: Transpose,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            steps_per_beat: 16,
+            velocity_step: 10,
+            tempo_step: 10,
+            note_off_velocity: true,
+            instrument_groups: InstrumentGroups::None,
+            transpose: Transpose::None,
+        }
+    }
+}
+
+impl EncodeOptions {
+    /// A canonical description, hashed into memo keys.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "codec={CODEC_VERSION} spb={} vstep={} tstep={} offvel={} groups={} transpose={}",
+            self.steps_per_beat,
+            self.velocity_step,
+            self.tempo_step,
+            self.note_off_velocity,
+            self.instrument_groups.name(),
+            self.transpose.name()
+        )
+    }
+}
+
+/// Encodes the bytes of a MIDI file into one token line.
+pub fn encode_bytes(bytes: &[u8], options: &EncodeOptions) -> Result<String, MidiError> {
+    let song = read_song(bytes)?;
+    Ok(encoder::encode_song(&song, options))
+}
+
+/// Encodes a MIDI file into one token line.
+pub fn encode_file(path: &Path, options: &EncodeOptions) -> Result<String, MidiError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| MidiError::Io(format!("{}: {e}", path.display())))?;
+    encode_bytes(&bytes, options)
+}

@@ -1,0 +1,224 @@
+//! The scrape (local) -> encode -> limit -> vocab chain, run for real on the
+//! bundled demo corpus with `run_standalone`.
+
+use std::path::Path;
+
+use serde_json::Value as Json;
+use vgmake_stages::api::{Input, NoProgress, StageKind, Value};
+use vgmake_stages::dataset::Dataset;
+use vgmake_stages::memo::run_standalone;
+use vgmake_stages::registry;
+
+fn kind(name: &str) -> &'static dyn StageKind {
+    registry::find(name).unwrap_or_else(|| panic!("kind {name} is registered"))
+}
+
+fn input(stage: &str, dir: &Path) -> Input {
+    Input {
+        stage: stage.into(),
+        kind: stage.into(),
+        dir: dir.to_path_buf(),
+    }
+}
+
+fn json(path: &Path) -> Json {
+    serde_json::from_slice(&std::fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn run(name: &str, params: &[(&str, Value)], inputs: &[Input], out: &Path, work: &Path) {
+    run_standalone(kind(name), params, inputs, out, work, &NoProgress)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[test]
+fn demo_corpus_through_the_chain() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (work, root) = (tmp.path().join("work"), tmp.path());
+    let scrape = root.join("scrape");
+    run("scrape", &[("source", "demo".into())], &[], &scrape, &work);
+    let index = json(&scrape.join("index.json"));
+    let files = index["files"].as_array().unwrap();
+    assert!(files.len() >= 90, "{} files", files.len());
+    assert!(files[0]["blake3"].as_str().unwrap().len() == 64);
+    assert_eq!(files[0]["console"], "pc");
+    assert!(scrape.join("LICENSES/freedoom.copyright").is_file());
+
+    let encode = root.join("encode");
+    run("encode", &[], &[input("scrape", &scrape)], &encode, &work);
+    let report = json(&encode.join("report.json"));
+    let encoded = report["encoded"].as_u64().unwrap();
+    assert_eq!(
+        encoded + report["skipped"].as_u64().unwrap(),
+        files.len() as u64
+    );
+    assert!(encoded >= 90);
+    let tokens = std::fs::read_to_string(encode.join("tokens.txt")).unwrap();
+    assert_eq!(tokens.lines().count() as u64, encoded);
+    assert!(
+        tokens
+            .lines()
+            .all(|l| l.starts_with("start tempo:") && l.ends_with(" finish"))
+    );
+
+    // Memoized: a second run into a fresh folder gives the same bytes.
+    let again = root.join("encode2");
+    run("encode", &[], &[input("scrape", &scrape)], &again, &work);
+    assert_eq!(
+        std::fs::read(again.join("tokens.txt")).unwrap(),
+        tokens.as_bytes()
+    );
+
+    let limit = root.join("limit");
+    run(
+        "limit",
+        &[("max_events", 6000.into()), ("max_wait_beats", 8.into())],
+        &[input("encode", &encode)],
+        &limit,
+        &work,
+    );
+    let report = json(&limit.join("report.json"));
+    let kept = report["kept"].as_u64().unwrap();
+    assert_eq!(kept + report["dropped"].as_u64().unwrap(), encoded);
+    let by_reason: u64 = report["dropped_by_reason"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(by_reason, report["dropped"].as_u64().unwrap());
+    for line in std::fs::read_to_string(limit.join("tokens.txt"))
+        .unwrap()
+        .lines()
+    {
+        assert!(line.split(' ').count() <= 6000);
+    }
+    assert!(
+        std::fs::read(limit.join("events_histogram.png"))
+            .unwrap()
+            .starts_with(b"\x89PNG")
+    );
+    assert!(
+        std::fs::read_to_string(limit.join("events_histogram.txt"))
+            .unwrap()
+            .contains('#')
+    );
+
+    let vocab = root.join("vocab");
+    run("vocab", &[], &[input("limit", &limit)], &vocab, &work);
+    let ds = Dataset::load(&vocab).unwrap();
+    assert_eq!((ds.train.songs() + ds.val.songs()) as u64, kept);
+    assert!(ds.val.songs() > 0 && ds.train.songs() > ds.val.songs());
+    let stats = json(&vocab.join("stats.json"));
+    assert_eq!(
+        stats["vocabulary_size"].as_u64().unwrap(),
+        ds.vocab.len() as u64
+    );
+    assert!(vocab.join("codec.json").is_file());
+
+    // The split does not move when a filter changes: a song in validation
+    // stays there under a looser limit.
+    let limit2 = root.join("limit2");
+    run("limit", &[], &[input("encode", &encode)], &limit2, &work);
+    let vocab2 = root.join("vocab2");
+    run("vocab", &[], &[input("limit", &limit2)], &vocab2, &work);
+    let split = |dir: &Path, side: &str| -> std::collections::BTreeSet<String> {
+        json(&dir.join("split.json"))[side]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (val, val2, train2) = (
+        split(&vocab, "val"),
+        split(&vocab2, "val"),
+        split(&vocab2, "train"),
+    );
+    assert_eq!(val.len(), ds.val.songs());
+    assert!(val.is_subset(&val2), "validation songs stay in validation");
+    assert!(train2.is_disjoint(&val));
+}
+
+#[test]
+fn local_folder_source_with_rmid_and_skips() {
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("work");
+    let corpus = work.join("my songs/nes");
+    std::fs::create_dir_all(&corpus).unwrap();
+    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom1");
+    let first = std::fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .min()
+        .unwrap();
+    let smf = std::fs::read(&first).unwrap();
+    std::fs::write(corpus.join("a.MID"), &smf).unwrap();
+    // The same song in a RIFF RMID wrapper.
+    let mut rmid = b"RIFF".to_vec();
+    let data_len = smf.len() as u32;
+    rmid.extend_from_slice(&(4 + 8 + data_len + data_len % 2).to_le_bytes());
+    rmid.extend_from_slice(b"RMIDdata");
+    rmid.extend_from_slice(&data_len.to_le_bytes());
+    rmid.extend_from_slice(&smf);
+    if data_len % 2 == 1 {
+        rmid.push(0);
+    }
+    std::fs::write(corpus.join("b.rmi"), &rmid).unwrap();
+    std::fs::write(corpus.join("c.mid"), b"<html>not found</html>").unwrap();
+    std::fs::write(corpus.join("notes.txt"), b"ignored").unwrap();
+
+    let scrape = tmp.path().join("scrape");
+    // A relative source resolves against the project folder (work here).
+    run(
+        "scrape",
+        &[("source", "my songs".into())],
+        &[],
+        &scrape,
+        &work,
+    );
+    let index = json(&scrape.join("index.json"));
+    let paths: Vec<&str> = index["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["nes/a.MID", "nes/b.rmi", "nes/c.mid"]);
+    assert_eq!(index["files"][0]["console"], "nes");
+    assert_eq!(json(&scrape.join("report.json"))["nes"]["bad_files"], 1);
+
+    let encode = tmp.path().join("encode");
+    run("encode", &[], &[input("scrape", &scrape)], &encode, &work);
+    let report = json(&encode.join("report.json"));
+    assert_eq!(report["encoded"], 2);
+    assert_eq!(report["skipped"], 1);
+    assert_eq!(report["files"][2]["status"], "skipped");
+    assert!(
+        report["files"][2]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a MIDI file")
+    );
+    let lines: Vec<String> = std::fs::read_to_string(encode.join("tokens.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(lines[0], lines[1], "RMID encodes like the SMF inside");
+
+    let missing = run_standalone(
+        kind("scrape"),
+        &[("source", "nowhere".into())],
+        &[],
+        &tmp.path().join("x"),
+        &work,
+        &NoProgress,
+    );
+    let message = missing.unwrap_err().to_string();
+    assert!(
+        message.contains("nowhere") && message.contains("not a folder"),
+        "{message}"
+    );
+}
