@@ -148,7 +148,8 @@ pub fn generate(
         if line.len() >= options.max_tokens {
             break Stop::MaxTokens;
         }
-        grammar.mask(&state, &mut allowed);
+        let last = line.len() + 1 >= options.max_tokens;
+        grammar.mask(&state, last, &mut allowed);
         let Some(id) = draw(&logits, &allowed, &options.sampling, rng) else {
             break Stop::NoValidToken;
         };

@@ -60,13 +60,17 @@ impl Grammar {
     }
 
     /// Writes into `allowed[id]` whether `id` may come next in `state`.
-    pub fn mask(&self, state: &SongState, allowed: &mut Vec<bool>) {
+    /// With `last` (the last token the line has room for) and no note
+    /// played yet, only note starts are allowed, so that the song the
+    /// closing tokens end is never empty.
+    pub fn mask(&self, state: &SongState, last: bool, allowed: &mut Vec<bool>) {
+        let notes_only = last && !state.has_played();
         allowed.clear();
-        allowed.extend(
-            self.tokens
-                .iter()
-                .map(|t| t.as_ref().is_some_and(|t| state.allows(t))),
-        );
+        allowed.extend(self.tokens.iter().map(|t| {
+            t.as_ref().is_some_and(|t| {
+                state.allows(t) && (!notes_only || matches!(t, Token::NoteOn { .. }))
+            })
+        }));
     }
 }
 
@@ -103,6 +107,11 @@ impl SongState {
 
     pub fn is_finished(&self) -> bool {
         self.finished
+    }
+
+    /// Whether a note has started yet (`finish` needs one).
+    pub fn has_played(&self) -> bool {
+        self.played
     }
 
     /// Notes sounding now.
@@ -262,8 +271,10 @@ mod tests {
         let mut s = SongState::new();
         s.apply(&Token::Start);
         let mut allowed = Vec::new();
-        g.mask(&s, &mut allowed);
+        g.mask(&s, false, &mut allowed);
         assert_eq!(allowed, [false, false, false, false, true]);
+        g.mask(&s, true, &mut allowed);
+        assert_eq!(allowed, [false; 5], "the last token must be a note");
         assert!(g.end_velocity);
     }
 }
