@@ -115,6 +115,8 @@ fn samples_decode_render_and_are_measured() {
         );
         assert!(!line.contains("<unk>") && !line.contains("<pad>"));
         let name = format!("sample_{:03}", i + 1);
+        let own = fs::read_to_string(out.join(format!("{name}.txt"))).unwrap();
+        assert_eq!(own.trim_end(), *line);
         let mid = fs::read(out.join(format!("{name}.mid"))).unwrap();
         let smf = midly::Smf::parse(&mid).expect("midly reads the sample");
         assert!(smf.tracks.len() >= 2, "a tempo track and a note track");
@@ -143,7 +145,7 @@ fn samples_decode_render_and_are_measured() {
             assert!((0.0..=1.0).contains(&v), "{name} {v}");
         }
     }
-    let mean = m["overlap_mean"].as_f64().expect(&m.to_string());
+    let mean = m["overlap_mean"].as_f64().unwrap_or_else(|| panic!("{m}"));
     assert!((0.0..=1.0).contains(&mean));
     for key in [
         "pitch_range",

@@ -2,8 +2,8 @@
 //! generates `count` songs under the grammar mask, writes each as MIDI, WAV
 //! and piano roll, and measures them beside the validation songs.
 //!
-//! Outputs: `tokens.txt` (one sample per line), `sample_NNN.mid`,
-//! `sample_NNN.wav`, `sample_NNN.png`, and `metrics.json` with `validity`,
+//! Outputs: `tokens.txt` (one sample per line, as encode writes songs) and
+//! per sample `sample_NNN.txt` (its tokens), `.mid`, `.wav` and `.png`; and `metrics.json` with `validity`,
 //! `samples`, `validation`, `overlap`, `overlap_mean`, the means of each
 //! metric on both sides, and `validation_validity`.
 
@@ -244,7 +244,7 @@ fn sample_seed(seed: u64, index: usize) -> u64 {
     u64::from_le_bytes(hash.as_bytes()[..8].try_into().expect("8 bytes"))
 }
 
-/// Writes `sample_NNN.{mid,wav,png}`; returns its report entry and metrics.
+/// Writes `sample_NNN.{txt,mid,wav,png}`; returns its report entry and metrics.
 fn write_sample(
     out: &Path,
     index: usize,
@@ -262,6 +262,8 @@ fn write_sample(
         },
     )
     .map_err(|e| StageError::Other(format!("{name}: decoding: {e}")))?;
+    std::fs::write(out.join(format!("{name}.txt")), format!("{}\n", song.text))
+        .ctx(|| format!("writing {name}.txt"))?;
     std::fs::write(out.join(format!("{name}.mid")), midi).ctx(|| format!("writing {name}.mid"))?;
     let score = Score::from_grid(&grid, spb);
     write_wav(&out.join(format!("{name}.wav")), &render(&score)).map_err(StageError::Other)?;
