@@ -15,6 +15,7 @@ const PLOT_WIDTH: f64 = 1600.0;
 const MAX_PX_PER_BEAT: f64 = 32.0;
 const PX_PER_PITCH: i64 = 4;
 const LEGEND_ROW: i64 = 12;
+const LEGEND_COLUMN: i64 = 100;
 
 /// Distinct colours, handed to instruments in program order.
 const PALETTE: [Rgb; 12] = [
@@ -81,8 +82,11 @@ pub fn draw(score: &Score) -> Canvas {
     let plot_w = (beats * px_per_beat).ceil() as i64;
     let plot_h = rows * PX_PER_PITCH;
     let colours = instrument_colours(score);
-    let legend_h = LEGEND_ROW * colours.len().max(1) as i64 + 8;
     let width = (LEFT + plot_w + RIGHT).max(200);
+    // The legend in as many columns as fit under the plot.
+    let columns = ((width - LEFT) / LEGEND_COLUMN).max(1) as usize;
+    let legend_rows = colours.len().div_ceil(columns).max(1) as i64;
+    let legend_h = LEGEND_ROW * legend_rows + 8;
     let height = TOP + plot_h + 8 + legend_h;
     let mut c = Canvas::new(width as u32, height as u32, WHITE);
     let y_of = |pitch: u8| TOP + (high as i64 - pitch as i64) * PX_PER_PITCH;
@@ -116,16 +120,17 @@ pub fn draw(score: &Score) -> Canvas {
             colour,
         );
     }
-    let mut y = TOP + plot_h + 8;
-    for (program, colour) in colours {
-        c.fill_rect(LEFT, y, 8, 6, colour);
+    let legend_top = TOP + plot_h + 8;
+    for (i, (program, colour)) in colours.into_iter().enumerate() {
+        let x = LEFT + (i % columns) as i64 * LEGEND_COLUMN;
+        let y = legend_top + (i / columns) as i64 * LEGEND_ROW;
+        c.fill_rect(x, y, 8, 6, colour);
         let name = if program == DRUM_PROGRAM {
             "drums".to_string()
         } else {
             format!("{program} {}", FAMILIES[program as usize / 8])
         };
-        c.text(LEFT + 12, y, &name, 1, [60, 60, 60]);
-        y += LEGEND_ROW;
+        c.text(x + 12, y, &name, 1, [60, 60, 60]);
     }
     c
 }
