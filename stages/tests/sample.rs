@@ -139,7 +139,7 @@ fn samples_decode_render_and_are_measured() {
     assert_eq!(m["validation_songs"], 1);
     assert_eq!(m["validation"].as_array().unwrap().len(), 1);
     let overlap = m["overlap"].as_object().unwrap();
-    assert_eq!(overlap.len(), 8);
+    assert_eq!(overlap.len(), 9);
     for (name, v) in overlap {
         if let Some(v) = v.as_f64() {
             assert!((0.0..=1.0).contains(&v), "{name} {v}");

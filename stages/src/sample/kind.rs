@@ -184,7 +184,7 @@ impl StageKind for SampleKind {
                 .map(|(i, song)| write_sample(out, i, song, spb))
                 .collect::<Result<_, _>>()
         })?;
-        let validation: Vec<SongMetrics> = validation_metrics(&data, params, spb);
+        let validation = pool.install(|| validation_metrics(&data, params, spb));
         let metrics = report(&sample_entries, &validation);
         write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
         ctx.progress.message(&format!(

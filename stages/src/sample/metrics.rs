@@ -17,7 +17,8 @@ use crate::midi::encoder::GridNote;
 pub const BEATS_PER_BAR: u64 = 4;
 
 /// The metric names, in report order (the keys of `overlap`).
-pub const METRICS: [&str; 8] = [
+pub const METRICS: [&str; 9] = [
+    "pitch_count",
     "pitch_range",
     "pitch_classes",
     "polyphony",
@@ -37,6 +38,8 @@ pub struct SongMetrics {
     pub notes: usize,
     /// Beats up to the last note's end, rounded up.
     pub beats: u64,
+    /// Distinct melodic pitches (MIDI numbers).
+    pub pitch_count: Option<f64>,
     /// Highest minus lowest melodic pitch, in semitones.
     pub pitch_range: Option<f64>,
     /// Distinct pitch classes (0-11) among melodic notes: 1..=12.
@@ -66,6 +69,7 @@ impl SongMetrics {
     /// The metric named `name` (one of [`METRICS`]).
     pub fn get(&self, name: &str) -> Option<f64> {
         match name {
+            "pitch_count" => self.pitch_count,
             "pitch_range" => self.pitch_range,
             "pitch_classes" => self.pitch_classes,
             "polyphony" => self.polyphony,
@@ -92,10 +96,13 @@ pub fn measure(notes: &[GridNote], steps_per_beat: u32, valid: bool) -> SongMetr
         class_counts[n.pitch as usize % 12] += 1;
     }
     let pitches = melodic.iter().map(|n| n.pitch);
+    let mut distinct = [false; 128];
+    pitches.clone().for_each(|p| distinct[p as usize] = true);
     SongMetrics {
         valid,
         notes: notes.len(),
         beats,
+        pitch_count: any_melodic.then(|| distinct.iter().filter(|&&d| d).count() as f64),
         pitch_range: any_melodic.then(|| {
             (pitches.clone().max().unwrap_or(0) - pitches.clone().min().unwrap_or(0)) as f64
         }),
@@ -217,6 +224,7 @@ mod tests {
         assert_eq!(m.notes, 5);
         // Last end at step 21 -> 6 beats (21 / 4 rounded up).
         assert_eq!(m.beats, 6);
+        assert!(close(m.pitch_count, 4.0));
         assert!(close(m.pitch_range, 12.0));
         // Classes C, E, G.
         assert!(close(m.pitch_classes, 3.0));
@@ -243,6 +251,8 @@ mod tests {
         line += " finish";
         let m = metrics(&line, 16);
         assert!(close(m.pitch_class_entropy, 12f64.log2()));
+        assert!(close(m.pitch_count, 12.0));
+        assert!(close(m.pitch_range, 11.0));
         assert!(close(m.scale_consistency, 7.0 / 12.0));
         assert!(close(m.polyphony, 1.0));
         assert_eq!(m.groove_consistency, None, "one bar only");
