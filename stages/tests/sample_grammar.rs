@@ -4,7 +4,9 @@
 
 use vgmake_stages::midi::tokens::Token;
 use vgmake_stages::sample::check::{LineChecker, check_line};
-use vgmake_stages::sample::generate::{GenerateOptions, LogitSource, Stop, generate};
+use vgmake_stages::sample::generate::{
+    CANCELLED, GenerateOptions, LogitSource, Stop, generate, generate_until,
+};
 use vgmake_stages::sample::grammar::{Grammar, SongState};
 use vgmake_stages::sample::sampler::SamplingOptions;
 use vgmake_stages::train::rng::Rng;
@@ -112,4 +114,34 @@ fn the_mask_allows_exactly_what_the_checker_accepts() {
             checker.push(&token).unwrap();
         }
     }
+}
+
+#[test]
+fn generation_stops_when_cancelled() {
+    // Without `finish` the song can only end at max_tokens, a billion away.
+    let vocab: Vec<String> = vocab().into_iter().filter(|t| t != "finish").collect();
+    let grammar = Grammar::new(&vocab);
+    let mut source = RandomLogits {
+        rng: Rng::new(1),
+        size: vocab.len(),
+    };
+    let options = GenerateOptions {
+        sampling: SamplingOptions::default(),
+        max_tokens: 1_000_000_000,
+    };
+    let calls = std::cell::Cell::new(0);
+    let cancelled = || {
+        calls.set(calls.get() + 1);
+        calls.get() > 3
+    };
+    let result = generate_until(
+        &mut source,
+        &grammar,
+        &[],
+        &options,
+        &mut Rng::new(2),
+        &cancelled,
+    );
+    assert_eq!(result.unwrap_err(), CANCELLED);
+    assert_eq!(calls.get(), 4);
 }

@@ -74,6 +74,9 @@ impl LogitSource for Recompute<'_> {
     }
 }
 
+/// The error of a cancelled [`generate_until`].
+pub const CANCELLED: &str = "cancelled";
+
 /// Why generation stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +122,21 @@ pub fn generate(
     options: &GenerateOptions,
     rng: &mut Rng,
 ) -> Result<Generated, String> {
+    generate_until(source, grammar, prompt, options, rng, &|| false)
+}
+
+/// Checks `cancelled` this often (in tokens).
+const CANCEL_EVERY: usize = 32;
+
+/// [`generate`], giving up with `Err(CANCELLED)` once `cancelled()` is true.
+pub fn generate_until(
+    source: &mut dyn LogitSource,
+    grammar: &Grammar,
+    prompt: &[u32],
+    options: &GenerateOptions,
+    rng: &mut Rng,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Generated, String> {
     let start_id = grammar
         .id_of(&Token::Start)
         .ok_or("the vocabulary has no `start` token")?;
@@ -147,6 +165,9 @@ pub fn generate(
     let stop = loop {
         if line.len() >= options.max_tokens {
             break Stop::MaxTokens;
+        }
+        if drawn % CANCEL_EVERY == 0 && cancelled() {
+            return Err(CANCELLED.into());
         }
         let last = line.len() + 1 >= options.max_tokens;
         grammar.mask(&state, last, &mut allowed);

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
 use super::check::check_line;
-use super::generate::{Cached, GenerateOptions, Generated, generate};
+use super::generate::{CANCELLED, Cached, GenerateOptions, Generated, generate_until};
 use super::grammar::Grammar;
 use super::metrics::{METRICS, SongMetrics, measure};
 use super::overlap::overlapped_area;
@@ -152,14 +152,18 @@ impl StageKind for SampleKind {
                 .map(|i| {
                     ctx.check_cancelled()?;
                     let mut rng = Rng::new(sample_seed(seed, i));
-                    let song = generate(
+                    let song = generate_until(
                         &mut Cached::new(&model),
                         &grammar,
                         &prompt,
                         &options,
                         &mut rng,
+                        &|| ctx.is_cancelled(),
                     )
-                    .map_err(|e| StageError::Other(format!("sample {}: {e}", i + 1)))?;
+                    .map_err(|e| match e.as_str() {
+                        CANCELLED => StageError::Cancelled,
+                        _ => StageError::Other(format!("sample {}: {e}", i + 1)),
+                    })?;
                     ctx.progress.advance(1);
                     Ok(song)
                 })
@@ -185,7 +189,15 @@ impl StageKind for SampleKind {
                 .collect::<Result<_, _>>()
         })?;
         let validation = pool.install(|| validation_metrics(&data, params, spb));
-        let metrics = report(&sample_entries, &validation);
+        let unreadable = validation.iter().filter(|m| m.is_none()).count();
+        if unreadable > 0 {
+            ctx.progress.log(&format!(
+                "{unreadable} validation songs skipped: their tokens do not parse"
+            ));
+        }
+        let validation: Vec<SongMetrics> = validation.into_iter().flatten().collect();
+        let mut metrics = report(&sample_entries, &validation);
+        metrics["validation_skipped"] = json!(unreadable);
         write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
         ctx.progress.message(&format!(
             "{count} samples, validity {}, overlap {}",
@@ -284,12 +296,12 @@ fn write_sample(
 }
 
 /// Metrics of the first `validation_songs` validation songs (special ids
-/// dropped; a song the codec cannot parse is skipped).
-fn validation_metrics(data: &Dataset, params: &Params, spb: u32) -> Vec<SongMetrics> {
+/// dropped); `None` for a song the codec cannot parse.
+fn validation_metrics(data: &Dataset, params: &Params, spb: u32) -> Vec<Option<SongMetrics>> {
     let cap = params.usize("validation_songs").min(data.val.songs());
     (0..cap)
         .into_par_iter()
-        .filter_map(|i| {
+        .map(|i| {
             let text: Vec<&str> = data
                 .val
                 .song(i)
