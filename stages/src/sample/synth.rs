@@ -3,6 +3,10 @@
 //! ([`super::voices`]) under a short attack, an optional fade while held and
 //! a release after its end; notes are summed, and the mix is scaled down
 //! only when it would clip.
+//!
+//! The four voices are timbres, not channels: any number of notes of one
+//! voice sound at once, because a strict four-channel chip would drop most
+//! chords of a General MIDI file (and hide what the model wrote).
 
 use super::score::Score;
 use super::voices::{Wave, voice_for};
