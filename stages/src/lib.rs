@@ -12,6 +12,7 @@ pub mod memo;
 pub mod midi;
 pub mod plot;
 pub mod registry;
+pub mod sample;
 pub mod scrape;
 pub mod songs;
 pub mod train;

@@ -13,6 +13,7 @@ fn all() -> &'static [Box<dyn StageKind>] {
             Box::new(crate::limit::LimitKind),
             Box::new(crate::vocab::VocabKind),
             Box::new(crate::train::TrainKind),
+            Box::new(crate::sample::SampleKind),
             Box::new(crate::command::CommandKind),
         ]
     })
