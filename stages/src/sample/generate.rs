@@ -187,15 +187,15 @@ pub fn generate_until(
     let closing = state.closing_tokens(grammar.end_velocity);
     let closed = closing.len();
     line.extend(closing);
-    let mut text = String::new();
+    let mut text = Vec::new();
     for (i, token) in line.iter().enumerate() {
         if i > 0 {
-            text.push(' ');
+            text.push(b' ');
         }
         token.write_to(&mut text);
     }
     Ok(Generated {
-        text,
+        text: String::from_utf8(text).expect("tokens are ASCII"),
         tokens: line.len(),
         drawn,
         closed,
