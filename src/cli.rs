@@ -129,6 +129,18 @@ pub enum Command {
         #[arg(long, default_value_t = 16)]
         steps_per_beat: u32,
     },
+    /// Render a MIDI file to WAV with the built-in chip synth (pulse, triangle, noise).
+    Render {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Draw a piano roll (time x pitch, a colour per instrument) of a MIDI file as PNG.
+    Roll {
+        file: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
 }
 
 #[derive(Args)]

@@ -47,6 +47,8 @@ fn main() -> ExitCode {
             output,
             steps_per_beat,
         }) => commands::tools::decode(file, output, *steps_per_beat),
+        Some(Command::Render { file, output }) => commands::tools::render(file, output),
+        Some(Command::Roll { file, output }) => commands::tools::roll(file, output),
         Some(Command::Verify) => commands::verify::run(common),
     }
 }

@@ -41,6 +41,12 @@ lr = 0.01
 eval_every = 20
 eval_tokens = 2048
 checkpoint_every = 5
+
+[stages.sample]
+deps = ["train", "vocab"]
+count = 2
+max_tokens = 200
+validation_songs = 5
 {extra}
 "#
     )
@@ -54,29 +60,73 @@ fn json(p: &Project, rel: &str) -> serde_json::Value {
 fn demo_corpus_end_to_end_then_a_filter_change_reruns_only_limit_and_below() {
     let p = Project::new(&pipeline(""));
     let first = p.build(&[]);
-    assert_eq!(first.with_status("ran"), ["encode", "limit", "scrape", "train", "vocab"]);
+    assert_eq!(
+        first.with_status("ran"),
+        ["encode", "limit", "sample", "scrape", "train", "vocab"]
+    );
     let encode = json(&p, "out/default/encode/report.json");
     assert_eq!(encode["encoded"], 94, "{encode}");
     assert_eq!(encode["skipped"], 0);
     let limit = json(&p, "out/default/limit/report.json");
     let kept = limit["kept"].as_u64().unwrap();
     assert!(kept > 30 && kept < 94, "{limit}");
-    assert!(p.out("default", "limit").join("events_histogram.png").exists());
+    assert!(
+        p.out("default", "limit")
+            .join("events_histogram.png")
+            .exists()
+    );
     let metrics = json(&p, "out/default/train/metrics.json");
-    for key in ["val_loss", "val_bits_per_token", "val_accuracy", "unigram_val_loss", "bigram_val_loss", "tokens_per_second", "steps", "parameters"] {
+    for key in [
+        "val_loss",
+        "val_bits_per_token",
+        "val_accuracy",
+        "unigram_val_loss",
+        "bigram_val_loss",
+        "tokens_per_second",
+        "steps",
+        "parameters",
+    ] {
         assert!(metrics[key].is_number(), "{key} missing in {metrics}");
     }
-    assert!(metrics["val_loss"].as_f64().unwrap() < metrics["unigram_val_loss"].as_f64().unwrap(), "{metrics}");
+    assert!(
+        metrics["val_loss"].as_f64().unwrap() < metrics["unigram_val_loss"].as_f64().unwrap(),
+        "{metrics}"
+    );
     for file in ["model.safetensors", "config.json", "curve.csv", "curve.png"] {
         assert!(p.out("default", "train").join(file).exists(), "{file}");
     }
 
+    let sample = json(&p, "out/default/sample/metrics.json");
+    assert_eq!(sample["validity"], 1.0, "{sample}");
+    assert_eq!(sample["samples"].as_array().unwrap().len(), 2);
+    for ext in ["txt", "mid", "wav", "png"] {
+        assert!(
+            p.out("default", "sample")
+                .join(format!("sample_001.{ext}"))
+                .exists(),
+            "{ext}"
+        );
+    }
+    let show = p.run(&["show", "sample"]);
+    assert!(
+        show.stdout.contains("validity") && show.stdout.contains("overlap"),
+        "{}",
+        show.stdout
+    );
+
     // A stricter filter: limit and everything below rerun, encode is cached.
     let stricter = p.build(&["--set", "limit.max_events=4000"]);
     assert_eq!(stricter.with_status("cached"), ["encode", "scrape"]);
-    assert_eq!(stricter.with_status("ran"), ["limit", "train", "vocab"]);
+    assert_eq!(
+        stricter.with_status("ran"),
+        ["limit", "sample", "train", "vocab"]
+    );
     let why = p.run(&["why", "limit", "--set", "limit.max_events=3000"]);
-    assert!(why.stdout.contains("param limit.max_events 4000 -> 3000"), "{}", why.stdout);
+    assert!(
+        why.stdout.contains("param limit.max_events 4000 -> 3000"),
+        "{}",
+        why.stdout
+    );
     // Back to the first value: restored from the cache, nothing runs.
     assert!(p.build(&[]).with_status("ran").is_empty());
 }
@@ -85,12 +135,34 @@ fn demo_corpus_end_to_end_then_a_filter_change_reruns_only_limit_and_below() {
 fn variants_that_differ_only_in_train_share_everything_upstream() {
     let p = Project::new(&pipeline("[variants.wide]\ntrain.d_model = 48\n"));
     let run = p.build(&["--all-variants"]);
-    let lines: Vec<serde_json::Value> = run.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let ran = |stage: &str| lines.iter().filter(|v| v["status"] == "ran" && v["name"] == stage).count();
-    assert_eq!([ran("scrape"), ran("encode"), ran("limit"), ran("vocab"), ran("train")], [1, 1, 1, 1, 2]);
+    let lines: Vec<serde_json::Value> = run
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ran = |stage: &str| {
+        lines
+            .iter()
+            .filter(|v| v["status"] == "ran" && v["name"] == stage)
+            .count()
+    };
+    assert_eq!(
+        [
+            ran("scrape"),
+            ran("encode"),
+            ran("limit"),
+            ran("vocab"),
+            ran("train"),
+            ran("sample")
+        ],
+        [1, 1, 1, 1, 2, 2]
+    );
     let compare = p.run(&["compare", "--format", "csv"]);
     let header = compare.stdout.lines().next().unwrap();
-    assert!(header.starts_with("variant,train.d_model,songs kept,vocab size,val bits/token"), "{header}");
+    assert!(
+        header.starts_with("variant,train.d_model,songs kept,vocab size,val bits/token"),
+        "{header}"
+    );
 }
 
 #[test]
@@ -100,22 +172,32 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
     let mut child = {
         use std::os::unix::process::CommandExt;
         let mut cmd = p.command(&["build"]);
-        cmd.process_group(0).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+        cmd.process_group(0)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
         cmd.spawn().unwrap()
     };
     // Wait for a few checkpoints, then kill -9 in the middle of training.
     let state = p.path().join("cache/state/train");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
     while !has_file(&state) {
-        assert!(std::time::Instant::now() < deadline, "no checkpoint was written");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint was written"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let _ = std::process::Command::new("kill").args(["-9", "--", &format!("-{}", child.id())]).status();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", "--", &format!("-{}", child.id())])
+        .status();
     let _ = child.wait();
-    assert!(!p.out("default", "train").exists(), "training finished before the kill; make it longer");
+    assert!(
+        !p.out("default", "train").exists(),
+        "training finished before the kill; make it longer"
+    );
     let run = p.build(&["-v"]);
-    assert_eq!(run.with_status("ran"), ["train"]);
+    assert_eq!(run.with_status("ran"), ["sample", "train"]);
     let metrics = json(&p, "out/default/train/metrics.json");
     let resumed = metrics["resumed_from_step"].as_u64().unwrap();
     assert!(resumed > 0 && resumed < 1000, "{metrics}");
@@ -123,8 +205,16 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
 }
 
 fn has_file(dir: &std::path::Path) -> bool {
-    std::fs::read_dir(dir).into_iter().flatten().flatten().any(|e| {
-        let path = e.path();
-        if path.is_dir() { has_file(&path) } else { path.extension().is_some_and(|x| x == "safetensors") }
-    })
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                has_file(&path)
+            } else {
+                path.extension().is_some_and(|x| x == "safetensors")
+            }
+        })
 }

@@ -82,3 +82,47 @@ fn tools_report_bad_input_by_name() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.mid"));
 }
+
+#[test]
+fn render_and_roll_any_midi_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(support::vgmake_bin())
+            .args(args)
+            .current_dir(tmp.path())
+            .output()
+            .unwrap()
+    };
+    let file = demo_file();
+    let out = run(&["render", file.to_str().unwrap(), "-o", "song.wav"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let wav = std::fs::read(tmp.path().join("song.wav")).unwrap();
+    assert_eq!(&wav[..4], b"RIFF");
+    assert!(
+        wav.len() > 44_100 * 2 * 10,
+        "at least ten seconds of 16-bit audio"
+    );
+    assert!(wav[44..].iter().any(|&b| b != 0), "not silent");
+    let out = run(&["roll", file.to_str().unwrap(), "-o", "song.png"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        &std::fs::read(tmp.path().join("song.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    std::fs::write(tmp.path().join("fake.mid"), "not midi").unwrap();
+    let out = run(&["render", "fake.mid", "-o", "x.wav"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fake.mid"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

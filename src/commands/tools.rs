@@ -63,3 +63,28 @@ pub fn decode(file: &Path, output: &Path, steps_per_beat: u32) -> ExitCode {
         }
     }
 }
+
+/// `vgmake render FILE.mid -o FILE.wav`: the sample stage's chip synth on any MIDI file.
+pub fn render(file: &Path, output: &Path) -> ExitCode {
+    match vgmake_stages::sample::render_midi_file(file, output) {
+        Ok(seconds) => {
+            eprintln!("wrote {} ({seconds:.1} s of audio)", output.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+/// `vgmake roll FILE.mid -o FILE.png`: a piano roll of any MIDI file.
+pub fn roll(file: &Path, output: &Path) -> ExitCode {
+    match vgmake_stages::sample::piano_roll_file(file, output) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
