@@ -3,7 +3,7 @@
 //!
 //! cargo run --release -p vgmake-stages --example bench_encode [-- DIR [RUNS [THREADS]]]
 //!
-//! DIR defaults to /work/shared/corpus; each run encodes every file
+//! DIR defaults to ../shared/corpus beside the repository; each run encodes every file
 //! `ROUNDS` times; the median of RUNS runs is printed.
 
 use std::time::Instant;
@@ -15,7 +15,10 @@ const ROUNDS: usize = 10;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = args.get(1).map_or("/work/shared/corpus", |s| s.as_str());
+    let dir = args.get(1).map_or(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"),
+        |s| s.as_str(),
+    );
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
     let root = std::path::Path::new(dir);
     let files: Vec<Vec<u8>> = vgmake_stages::walk::midi_files(root)

@@ -31,7 +31,6 @@ fn listing_file() -> Option<PathBuf> {
         .into_iter()
         .collect();
     candidates.push(manifest.join("../../shared"));
-    candidates.push(manifest.join("../../../shared"));
     candidates
         .into_iter()
         .map(|dir| dir.join("vgmusic/index-2021.jsonl.gz"))

@@ -8,7 +8,10 @@ use vgmake_stages::memo::run_standalone;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let dir = std::path::PathBuf::from(args.get(1).map_or("/work/shared/corpus", |s| s.as_str()));
+    let dir = std::path::PathBuf::from(args.get(1).map_or(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus"),
+        |s| s.as_str(),
+    ));
     let tmp = std::env::temp_dir().join(format!("vgmake-corpus-report-{}", std::process::id()));
     let out = tmp.join("encode");
     let input = Input {

@@ -11,8 +11,27 @@ use vgmake_stages::dataset::Dataset;
 use vgmake_stages::memo::{default_data_dir, run_standalone};
 use vgmake_stages::midi::{EncodeOptions, encode_file};
 use vgmake_stages::sample::SampleKind;
+use vgmake_stages::songs::{CodecInfo, SongInfo, SongSet};
 use vgmake_stages::train::TrainKind;
 use vgmake_stages::vocab::build_dataset;
+
+/// A dataset from token lines, each with its side (`true` = validation).
+fn dataset(songs: &[(&str, bool)]) -> Dataset {
+    let lines: Vec<&str> = songs.iter().map(|(l, _)| *l).collect();
+    let infos = (0..songs.len())
+        .map(|i| SongInfo {
+            path: format!("song{i}.mid"),
+            blake3: format!("{i:064}"),
+        })
+        .collect();
+    let set = SongSet::from_lines(
+        &lines,
+        infos,
+        CodecInfo::from_options(&EncodeOptions::default()),
+    );
+    let val: Vec<bool> = songs.iter().map(|(_, v)| *v).collect();
+    build_dataset(&set, &val, 1)
+}
 
 /// The vocab and train outputs, made once per test binary.
 struct Trained {
@@ -42,7 +61,7 @@ fn trained() -> &'static Trained {
             .collect();
         let vocab = dir.path().join("vocab");
         fs::create_dir_all(&vocab).unwrap();
-        build_dataset(&songs, 1, 1).write(&vocab).unwrap();
+        dataset(&songs).write(&vocab).unwrap();
         let train = dir.path().join("train");
         let settings: Vec<(&str, Value)> = vec![
             ("d_model", 32.into()),
@@ -234,13 +253,9 @@ fn bad_settings_and_inputs_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let other = dir.path().join("vocab");
     fs::create_dir_all(&other).unwrap();
-    build_dataset(
-        &[("start i0:v80:60 wait:4 end:i0:v80:60 finish", false)],
-        1,
-        1,
-    )
-    .write(&other)
-    .unwrap();
+    dataset(&[("start i0:v80:60 wait:4 end:i0:v80:60 finish", false)])
+        .write(&other)
+        .unwrap();
     let err = run_standalone(
         &SampleKind,
         &[],
