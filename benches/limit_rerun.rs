@@ -83,6 +83,20 @@ fn main() {
         }
         stages.push(seconds);
     }
+    for stage in ["limit", "vocab"] {
+        let show = Command::new(bin)
+            .args(["show", stage, "--json", "--set", "limit.max_events=5000"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout).unwrap();
+        let last = v["log"]
+            .as_array()
+            .and_then(|l| l.last())
+            .and_then(|l| l.as_str())
+            .unwrap_or("");
+        println!("last run of {stage}: {last}");
+    }
     let median = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         v[v.len() / 2]

@@ -147,6 +147,7 @@ pub fn execute(
     let created = fs::create_dir_all(&out_dir).and_then(|_| fs::create_dir_all(&temp_dir));
     created.map_err(|e| format!("creating staging folder {}: {e}", staging.display()))?;
     let result = run_in(env, stage, deps, &out_dir, &temp_dir, refresh, progress);
+    let ran_for = started.elapsed().as_secs_f64();
     let result = result.and_then(|memo_keys| {
         let metrics = fs::read(out_dir.join("metrics.json"))
             .ok()
@@ -156,6 +157,10 @@ pub fn execute(
             .commit_output(&out_dir)
             .map_err(|e| format!("storing the output in {}: {e}", env.store.root.display()))?;
         let seconds = started.elapsed().as_secs_f64();
+        progress.log(&format!(
+            "ran in {ran_for:.3} s, stored in {:.3} s",
+            seconds - ran_for
+        ));
         let record = ActionRecord {
             key: key.clone(),
             stage: stage.name.clone(),

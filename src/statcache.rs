@@ -88,6 +88,20 @@ impl StatCache {
         Ok(hash)
     }
 
+    /// Records `hash` for the file at `path` as it is now (a file just moved
+    /// into place whose contents were hashed under another name).
+    pub fn remember(&self, path: &Path, hash: &blake3::Hash) -> io::Result<()> {
+        let stamp = Stamp::of(&fs::metadata(path)?);
+        self.entries.lock().unwrap().insert(
+            path.to_path_buf(),
+            Entry {
+                stamp,
+                hash: hash.to_hex().to_string(),
+            },
+        );
+        Ok(())
+    }
+
     /// Forgets every path under `prefix` (a removed cache entry).
     pub fn forget_under(&self, prefix: &Path) {
         self.entries

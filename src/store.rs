@@ -193,6 +193,7 @@ impl Store {
     /// Moves a finished staging folder into the cache and returns its hash.
     /// An identical output already cached is kept and the staging copy dropped.
     pub fn commit_output(&self, staging: &Path) -> io::Result<(String, TreeManifest)> {
+        fsutil::make_read_only(staging)?;
         let manifest = TreeManifest::scan(staging, &self.stats)?;
         let hash = manifest.hash().to_hex().to_string();
         let target = self.output_dir(&hash);
@@ -207,10 +208,13 @@ impl Store {
             &self.manifest_path(&hash),
             &serde_json::to_vec_pretty(&manifest)?,
         )?;
-        fsutil::make_read_only(staging)?;
         fs::rename(staging, &target)?;
-        // Prime the stat cache with the files at their final place.
-        TreeManifest::scan(&target, &self.stats)?;
+        // Prime the stat cache with the files at their final place (a rename
+        // keeps inode and mtime; chmod changed ctime before the scan).
+        for f in manifest.files.iter().filter(|f| !f.path.ends_with('/')) {
+            let hash = blake3::Hash::from_hex(&f.hash).expect("hashes in a manifest are hex");
+            self.stats.remember(&target.join(&f.path), &hash)?;
+        }
         Ok((hash, manifest))
     }
 

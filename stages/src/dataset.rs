@@ -131,38 +131,74 @@ impl Dataset {
 
 /// Writes a 1-D `<u4` .npy file (format version 1.0).
 pub fn write_npy_u32(path: &Path, data: &[u32]) -> io::Result<()> {
-    let mut bytes = npy_header("<u4", data.len());
-    bytes.reserve(data.len() * 4);
-    for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    fs::write(path, bytes)
+    write_npy(
+        path,
+        "<u4",
+        data.len(),
+        data.chunks(CHUNK / 4),
+        |chunk, out| {
+            chunk
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()))
+        },
+    )
 }
 
 /// Writes a 1-D `<u8` .npy file (format version 1.0).
 pub fn write_npy_u64(path: &Path, data: &[u64]) -> io::Result<()> {
-    let mut bytes = npy_header("<u8", data.len());
-    bytes.reserve(data.len() * 8);
-    for v in data {
-        bytes.extend_from_slice(&v.to_le_bytes());
-    }
-    fs::write(path, bytes)
+    write_npy(
+        path,
+        "<u8",
+        data.len(),
+        data.chunks(CHUNK / 8),
+        |chunk, out| {
+            chunk
+                .iter()
+                .for_each(|v| out.extend_from_slice(&v.to_le_bytes()))
+        },
+    )
 }
 
 pub fn read_npy_u32(path: &Path) -> io::Result<Vec<u32>> {
-    let body = read_npy(path, "<u4")?;
-    Ok(body
-        .chunks_exact(4)
-        .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
-        .collect())
+    read_npy(path, "<u4", |bytes, out: &mut Vec<u32>| {
+        out.extend(
+            bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+        )
+    })
 }
 
 pub fn read_npy_u64(path: &Path) -> io::Result<Vec<u64>> {
-    let body = read_npy(path, "<u8")?;
-    Ok(body
-        .chunks_exact(8)
-        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-        .collect())
+    read_npy(path, "<u8", |bytes, out: &mut Vec<u64>| {
+        out.extend(
+            bytes
+                .chunks_exact(8)
+                .map(|c| u64::from_le_bytes(c.try_into().unwrap())),
+        )
+    })
+}
+
+/// Arrays are converted to and from bytes through a buffer of this size,
+/// never as one second copy of a 100 MB array.
+const CHUNK: usize = 1 << 20;
+
+fn write_npy<'a, T: 'a>(
+    path: &Path,
+    descr: &str,
+    len: usize,
+    chunks: impl Iterator<Item = &'a [T]>,
+    to_bytes: impl Fn(&[T], &mut Vec<u8>),
+) -> io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(&npy_header(descr, len))?;
+    let mut buffer = Vec::with_capacity(CHUNK);
+    for chunk in chunks {
+        buffer.clear();
+        to_bytes(chunk, &mut buffer);
+        file.write_all(&buffer)?;
+    }
+    Ok(())
 }
 
 fn npy_header(descr: &str, len: usize) -> Vec<u8> {
@@ -181,32 +217,39 @@ fn npy_header(descr: &str, len: usize) -> Vec<u8> {
     out
 }
 
-/// Reads a 1-D .npy file of the given dtype; returns its data bytes.
-fn read_npy(path: &Path, descr: &str) -> io::Result<Vec<u8>> {
+/// Reads a 1-D .npy file of the given dtype (`<u4` or `<u8`).
+fn read_npy<T>(
+    path: &Path,
+    descr: &str,
+    from_bytes: impl Fn(&[u8], &mut Vec<T>),
+) -> io::Result<Vec<T>> {
     let bad = |what: &str| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: {what}", path.display()),
         )
     };
-    let mut file = fs::File::open(path)?;
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    let mut file = io::BufReader::with_capacity(CHUNK, fs::File::open(path)?);
+    let mut magic = [0u8; 10];
+    file.read_exact(&mut magic)
+        .map_err(|_| bad("not a .npy file"))?;
+    if &magic[..6] != b"\x93NUMPY" {
         return Err(bad("not a .npy file"));
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize,
-            12,
-        ),
+    let header_len = match magic[6] {
+        1 => u16::from_le_bytes([magic[8], magic[9]]) as usize,
+        2 | 3 => {
+            let mut rest = [0u8; 2];
+            file.read_exact(&mut rest)
+                .map_err(|_| bad("truncated header"))?;
+            u32::from_le_bytes([magic[8], magic[9], rest[0], rest[1]]) as usize
+        }
         _ => return Err(bad("unsupported .npy version")),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or_else(|| bad("truncated header"))?;
-    let header = String::from_utf8_lossy(header);
+    let mut header = vec![0u8; header_len];
+    file.read_exact(&mut header)
+        .map_err(|_| bad("truncated header"))?;
+    let header = String::from_utf8_lossy(&header);
     if !header.contains(&format!("'descr': '{descr}'")) || header.contains("'fortran_order': True")
     {
         return Err(bad(&format!(
@@ -220,16 +263,27 @@ fn read_npy(path: &Path, descr: &str) -> io::Result<Vec<u8>> {
         .and_then(|s| s.split([',', ')']).next())
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| bad("cannot read the shape"))?;
-    let width = if descr.ends_with('4') { 4 } else { 8 };
-    let body = bytes.split_off(start + header_len);
-    if body.len() != len * width {
+    let width = std::mem::size_of::<T>();
+    let expected = len
+        .checked_mul(width)
+        .ok_or_else(|| bad("shape too large"))?;
+    let preamble = if magic[6] == 1 { 10 } else { 12 } + header_len;
+    let actual = (file.get_ref().metadata()?.len() as usize).saturating_sub(preamble);
+    if actual != expected {
         return Err(bad(&format!(
-            "expected {} data bytes, found {}",
-            len * width,
-            body.len()
+            "expected {expected} data bytes, found {actual}"
         )));
     }
-    Ok(body)
+    let mut out = Vec::with_capacity(len);
+    let mut buffer = vec![0u8; CHUNK];
+    let mut left = expected;
+    while left > 0 {
+        let n = left.min(CHUNK);
+        file.read_exact(&mut buffer[..n])?;
+        from_bytes(&buffer[..n], &mut out);
+        left -= n;
+    }
+    Ok(out)
 }
 
 /// Writes `value` as pretty JSON into `path` (a small helper every stage uses

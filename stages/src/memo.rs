@@ -125,10 +125,15 @@ impl Memo for DirMemo {
     }
 }
 
-/// The blake3 hash of a file's contents, streamed.
+/// The blake3 hash of a file's contents: large files memory-mapped and
+/// hashed on all threads, small ones streamed.
 pub fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_reader(fs::File::open(path)?)?;
+    if fs::metadata(path)?.len() >= 1 << 20 {
+        hasher.update_mmap_rayon(path)?;
+    } else {
+        hasher.update_reader(fs::File::open(path)?)?;
+    }
     Ok(hasher.finalize())
 }
 
