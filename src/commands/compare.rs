@@ -201,7 +201,11 @@ impl Table {
             for m in &metrics {
                 match b.metrics.get(m) {
                     Some(x) => {
-                        cells.push(format_metric(*x));
+                        cells.push(if m.starts_with("time ") {
+                            format!("{x:.1}")
+                        } else {
+                            format_metric(*x)
+                        });
                         obj.insert(m.clone(), serde_json::json!(x));
                     }
                     None => cells.push("-".into()),

@@ -1,58 +1,24 @@
 //! The loss-curve PNG: training loss (blue) and validation loss (red dots
-//! joined by lines) against steps, on light grid lines at round loss values.
-//! Small and self-contained on purpose: no fonts, no axes library.
+//! joined by lines) against steps, with labelled axes, drawn on the shared
+//! [`crate::plot::Canvas`].
 
 use std::path::Path;
 
 use super::curve::CurveRow;
+use crate::plot::{BLACK, BLUE, Canvas, GREY, RED, WHITE, nice_step};
 
-const W: usize = 800;
-const H: usize = 400;
-const MARGIN: usize = 20;
-const BLUE: [u8; 3] = [40, 90, 200];
-const RED: [u8; 3] = [210, 40, 40];
-const GRID: [u8; 3] = [225, 225, 225];
-const AXIS: [u8; 3] = [90, 90, 90];
-
-struct Canvas {
-    rgb: Vec<u8>,
-}
-
-impl Canvas {
-    fn set(&mut self, x: i64, y: i64, c: [u8; 3]) {
-        if (0..W as i64).contains(&x) && (0..H as i64).contains(&y) {
-            let i = (y as usize * W + x as usize) * 3;
-            self.rgb[i..i + 3].copy_from_slice(&c);
-        }
-    }
-    /// Bresenham's line.
-    fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: [u8; 3]) {
-        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
-        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
-        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
-        loop {
-            self.set(x, y, c);
-            if x == x1 && y == y1 {
-                break;
-            }
-            let e2 = 2 * err;
-            if e2 >= dy {
-                err += dy;
-                x += sx;
-            }
-            if e2 <= dx {
-                err += dx;
-                y += sy;
-            }
-        }
-    }
-}
+const W: i64 = 900;
+const H: i64 = 480;
+const LEFT: i64 = 80;
+const RIGHT: i64 = 30;
+const TOP: i64 = 50;
+const BOTTOM: i64 = 60;
 
 /// Draws the curve into `path`.
 pub fn draw(rows: &[CurveRow], path: &Path) -> Result<(), String> {
-    let mut canvas = Canvas {
-        rgb: vec![255; W * H * 3],
-    };
+    let mut canvas = Canvas::new(W as u32, H as u32, WHITE);
+    let (plot_w, plot_h) = (W - LEFT - RIGHT, H - TOP - BOTTOM);
+    canvas.text(LEFT, 15, "LOSS (NATS PER TOKEN)", 2, BLACK);
     let losses = rows
         .iter()
         .flat_map(|r| std::iter::once(r.train_loss).chain(r.val_loss))
@@ -60,32 +26,66 @@ pub fn draw(rows: &[CurveRow], path: &Path) -> Result<(), String> {
     let (lo, hi) = losses.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
         (a.min(v), b.max(v))
     });
+    let write = |canvas: &Canvas| {
+        canvas
+            .write_png(path)
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    };
     if rows.is_empty() || !lo.is_finite() {
-        return write_png(&canvas, path);
+        return write(&canvas);
     }
-    let (lo, hi) = (lo.floor().min(lo), if hi > lo { hi } else { lo + 1.0 });
-    let last = rows.last().map_or(1, |r| r.step.max(1)) as f64;
-    let px = |step: usize| (MARGIN as f64 + step as f64 / last * (W - 2 * MARGIN) as f64) as i64;
-    let py = |v: f64| (MARGIN as f64 + (hi - v) / (hi - lo) * (H - 2 * MARGIN) as f64) as i64;
-    // A grid line at every whole loss value (nats).
-    let mut g = lo.ceil();
-    while g <= hi {
-        canvas.line((MARGIN as i64, py(g)), ((W - MARGIN) as i64, py(g)), GRID);
-        g += 1.0;
-    }
-    let (x0, y0, x1, y1) = (
-        MARGIN as i64,
-        (H - MARGIN) as i64,
-        (W - MARGIN) as i64,
-        MARGIN as i64,
+    // The y axis runs from a whole number below the lowest loss to a tick above the highest.
+    let step = nice_step((hi - lo.floor()).max(1.0), 6);
+    let (lo, hi) = (
+        lo.floor(),
+        ((hi / step).ceil() * step).max(lo.floor() + step),
     );
-    canvas.line((x0, y0), (x1, y0), AXIS);
-    canvas.line((x0, y0), (x0, y1), AXIS);
+    let last = rows.last().map_or(1, |r| r.step.max(1)) as f64;
+    let px = |step: usize| LEFT + (step as f64 / last * plot_w as f64) as i64;
+    let py = |v: f64| TOP + ((hi - v) / (hi - lo) * plot_h as f64) as i64;
+
+    let mut tick = lo;
+    while tick <= hi + 1e-9 {
+        canvas.line(LEFT, py(tick), LEFT + plot_w, py(tick), GREY);
+        let label = format!("{tick}");
+        canvas.text(
+            LEFT - 8 - Canvas::text_width(&label, 2),
+            py(tick) - 5,
+            &label,
+            2,
+            BLACK,
+        );
+        tick += step;
+    }
+    let x_step = nice_step(last, 8).max(1.0) as usize;
+    for s in (0..=last as usize).step_by(x_step) {
+        canvas.line(px(s), TOP + plot_h, px(s), TOP + plot_h + 5, BLACK);
+        let label = s.to_string();
+        canvas.text(
+            px(s) - Canvas::text_width(&label, 2) / 2,
+            TOP + plot_h + 10,
+            &label,
+            2,
+            BLACK,
+        );
+    }
+    canvas.text(
+        LEFT + plot_w / 2 - Canvas::text_width("STEP", 2) / 2,
+        H - 22,
+        "STEP",
+        2,
+        BLACK,
+    );
+    canvas.line(LEFT, TOP, LEFT, TOP + plot_h, BLACK);
+    canvas.line(LEFT, TOP + plot_h, LEFT + plot_w, TOP + plot_h, BLACK);
+
     for pair in rows.windows(2) {
         let (a, b) = (&pair[0], &pair[1]);
         canvas.line(
-            (px(a.step), py(a.train_loss)),
-            (px(b.step), py(b.train_loss)),
+            px(a.step),
+            py(a.train_loss),
+            px(b.step),
+            py(b.train_loss),
             BLUE,
         );
     }
@@ -94,26 +94,18 @@ pub fn draw(rows: &[CurveRow], path: &Path) -> Result<(), String> {
         .filter_map(|r| r.val_loss.map(|v| (px(r.step), py(v))))
         .collect();
     for pair in val.windows(2) {
-        canvas.line(pair[0], pair[1], RED);
+        canvas.line(pair[0].0, pair[0].1, pair[1].0, pair[1].1, RED);
     }
     for &(x, y) in &val {
-        for dx in -2..=2 {
-            for dy in -2..=2 {
-                canvas.set(x + dx, y + dy, RED);
-            }
-        }
+        canvas.fill_rect(x - 2, y - 2, 5, 5, RED);
     }
-    write_png(&canvas, path)
-}
-
-fn write_png(canvas: &Canvas, path: &Path) -> Result<(), String> {
-    let fail = |e: &dyn std::fmt::Display| format!("writing {}: {e}", path.display());
-    let file = std::fs::File::create(path).map_err(|e| fail(&e))?;
-    let mut encoder = png::Encoder::new(std::io::BufWriter::new(file), W as u32, H as u32);
-    encoder.set_color(png::ColorType::Rgb);
-    encoder.set_depth(png::BitDepth::Eight);
-    let mut writer = encoder.write_header().map_err(|e| fail(&e))?;
-    writer.write_image_data(&canvas.rgb).map_err(|e| fail(&e))
+    // Legend, top right.
+    let x = LEFT + plot_w - 190;
+    canvas.fill_rect(x, 18, 14, 4, BLUE);
+    canvas.text(x + 20, 15, "TRAIN", 2, BLACK);
+    canvas.fill_rect(x + 90, 16, 8, 8, RED);
+    canvas.text(x + 104, 15, "VALIDATION", 2, BLACK);
+    write(&canvas)
 }
 
 #[cfg(test)]
