@@ -54,10 +54,21 @@ pub fn plan(
             }
         }
         let plan = if !upstream_runs.is_empty() {
-            let reasons = upstream_runs
+            let mut reasons: Vec<String> = upstream_runs
                 .iter()
                 .map(|d| format!("upstream `{d}` will run (this stage is cut off if its output comes out unchanged)"))
                 .collect();
+            // Its own changes (parameters, version, external inputs) are known
+            // already: compare them with the last build, taking the old
+            // dependency outputs as they were.
+            if let Some(old) = refs.get(&name).and_then(|r| env.store.record(&r.key)) {
+                let known = deps.iter().map(|d| (d.stage.clone(), d.output.clone()));
+                let mut partial =
+                    key_manifest(env, stage, &[]).map_err(|e| format!("stage `{name}`: {e}"))?;
+                partial.deps = old.manifest.deps.clone();
+                partial.deps.extend(known);
+                reasons.extend(explain(env.store, &name, &old.manifest, &partial));
+            }
             StagePlan {
                 name: name.clone(),
                 state: "will-run",
