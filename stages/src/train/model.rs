@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{causal_softmax, gelu, layer_norm};
+use super::ops::{add_bias, causal_softmax, gelu, layer_norm};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -138,7 +138,7 @@ pub(crate) struct Block {
 
 /// `x @ w + b` for `x` of shape (n, in).
 pub(crate) fn linear(x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
-    x.matmul(w)?.broadcast_add(b)
+    add_bias(&x.matmul(w)?, b)
 }
 
 pub struct Gpt {
