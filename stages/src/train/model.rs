@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{add_bias, causal_softmax, gelu, layer_norm};
+use super::ops::{add_bias, bias_gelu, causal_softmax, layer_norm};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -259,7 +259,7 @@ impl Gpt {
             .reshape((b * t, d))?;
         let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
         let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
-        let m = linear(&gelu(&linear(&h, &blk.fc)?)?, &blk.mlp_proj)?;
+        let m = linear(&bias_gelu(&h.matmul(&blk.fc.0)?, &blk.fc.1)?, &blk.mlp_proj)?;
         x + maybe_drop(m, dropout)?
     }
 

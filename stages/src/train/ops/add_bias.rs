@@ -65,7 +65,7 @@ impl CustomOp2 for AddBias {
 
 /// Column sums of a (rows, n) matrix: each column is summed over the rows in
 /// order, whatever the thread count, so the result is deterministic.
-struct ColumnSum;
+pub(super) struct ColumnSum;
 
 /// Columns per parallel task: a strip that stays in L1 while the rows stream.
 const COLUMNS_PER_TASK: usize = 128;
