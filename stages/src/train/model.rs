@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{causal_softmax, gelu, layer_norm};
+use super::ops::{add_bias, bias_gelu, causal_softmax, layer_norm};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -138,7 +138,7 @@ pub(crate) struct Block {
 
 /// `x @ w + b` for `x` of shape (n, in).
 pub(crate) fn linear(x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
-    x.matmul(w)?.broadcast_add(b)
+    add_bias(&x.matmul(w)?, b)
 }
 
 pub struct Gpt {
@@ -259,7 +259,7 @@ impl Gpt {
             .reshape((b * t, d))?;
         let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
         let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
-        let m = linear(&gelu(&linear(&h, &blk.fc)?)?, &blk.mlp_proj)?;
+        let m = linear(&bias_gelu(&h.matmul(&blk.fc.0)?, &blk.fc.1)?, &blk.mlp_proj)?;
         x + maybe_drop(m, dropout)?
     }
 

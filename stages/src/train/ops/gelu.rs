@@ -10,6 +10,20 @@ const C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const A: f32 = 0.044_715;
 const CHUNK: usize = 16_384;
 
+/// GELU of one value.
+#[inline(always)]
+pub(super) fn value(x: f32) -> f32 {
+    0.5 * x * (1.0 + fastmath::tanh(C * (x + A * x * x * x)))
+}
+
+/// d GELU / dx at one value.
+#[inline(always)]
+pub(super) fn slope(x: f32) -> f32 {
+    let t = fastmath::tanh(C * (x + A * x * x * x));
+    let dt = (1.0 - t * t) * C * (1.0 + 3.0 * A * x * x);
+    0.5 * (1.0 + t) + 0.5 * x * dt
+}
+
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
@@ -28,7 +42,7 @@ impl CustomOp1 for Gelu {
             .zip(x.par_chunks(CHUNK))
             .for_each(|(yc, xc)| {
                 for (y, &x) in yc.iter_mut().zip(xc) {
-                    *y = 0.5 * x * (1.0 + fastmath::tanh(C * (x + A * x * x * x)));
+                    *y = value(x);
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -63,9 +77,7 @@ impl CustomOp2 for GeluBackward {
             .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
             .for_each(|(dxc, (xc, dyc))| {
                 for ((dx, &x), &dy) in dxc.iter_mut().zip(xc).zip(dyc) {
-                    let t = fastmath::tanh(C * (x + A * x * x * x));
-                    let dt = (1.0 - t * t) * C * (1.0 + 3.0 * A * x * x);
-                    *dx = dy * (0.5 * (1.0 + t) + 0.5 * x * dt);
+                    *dx = dy * slope(x);
                 }
             });
         Ok((CpuStorage::F32(dx), xl.shape().clone()))

@@ -5,11 +5,15 @@
 //! step. These do one pass forward and one pass backward, parallel over rows
 //! (so their results do not depend on the thread count).
 
+mod add_bias;
+mod bias_gelu;
 mod causal_softmax;
 mod cross_entropy;
 mod gelu;
 mod layer_norm;
 
+pub use add_bias::add_bias;
+pub use bias_gelu::bias_gelu;
 pub use causal_softmax::causal_softmax;
 pub use cross_entropy::{cross_entropy, cross_entropy_bwd_op};
 pub use gelu::gelu;
