@@ -17,13 +17,7 @@ fn demo_file() -> PathBuf {
 #[test]
 fn encode_then_decode_round_trips_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(support::vgmake_bin())
-            .args(args)
-            .current_dir(tmp.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| support::run_in(tmp.path(), args);
     let file = demo_file();
     let first = run(&[
         "encode",
@@ -61,13 +55,7 @@ fn tools_report_bad_input_by_name() {
         "start tempo:120 i1:v80:60 wait:4 bogus finish",
     )
     .unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(support::vgmake_bin())
-            .args(args)
-            .current_dir(tmp.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| support::run_in(tmp.path(), args);
     let out = run(&["encode", "fake.mid"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fake.mid: not a MIDI file"));
@@ -86,13 +74,7 @@ fn tools_report_bad_input_by_name() {
 #[test]
 fn render_and_roll_any_midi_file() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(support::vgmake_bin())
-            .args(args)
-            .current_dir(tmp.path())
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| support::run_in(tmp.path(), args);
     let file = demo_file();
     let out = run(&["render", file.to_str().unwrap(), "-o", "song.wav"]);
     assert!(

@@ -54,6 +54,15 @@ pub fn vgmake_bin() -> &'static str {
     env!("CARGO_BIN_EXE_vgmake")
 }
 
+/// Runs `vgmake ARGS` in `dir` (outside any project), for the CLI tools.
+pub fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(vgmake_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
 impl Project {
     pub fn new(pipeline: &str) -> Project {
         let dir = tempfile::tempdir().unwrap();
