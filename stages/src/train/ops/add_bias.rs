@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows_per_task};
+use super::{f32_slice, map_with_bias};
 
 pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
@@ -36,17 +36,7 @@ impl CustomOp2 for AddBias {
         let n = width(xl, bl)?;
         let x = f32_slice(xs, xl, "add_bias")?;
         let b = f32_slice(bs, bl, "add_bias")?;
-        let mut y = vec![0f32; x.len()];
-        let chunk = rows_per_task(x.len() / n.max(1), n) * n;
-        y.par_chunks_mut(chunk.max(1))
-            .zip(x.par_chunks(chunk.max(1)))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)) {
-                    for ((y, &x), &b) in yr.iter_mut().zip(xr).zip(b) {
-                        *y = x + b;
-                    }
-                }
-            });
+        let y = map_with_bias(x, b, n, |x, b| x + b);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 

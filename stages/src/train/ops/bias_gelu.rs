@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::add_bias::ColumnSum;
 use super::gelu::{slope, value};
-use super::{f32_slice, rows_per_task};
+use super::{f32_slice, map_with_bias, rows_per_task};
 
 pub fn bias_gelu(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, BiasGelu)
@@ -37,17 +37,7 @@ impl CustomOp2 for BiasGelu {
         let n = width(xl, bl)?;
         let x = f32_slice(xs, xl, "bias_gelu")?;
         let b = f32_slice(bs, bl, "bias_gelu")?;
-        let mut y = vec![0f32; x.len()];
-        let chunk = rows_per_task(x.len() / n, n) * n;
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)) {
-                    for ((y, &x), &b) in yr.iter_mut().zip(xr).zip(b) {
-                        *y = value(x + b);
-                    }
-                }
-            });
+        let y = map_with_bias(x, b, n, |x, b| value(x + b));
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 

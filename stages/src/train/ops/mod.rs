@@ -20,6 +20,7 @@ pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
+use rayon::prelude::*;
 
 /// The contiguous f32 data behind a storage and layout.
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&'a [f32]> {
@@ -33,6 +34,23 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&
 /// Rows per parallel task: enough work per task to pay for the hand-off.
 fn rows_per_task(rows: usize, width: usize) -> usize {
     (16_384 / width.max(1)).clamp(1, rows.max(1))
+}
+
+/// `f(x[r][c], b[c])` for every row `r` of `x` (width `n`), in parallel
+/// over blocks of rows: the forward pass of the bias ops.
+fn map_with_bias(x: &[f32], b: &[f32], n: usize, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    let mut y = vec![0f32; x.len()];
+    let chunk = (rows_per_task(x.len() / n.max(1), n) * n).max(1);
+    y.par_chunks_mut(chunk)
+        .zip(x.par_chunks(chunk))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(n).zip(xc.chunks_exact(n)) {
+                for ((y, &x), &b) in yr.iter_mut().zip(xr).zip(b) {
+                    *y = f(x, b);
+                }
+            }
+        });
+    y
 }
 
 #[cfg(test)]
