@@ -24,14 +24,9 @@ pub struct Cli {
 /// Flags every command accepts.
 #[derive(Args, Clone)]
 pub struct Common {
-    /// The pipeline file.
-    #[arg(
-        short = 'f',
-        long = "pipeline",
-        global = true,
-        default_value = "pipeline.toml"
-    )]
-    pub pipeline: PathBuf,
+    /// The pipeline file (default: pipeline.toml here or in the nearest folder above).
+    #[arg(short = 'f', long = "pipeline", global = true, value_name = "FILE")]
+    pub pipeline: Option<PathBuf>,
     /// Apply the `[variants.NAME]` table.
     #[arg(long, global = true)]
     pub variant: Option<String>,
@@ -118,49 +113,6 @@ pub enum Command {
     },
     /// The history of builds: when, which variant and overrides, what ran, how long.
     Log { variant: Option<String> },
-    /// Print the token line of a MIDI file (the encode stage's format).
-    Encode(EncodeArgs),
-    /// Write a MIDI file from a token line (the first line of FILE).
-    Decode {
-        file: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Grid steps per quarter note the tokens were made with.
-        #[arg(long, default_value_t = 16)]
-        steps_per_beat: u32,
-    },
-    /// Render a MIDI file to WAV with the built-in chip synth (pulse, triangle, noise).
-    Render {
-        file: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-    /// Draw a piano roll (time x pitch, a colour per instrument) of a MIDI file as PNG.
-    Roll {
-        file: PathBuf,
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-}
-
-#[derive(Args)]
-pub struct EncodeArgs {
-    pub file: PathBuf,
-    #[arg(long, default_value_t = 16)]
-    pub steps_per_beat: u32,
-    #[arg(long, default_value_t = 10)]
-    pub velocity_step: u8,
-    #[arg(long, default_value_t = 10)]
-    pub tempo_step: u32,
-    /// End tokens without velocity (`end:i{program}:{pitch}`).
-    #[arg(long)]
-    pub no_note_off_velocity: bool,
-    /// none, family (16 GM families) or chip (lead/harmony/bass/drums).
-    #[arg(long, default_value = "none")]
-    pub instrument_groups: String,
-    /// none, or c (move the song to C major / A minor).
-    #[arg(long, default_value = "none")]
-    pub transpose: String,
 }
 
 #[derive(ValueEnum, Clone, Copy)]

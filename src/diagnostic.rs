@@ -12,6 +12,7 @@ pub enum Origin {
         line: usize,
         column: usize,
     },
+    /// A command-line argument, as typed: `--set train.heads=3`, `--variant shrot`.
     CommandLine(String),
 }
 
@@ -36,7 +37,7 @@ impl fmt::Display for Origin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Origin::File { path, line, column } => write!(f, "{}:{line}:{column}", path.display()),
-            Origin::CommandLine(arg) => write!(f, "--set {arg}"),
+            Origin::CommandLine(arg) => write!(f, "{arg}"),
         }
     }
 }

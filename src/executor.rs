@@ -1,19 +1,21 @@
 //! Brings one stage up to date: compute its key, restore it from the action
 //! cache, or run it in a staging folder and commit the result.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use vgmake_stages::api::{Input, Progress, StageContext, StageError};
-use vgmake_stages::memo::DirMemo;
+use vgmake_api::{Input, Progress};
 
+use crate::error::{Error, StageFailure};
 use crate::hashing::{KeyManifest, hash_path};
 use crate::lock::unix_now;
 use crate::pipeline::ResolvedStage;
+use crate::run::{StageRun, run_stage};
+use crate::stage_log::StageLog;
 use crate::store::{ActionRecord, Store};
 
 /// What a build shares with every stage it runs.
@@ -48,15 +50,23 @@ pub fn key_manifest(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-) -> Result<KeyManifest, String> {
+) -> Result<KeyManifest, Error> {
+    let key_error = |source| Error::Key {
+        stage: stage.name.clone(),
+        source,
+    };
     let external = stage
         .kind
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
-        .map_err(|e| format!("reading its inputs: {e}"))?;
+        .map_err(key_error)?;
     let mut ext = BTreeMap::new();
     for path in &external.paths {
-        let hash = hash_path(path, &env.store.stats)
-            .map_err(|e| format!("hashing {}: {e}", path.display()))?;
+        let hash = hash_path(path, &env.store.stats).map_err(|e| {
+            key_error(vgmake_api::StageError::io(
+                format!("hashing {}", path.display()),
+                e,
+            ))
+        })?;
         ext.insert(
             format!("path:{}", display_name(path, env.project_dir, env.data_dir)),
             hash.to_hex().to_string(),
@@ -117,23 +127,21 @@ pub fn execute(
     force: bool,
     refresh: bool,
     progress: &StageLog,
-    key_locks: &crate::scheduler::KeyLocks,
-) -> Result<Done, String> {
+    key_locks: &KeyLocks,
+) -> Result<Done, StageFailure> {
     let started = Instant::now();
     let manifest = key_manifest(env, stage, deps)?;
     let key = manifest.key().to_hex().to_string();
     // Another variant computing the same key runs first; this one then finds its result.
     let key_lock = key_locks.lock_for(&key);
     let _running = key_lock.lock().unwrap_or_else(|e| e.into_inner());
-    if !force {
-        if let Some(record) = lookup(env, &key, progress) {
-            return Ok(Done {
-                key,
-                output: record.output,
-                ran: false,
-                seconds: started.elapsed().as_secs_f64(),
-            });
-        }
+    if !force && let Some(record) = lookup(env, &key, progress) {
+        return Ok(Done {
+            key,
+            output: record.output,
+            ran: false,
+            seconds: started.elapsed().as_secs_f64(),
+        });
     }
     let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
     let staging = env.store.tmp_dir().join(format!(
@@ -142,156 +150,136 @@ pub fn execute(
         &key[..12],
         std::process::id()
     ));
-    let out_dir = staging.join("out");
-    let temp_dir = staging.join("tmp");
-    let created = fs::create_dir_all(&out_dir).and_then(|_| fs::create_dir_all(&temp_dir));
-    created.map_err(|e| format!("creating staging folder {}: {e}", staging.display()))?;
-    let result = run_in(env, stage, deps, &out_dir, &temp_dir, refresh, progress);
-    let ran_for = started.elapsed().as_secs_f64();
-    let result = result.and_then(|memo_keys| {
-        let metrics = fs::read(out_dir.join("metrics.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let (output, _) = env
-            .store
-            .commit_output(&out_dir)
-            .map_err(|e| format!("storing the output in {}: {e}", env.store.root.display()))?;
-        let seconds = started.elapsed().as_secs_f64();
-        progress.log(&format!(
-            "ran in {ran_for:.3} s, stored in {:.3} s",
-            seconds - ran_for
-        ));
-        let record = ActionRecord {
-            key: key.clone(),
-            stage: stage.name.clone(),
-            manifest,
-            output: output.clone(),
-            seconds,
-            finished: unix_now(),
-            log: progress.lines(),
-            memo_keys,
-            metrics,
-        };
-        env.store
-            .write_record(&record)
-            .map_err(|e| format!("writing the action record: {e}"))?;
-        Ok(Done {
-            key,
-            output,
-            ran: true,
-            seconds,
-        })
-    });
+    let result = run_and_commit(
+        env, stage, deps, manifest, &key, &staging, refresh, progress, started,
+    );
     let _ = crate::fsutil::remove_tree(&staging);
     result
 }
 
-/// Runs the stage's code; returns the memo keys it used.
-fn run_in(
+#[allow(clippy::too_many_arguments)]
+fn run_and_commit(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-    out_dir: &Path,
-    temp_dir: &Path,
+    manifest: KeyManifest,
+    key: &str,
+    staging: &Path,
     refresh: bool,
     progress: &StageLog,
-) -> Result<Vec<String>, String> {
-    let mut inputs = Vec::new();
-    for dep in deps {
-        env.store
-            .verify_output(&dep.output)
-            .map_err(|e| format!("input `{}` is damaged: {e}", dep.stage))?;
-        inputs.push(Input {
-            stage: dep.stage.clone(),
-            kind: dep.kind.clone(),
-            dir: env.store.output_dir(&dep.output),
-        });
-    }
-    let memo = DirMemo::new(env.store.memo_dir(stage.kind.name(), stage.kind.version()))
-        .map_err(|e| format!("opening the memo: {e}"))?;
-    let state_root = env.store.state_root();
-    let ctx = StageContext {
-        stage: &stage.name,
+    started: Instant,
+) -> Result<Done, StageFailure> {
+    let out_dir = staging.join("out");
+    let temp_dir = staging.join("tmp");
+    fs::create_dir_all(&out_dir)
+        .and_then(|_| fs::create_dir_all(&temp_dir))
+        .map_err(|e| {
+            StageFailure::io(format!("creating staging folder {}", staging.display()), e)
+        })?;
+    let inputs = inputs_of(env, stage, deps)?;
+    let state_id = manifest.state_identity(stage.kind.state_ignores());
+    let run = StageRun {
+        name: &stage.name,
+        kind: stage.kind,
         params: &stage.params,
         inputs: &inputs,
-        out_dir,
-        temp_dir,
+        out_dir: &out_dir,
+        temp_dir: &temp_dir,
         project_dir: env.project_dir,
         data_dir: env.data_dir,
-        memo: &memo,
+        memo_dir: &env.store.memo_dir(stage.kind.name(), stage.kind.version()),
+        state_dir: &env
+            .store
+            .state_dir(stage.kind.name(), state_id.to_hex().as_str()),
         progress,
         cancel: env.cancel,
         refresh,
         threads: env.threads,
-        state_root: &state_root,
     };
-    let outcome = catch_unwind(AssertUnwindSafe(|| stage.kind.run(&ctx)));
-    if memo.corrupt_entries() > 0 {
-        progress.log(&format!(
-            "dropped {} corrupt memo entries (recomputed)",
-            memo.corrupt_entries()
-        ));
-    }
-    match outcome {
-        Ok(Ok(())) => Ok(memo.used_keys()),
-        Ok(Err(StageError::Cancelled)) => {
-            Err("cancelled (Ctrl-C); finished items are kept for the next build".into())
-        }
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(panic) => {
-            let msg = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(format!(
-                "internal error (panic) in stage kind `{}`: {msg}",
-                stage.kind.name()
-            ))
-        }
-    }
+    let outcome = run_stage(&run)?;
+    let ran_for = started.elapsed().as_secs_f64();
+    let metrics = fs::read(out_dir.join("metrics.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let (output, _) = env.store.commit_output(&out_dir).map_err(|e| {
+        StageFailure::io(
+            format!("storing the output in {}", env.store.root.display()),
+            e,
+        )
+    })?;
+    let seconds = started.elapsed().as_secs_f64();
+    progress.log(&format!(
+        "ran in {ran_for:.3} s, stored in {:.3} s",
+        seconds - ran_for
+    ));
+    let record = ActionRecord {
+        key: key.to_string(),
+        stage: stage.name.clone(),
+        manifest,
+        output: output.clone(),
+        seconds,
+        finished: unix_now(),
+        log: progress.lines(),
+        memo_keys: outcome.memo_keys,
+        metrics,
+        measurements: outcome.measurements,
+    };
+    env.store
+        .write_record(&record)
+        .map_err(|e| StageFailure::io("writing the action record", e))?;
+    Ok(Done {
+        key: key.to_string(),
+        output,
+        ran: true,
+        seconds,
+    })
 }
 
-/// A stage's [`Progress`]: keeps its log lines for the record and forwards
-/// everything to the build's display.
-pub struct StageLog {
-    pub stage: String,
-    lines: std::sync::Mutex<Vec<String>>,
-    sink: std::sync::Arc<dyn crate::report::Display>,
+/// The dependencies' output folders, verified, each with the slot of the
+/// stage's declared inputs it fills.
+fn inputs_of(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<Vec<Input>, StageFailure> {
+    let mut inputs = Vec::new();
+    for dep in deps {
+        env.store
+            .verify_output(&dep.output)
+            .map_err(|damage| StageFailure::DamagedInput {
+                stage: dep.stage.clone(),
+                damage,
+            })?;
+        let slot = stage
+            .deps
+            .iter()
+            .position(|d| *d == dep.stage)
+            .and_then(|i| stage.slots.get(i).copied().flatten());
+        inputs.push(Input {
+            stage: dep.stage.clone(),
+            kind: dep.kind.clone(),
+            slot,
+            dir: env.store.output_dir(&dep.output),
+        });
+    }
+    Ok(inputs)
 }
 
-const MAX_LOG_LINES: usize = 2000;
-
-impl StageLog {
-    pub fn new(stage: &str, sink: std::sync::Arc<dyn crate::report::Display>) -> Self {
-        StageLog {
-            stage: stage.to_string(),
-            lines: Default::default(),
-            sink,
-        }
-    }
-    pub fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
+/// One mutex per stage key in flight, so that two variants sharing a stage
+/// run it once.
+#[derive(Default)]
+pub struct KeyLocks {
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
 }
 
-impl Progress for StageLog {
-    fn set_total(&self, total: u64) {
-        self.sink.set_total(&self.stage, total);
-    }
-    fn advance(&self, n: u64) {
-        self.sink.advance(&self.stage, n);
-    }
-    fn message(&self, msg: &str) {
-        self.sink.message(&self.stage, msg);
-    }
-    fn log(&self, line: &str) {
-        let mut lines = self.lines.lock().unwrap();
-        if lines.len() >= MAX_LOG_LINES {
-            lines.remove(0);
-        }
-        lines.push(line.to_string());
-        self.sink.log(&self.stage, line);
+impl KeyLocks {
+    pub fn lock_for(&self, key: &str) -> Arc<Mutex<()>> {
+        self.locks
+            .lock()
+            .unwrap()
+            .entry(key.to_string())
+            .or_default()
+            .clone()
     }
 }
 

@@ -54,6 +54,26 @@ pub fn make_read_only(root: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Replaces every file under `root` that has other hard links by a copy of
+/// its own, so that what happens to the output (read-only, kept in the
+/// cache) never happens to a file outside it.
+pub fn unshare_hard_links(root: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let path = entry.path();
+        if kind.is_dir() {
+            unshare_hard_links(&path)?;
+        } else if kind.is_file() && entry.metadata()?.nlink() > 1 {
+            let copy = temp_sibling(&path);
+            fs::copy(&path, &copy)?;
+            fs::rename(&copy, &path)?;
+        }
+    }
+    Ok(())
+}
+
 /// Removes a tree, also when it holds read-only files or is missing.
 pub fn remove_tree(root: &Path) -> io::Result<()> {
     match fs::remove_dir_all(root) {
@@ -86,4 +106,16 @@ pub fn tree_size(root: &Path) -> u64 {
             _ => e.metadata().map(|m| m.len()).unwrap_or(0),
         })
         .sum()
+}
+
+/// The blake3 hash of a file's contents: large files memory-mapped and
+/// hashed on all threads, small ones streamed.
+pub fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
+    let mut hasher = blake3::Hasher::new();
+    if fs::metadata(path)?.len() >= 1 << 20 {
+        hasher.update_mmap_rayon(path)?;
+    } else {
+        hasher.update_reader(fs::File::open(path)?)?;
+    }
+    Ok(hasher.finalize())
 }

@@ -1,49 +1,46 @@
 //! The stage graph (petgraph): cycle checks, target selection and a
 //! deterministic topological order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::{Dfs, Reversed};
 
-use crate::diagnostic::closest;
-use crate::pipeline::{ResolvedStage, StageDecl};
+use crate::diagnostic::Diagnostic;
+use crate::error::Error;
 
 /// Edges run from a dependency to the stage that needs it.
 pub struct StageGraph {
     graph: DiGraph<String, ()>,
+    index: HashMap<String, NodeIndex>,
 }
 
 impl StageGraph {
     pub fn new<'a>(stages: impl IntoIterator<Item = (&'a str, &'a [String])>) -> Self {
         let stages: Vec<(&str, &[String])> = stages.into_iter().collect();
         let mut graph = DiGraph::new();
-        let nodes: Vec<NodeIndex> = stages
-            .iter()
-            .map(|(name, _)| graph.add_node(name.to_string()))
-            .collect();
-        for (i, (_, deps)) in stages.iter().enumerate() {
+        let mut index = HashMap::new();
+        for (name, _) in &stages {
+            index.insert(name.to_string(), graph.add_node(name.to_string()));
+        }
+        for (name, deps) in &stages {
             for dep in deps.iter() {
-                if let Some(j) = stages.iter().position(|(n, _)| n == dep) {
-                    graph.add_edge(nodes[j], nodes[i], ());
+                if let Some(&j) = index.get(dep.as_str()) {
+                    graph.add_edge(j, index[*name], ());
                 }
             }
         }
-        StageGraph { graph }
-    }
-
-    pub fn of_resolved(stages: &[ResolvedStage]) -> Self {
-        Self::new(stages.iter().map(|s| (s.name.as_str(), s.deps.as_slice())))
+        StageGraph { graph, index }
     }
 
     fn node(&self, name: &str) -> Option<NodeIndex> {
-        self.graph.node_indices().find(|&n| self.graph[n] == name)
+        self.index.get(name).copied()
     }
 
     /// The targets and everything they depend on; every stage when `targets`
     /// is empty. An unknown target is an error with a suggestion.
-    pub fn select(&self, targets: &[String]) -> Result<BTreeSet<String>, String> {
+    pub fn select(&self, targets: &[String]) -> Result<BTreeSet<String>, Error> {
         if targets.is_empty() {
             return Ok(self.graph.node_weights().cloned().collect());
         }
@@ -51,12 +48,16 @@ impl StageGraph {
         for target in targets {
             let Some(start) = self.node(target) else {
                 let names: Vec<&str> = self.graph.node_weights().map(String::as_str).collect();
-                let hint = closest(target, names.iter().copied())
-                    .map(|c| format!("; did you mean `{c}`?"))
-                    .unwrap_or_default();
-                return Err(format!(
-                    "no stage is named `{target}` (stages: {}){hint}",
-                    names.join(", ")
+                return Err(Error::Target(
+                    Diagnostic::new(
+                        crate::diagnostic::Origin::CommandLine(target.clone()),
+                        "",
+                        format!(
+                            "no stage is named `{target}` (stages: {})",
+                            names.join(", ")
+                        ),
+                    )
+                    .suggest(target, names.iter().copied()),
                 ));
             };
             let reversed = Reversed(&self.graph);
@@ -66,6 +67,17 @@ impl StageGraph {
             }
         }
         Ok(selected)
+    }
+
+    /// The targets and what they need, dependencies first: the one walk that
+    /// `build`, `status`, `why` and `--dry-run` share.
+    pub fn selection(&self, targets: &[String]) -> Result<Vec<String>, Error> {
+        let selected = self.select(targets)?;
+        Ok(self
+            .topological_order()
+            .into_iter()
+            .filter(|s| selected.contains(s))
+            .collect())
     }
 
     /// Every stage, dependencies first; ties broken by name, so the order is
@@ -110,16 +122,17 @@ impl StageGraph {
     }
 }
 
-/// `Err(stages on a cycle, in dependency order)` when the declared deps loop.
-pub fn check_acyclic(stages: &[StageDecl]) -> Result<(), Vec<String>> {
-    let g = StageGraph::new(stages.iter().map(|s| (s.name.as_str(), s.deps.as_slice())));
-    for scc in tarjan_scc(&g.graph) {
-        let self_loop = scc.len() == 1 && g.graph.contains_edge(scc[0], scc[0]);
-        if scc.len() > 1 || self_loop {
-            return Err(cycle_path(&g.graph, &scc));
+impl StageGraph {
+    /// `Err(stages on a cycle, in dependency order)` when the declared deps loop.
+    pub fn check_acyclic(&self) -> Result<(), Vec<String>> {
+        for scc in tarjan_scc(&self.graph) {
+            let self_loop = scc.len() == 1 && self.graph.contains_edge(scc[0], scc[0]);
+            if scc.len() > 1 || self_loop {
+                return Err(cycle_path(&self.graph, &scc));
+            }
         }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Walks a cycle inside one strongly connected component, starting at its
@@ -191,6 +204,7 @@ mod tests {
         assert!(
             g.select(&["trian".into()])
                 .unwrap_err()
+                .to_string()
                 .contains("did you mean `train`?")
         );
     }

@@ -32,6 +32,20 @@ impl KeyManifest {
         hasher.update(&canonical);
         hasher.finalize()
     }
+
+    /// The identity of the stage's resumable state: the key without the
+    /// parameters in `ignored` (a kind's `state_ignores`), so that runs that
+    /// differ only in them (`steps`) share a state folder.
+    pub fn state_identity(&self, ignored: &[&str]) -> blake3::Hash {
+        let mut manifest = self.clone();
+        manifest
+            .params
+            .retain(|name, _| !ignored.contains(&name.as_str()));
+        let canonical = serde_json::to_vec(&manifest).expect("a manifest always serializes");
+        let mut hasher = blake3::Hasher::new_derive_key("vgmake stage state v1");
+        hasher.update(&canonical);
+        hasher.finalize()
+    }
 }
 
 /// One entry of an output folder.

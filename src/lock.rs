@@ -11,6 +11,8 @@ use std::io::{self, Read, Seek, Write};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 
+use crate::error::{Context, Error};
+
 pub struct ProjectLock {
     file: File,
 }
@@ -26,7 +28,7 @@ pub enum Wait {
 impl ProjectLock {
     /// Takes the lock of the cache at `cache_dir`. Returns the lock and, when
     /// the previous holder died without releasing it, a line saying so.
-    pub fn acquire(cache_dir: &Path, wait: Wait) -> Result<(ProjectLock, Option<String>), String> {
+    pub fn acquire(cache_dir: &Path, wait: Wait) -> Result<(ProjectLock, Option<String>), Error> {
         let path = cache_dir.join("LOCK");
         let mut file = OpenOptions::new()
             .read(true)
@@ -34,19 +36,14 @@ impl ProjectLock {
             .create(true)
             .truncate(false)
             .open(&path)
-            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
-        if !try_flock(&file).map_err(|e| format!("cannot lock {}: {e}", path.display()))? {
+            .context(|| format!("cannot open {}", path.display()))?;
+        if !try_flock(&file).context(|| format!("cannot lock {}", path.display()))? {
             let holder = describe_holder(&mut file);
             match wait {
-                Wait::NoWait => {
-                    return Err(format!(
-                        "the project is locked by another build ({holder}); try again when it ends"
-                    ));
-                }
+                Wait::NoWait => return Err(Error::Locked { holder }),
                 Wait::Block(notify) => {
                     notify(&holder);
-                    flock_blocking(&file)
-                        .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
+                    flock_blocking(&file).context(|| format!("cannot lock {}", path.display()))?;
                 }
             }
         }

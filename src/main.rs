@@ -1,54 +1,32 @@
-//! vgmake: a content-hashed, make-style build tool for a video-game-music
-//! ML pipeline. See README.md and DESIGN.md.
-
-mod cli;
-mod commands;
-mod diagnostic;
-mod executor;
-mod fsutil;
-mod graph;
-mod hashing;
-mod lock;
-mod pipeline;
-mod plan;
-mod project;
-mod report;
-mod scheduler;
-mod statcache;
-mod store;
+//! The `vgmake` binary: the engine (crate `vgmake-engine`) with the built-in
+//! stage kinds and the MIDI tools (crate `vgmake-stages`). See README.md.
 
 use std::process::ExitCode;
+use std::sync::OnceLock;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Subcommand};
+use vgmake_engine::{Cli, Host};
+use vgmake_stages::tools::Tool;
 
-use cli::{Cli, Command};
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| Host {
+        kinds: vgmake_stages::kinds::registry(),
+        data_dir: vgmake_stages::data::dir_for_project,
+    })
+}
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let common = &cli.common;
-    match &cli.command {
-        None => commands::build::run(common, &cli.build),
-        Some(Command::Build(args)) => commands::build::run(common, args),
-        Some(Command::Status { targets }) => commands::status::status(common, targets),
-        Some(Command::Why { stage }) => commands::status::why(common, stage),
-        Some(Command::Dag { format }) => commands::dag::run(common, *format),
-        Some(Command::Show { stage, log }) => commands::show::run(common, stage, *log),
-        Some(Command::Params { kind }) => commands::params::run(kind.as_deref(), common.json),
-        Some(Command::Gc { dry_run, keep_last }) => commands::gc::run(common, *dry_run, *keep_last),
-        Some(Command::Compare {
-            variants,
-            format,
-            sort,
-        }) => commands::compare::run(common, variants, *format, sort.as_deref()),
-        Some(Command::Log { variant }) => commands::log::run(common, variant.as_deref()),
-        Some(Command::Encode(args)) => commands::tools::encode(args),
-        Some(Command::Decode {
-            file,
-            output,
-            steps_per_beat,
-        }) => commands::tools::decode(file, output, *steps_per_beat),
-        Some(Command::Render { file, output }) => commands::tools::render(file, output),
-        Some(Command::Roll { file, output }) => commands::tools::roll(file, output),
-        Some(Command::Verify) => commands::verify::run(common),
+    // Training allocates and frees large tensor buffers on every step, from
+    // several threads: tuned malloc settings pay there (BENCHMARKS.md). They
+    // are process-wide, so the binary decides, before any thread allocates.
+    vgmake_stages::train::memory::tune_allocator();
+
+    let command = Tool::augment_subcommands(Cli::command());
+    let matches = command.get_matches();
+    if let Ok(tool) = Tool::from_arg_matches(&matches) {
+        return vgmake_stages::tools::run(&tool);
     }
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    vgmake_engine::run(host(), &cli)
 }

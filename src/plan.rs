@@ -7,17 +7,34 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::error::Error;
 use crate::executor::{BuildEnv, DepOutput, key_manifest};
-use crate::graph::StageGraph;
 use crate::hashing::KeyManifest;
 use crate::pipeline::Resolved;
+use crate::scheduler::selection;
 use crate::store::Store;
+
+/// What a build would do with a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanState {
+    Cached,
+    WillRun,
+}
+
+impl PlanState {
+    pub fn word(self) -> &'static str {
+        match self {
+            PlanState::Cached => "cached",
+            PlanState::WillRun => "will-run",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StagePlan {
     pub name: String,
-    /// `cached` or `will-run`.
-    pub state: &'static str,
+    pub state: PlanState,
     pub key: Option<String>,
     pub output: Option<String>,
     /// Why it will run, one reason per line.
@@ -28,26 +45,25 @@ pub fn plan(
     env: &BuildEnv,
     resolved: &Resolved,
     targets: &[String],
-) -> Result<Vec<StagePlan>, String> {
-    let graph = StageGraph::of_resolved(&resolved.stages);
-    let selected = graph.select(targets)?;
+) -> Result<Vec<StagePlan>, Error> {
     let refs = env.store.refs(&resolved.variant);
     let mut plans: BTreeMap<String, StagePlan> = BTreeMap::new();
+    let kind_of: BTreeMap<&str, &str> = resolved
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind.name()))
+        .collect();
     let mut order = Vec::new();
-    for name in graph
-        .topological_order()
-        .into_iter()
-        .filter(|s| selected.contains(s))
-    {
-        let stage = resolved.stage(&name).unwrap();
+    for stage in selection(resolved, targets)? {
+        let name = stage.name.clone();
         let mut deps = Vec::new();
         let mut upstream_runs = Vec::new();
         for d in &stage.deps {
             let p = &plans[d];
             match &p.output {
-                Some(out) if p.state == "cached" => deps.push(DepOutput {
+                Some(out) if p.state == PlanState::Cached => deps.push(DepOutput {
                     stage: d.clone(),
-                    kind: resolved.stage(d).unwrap().kind.name().to_string(),
+                    kind: kind_of[d.as_str()].to_string(),
                     output: out.clone(),
                 }),
                 _ => upstream_runs.push(d.clone()),
@@ -63,27 +79,25 @@ pub fn plan(
             // dependency outputs as they were.
             if let Some(old) = refs.get(&name).and_then(|r| env.store.record(&r.key)) {
                 let known = deps.iter().map(|d| (d.stage.clone(), d.output.clone()));
-                let mut partial =
-                    key_manifest(env, stage, &[]).map_err(|e| format!("stage `{name}`: {e}"))?;
+                let mut partial = key_manifest(env, stage, &[])?;
                 partial.deps = old.manifest.deps.clone();
                 partial.deps.extend(known);
                 reasons.extend(explain(env.store, &name, &old.manifest, &partial));
             }
             StagePlan {
                 name: name.clone(),
-                state: "will-run",
+                state: PlanState::WillRun,
                 key: None,
                 output: None,
                 reasons,
             }
         } else {
-            let manifest =
-                key_manifest(env, stage, &deps).map_err(|e| format!("stage `{name}`: {e}"))?;
+            let manifest = key_manifest(env, stage, &deps)?;
             let key = manifest.key().to_hex().to_string();
             match env.store.record(&key) {
                 Some(r) if env.store.verify_output(&r.output).is_ok() => StagePlan {
                     name: name.clone(),
-                    state: "cached",
+                    state: PlanState::Cached,
                     key: Some(key),
                     output: Some(r.output),
                     reasons: vec![],
@@ -109,7 +123,7 @@ pub fn plan(
                     }
                     StagePlan {
                         name: name.clone(),
-                        state: "will-run",
+                        state: PlanState::WillRun,
                         key: Some(key),
                         output: None,
                         reasons,

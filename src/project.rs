@@ -3,8 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::Host;
 use crate::cli::Common;
-use crate::pipeline::{DEFAULT_VARIANT, Override, Pipeline, Resolved, parse_set, sweep_values};
+use crate::error::{Context, Error};
+use crate::pipeline::{BuildVariants, Pipeline, Resolved};
 
 pub struct Project {
     pub pipeline: Pipeline,
@@ -20,80 +22,34 @@ pub struct Project {
 }
 
 impl Project {
-    /// Loads and validates everything the common flags name. Errors are
-    /// ready to print.
-    pub fn load(common: &Common) -> Result<Project, String> {
-        Self::load_for_build(common, false)
+    /// Loads and validates everything the common flags name.
+    pub fn load(host: &'static Host, common: &Common) -> Result<Project, Error> {
+        Self::load_for_build(host, common, false)
     }
 
-    pub fn load_for_build(common: &Common, all_variants: bool) -> Result<Project, String> {
-        let pipeline = Pipeline::load(&common.pipeline).map_err(|d| d.to_string())?;
-        // Each --set is one value or a sweep over several.
-        let mut fixed = Vec::new();
-        let mut sweeps: Vec<(Override, Vec<(String, toml::Value)>)> = Vec::new();
-        for arg in &common.sets {
-            let o = parse_set(arg).map_err(|d| d.to_string())?;
-            let raw = arg.split_once('=').map(|(_, v)| v).unwrap_or("");
-            let values = sweep_values(raw);
-            if values.len() > 1 {
-                sweeps.push((o, values));
-            } else {
-                fixed.push(o);
-            }
-        }
-        let base = common.variant.as_deref();
-        let resolved = pipeline.resolve(base, &fixed).map_err(|d| d.to_string())?;
-        let mut variants = Vec::new();
-        if all_variants {
-            variants.push(pipeline.resolve(None, &fixed).map_err(|d| d.to_string())?);
-            for name in pipeline.variants.keys() {
-                variants.push(
-                    pipeline
-                        .resolve(Some(name), &fixed)
-                        .map_err(|d| d.to_string())?,
-                );
-            }
-        } else if sweeps.is_empty() {
-            variants.push(pipeline.resolve(base, &fixed).map_err(|d| d.to_string())?);
-        } else {
-            for point in cartesian(&sweeps) {
-                let mut sets = fixed.clone();
-                let mut name_parts = Vec::new();
-                for (o, (text, value)) in sweeps.iter().map(|(o, _)| o).zip(point) {
-                    // Named by the parameter (or table entry) alone unless two sweeps share it.
-                    let short = |x: &Override| x.subkey.clone().unwrap_or_else(|| x.key.clone());
-                    let ambiguous = sweeps
-                        .iter()
-                        .filter(|(other, _)| short(other) == short(o))
-                        .count()
-                        > 1;
-                    let key = if ambiguous {
-                        format!("{}.{}", o.stage, short(o))
-                    } else {
-                        short(o)
-                    };
-                    name_parts.push(format!("{key}={}", text.replace('/', "_")));
-                    sets.push(Override { value, ..o.clone() });
-                }
-                let mut r = pipeline.resolve(base, &sets).map_err(|d| d.to_string())?;
-                let prefix = base
-                    .filter(|b| *b != DEFAULT_VARIANT)
-                    .map(|b| format!("{b}+"))
-                    .unwrap_or_default();
-                r.variant = format!("{prefix}{}", name_parts.join(","));
-                variants.push(r);
-            }
-        }
+    pub fn load_for_build(
+        host: &'static Host,
+        common: &Common,
+        all_variants: bool,
+    ) -> Result<Project, Error> {
+        let path = pipeline_path(common.pipeline.as_deref())?;
+        let pipeline = Pipeline::load(&path, &host.kinds)?;
+        let variants = BuildVariants::new(
+            &pipeline,
+            common.variant.as_deref(),
+            &common.sets,
+            all_variants,
+        )?;
         let dir = pipeline
             .dir
             .canonicalize()
-            .map_err(|e| format!("{}: {e}", pipeline.dir.display()))?;
+            .context(|| pipeline.dir.display().to_string())?;
         let cache_dir = dir.join("cache");
-        let data_dir = data_dir(&dir);
+        let data_dir = (host.data_dir)(&dir);
         Ok(Project {
             pipeline,
-            resolved,
-            variants,
+            resolved: variants.main,
+            variants: variants.all,
             dir,
             cache_dir,
             data_dir,
@@ -101,33 +57,29 @@ impl Project {
     }
 }
 
-/// Every combination of one value per sweep, the first sweep varying slowest.
-fn cartesian(sweeps: &[(Override, Vec<(String, toml::Value)>)]) -> Vec<Vec<(String, toml::Value)>> {
-    let mut points: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
-    for (_, values) in sweeps {
-        points = points
-            .into_iter()
-            .flat_map(|p| {
-                values.iter().map(move |v| {
-                    let mut q = p.clone();
-                    q.push(v.clone());
-                    q
-                })
-            })
-            .collect();
-    }
-    points
-}
+const PIPELINE_FILE: &str = "pipeline.toml";
 
-/// `$VGMAKE_DATA`, else the project's own `data/` when it holds the demo
-/// corpus, else the `data/` of the source tree vgmake was built from.
-fn data_dir(project_dir: &Path) -> PathBuf {
-    if let Some(dir) = std::env::var_os("VGMAKE_DATA") {
-        return PathBuf::from(dir);
+/// The pipeline file: the one named by `-f`, else `pipeline.toml` in the
+/// current folder or the nearest folder above it (as cargo finds
+/// Cargo.toml).
+fn pipeline_path(named: Option<&Path>) -> Result<PathBuf, Error> {
+    if let Some(path) = named {
+        return Ok(path.to_path_buf());
     }
-    let local = project_dir.join("data");
-    if local.join("demo").is_dir() {
-        return local;
+    let cwd = std::env::current_dir().context(|| "reading the current folder")?;
+    for dir in cwd.ancestors() {
+        let candidate = dir.join(PIPELINE_FILE);
+        if candidate.is_file() {
+            // Relative when it is here, so messages stay short.
+            return Ok(if dir == cwd {
+                PathBuf::from(PIPELINE_FILE)
+            } else {
+                candidate
+            });
+        }
     }
-    vgmake_stages::memo::default_data_dir()
+    Err(Error::Usage(format!(
+        "no {PIPELINE_FILE} in {} or any folder above it (name one with -f FILE)",
+        cwd.display()
+    )))
 }

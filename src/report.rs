@@ -5,47 +5,8 @@ use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
+pub use crate::outcome::{StageResult, Status};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Serialize;
-
-/// How a stage ended in a build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ran,
-    Cached,
-    Cutoff,
-    Failed,
-    Skipped,
-}
-
-impl Status {
-    pub fn word(self) -> &'static str {
-        match self {
-            Status::Ran => "ran",
-            Status::Cached => "cached",
-            Status::Cutoff => "cutoff",
-            Status::Failed => "FAILED",
-            Status::Skipped => "skipped",
-        }
-    }
-}
-
-/// One stage's line in the build output (and its `--json` object).
-#[derive(Debug, Clone, Serialize)]
-pub struct StageResult {
-    pub name: String,
-    pub variant: String,
-    /// `name`, or `variant/name` when a build covers several variants.
-    #[serde(skip)]
-    pub label: String,
-    pub status: Status,
-    pub key: Option<String>,
-    pub output: Option<String>,
-    pub seconds: f64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
 
 /// Receives build events; implementations draw them.
 pub trait Display: Send + Sync {

@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
-use crate::executor::{BuildEnv, DepOutput, StageLog, execute, out_link};
+use crate::error::{Error, StageFailure};
+use crate::executor::{BuildEnv, DepOutput, Done, KeyLocks, execute, out_link};
 use crate::graph::StageGraph;
+use crate::outcome::{StageResult, Status};
 use crate::pipeline::{Resolved, ResolvedStage};
-use crate::report::{Display, StageResult, Status};
+use crate::report::Display;
+use crate::stage_log::StageLog;
 use crate::store::StageRef;
 
 pub struct BuildOptions {
@@ -46,30 +49,18 @@ pub fn build(
     variants: &[Resolved],
     opts: &BuildOptions,
     display: Arc<dyn Display>,
-) -> Result<Vec<StageResult>, String> {
+) -> Result<Vec<StageResult>, Error> {
     let mut nodes: Vec<Node> = Vec::new();
     for resolved in variants {
-        let graph = StageGraph::of_resolved(&resolved.stages);
-        let selected = graph.select(&opts.targets)?;
+        let order = selection(resolved, &opts.targets)?;
         let first = nodes.len();
-        let order: Vec<String> = graph
-            .topological_order()
-            .into_iter()
-            .filter(|s| selected.contains(s))
+        let index: std::collections::HashMap<&str, usize> = order
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_str(), first + i))
             .collect();
-        for name in &order {
-            let stage = resolved.stage(name).unwrap();
-            let deps = stage
-                .deps
-                .iter()
-                .map(|d| {
-                    first
-                        + order
-                            .iter()
-                            .position(|o| o == d)
-                            .expect("deps are selected")
-                })
-                .collect();
+        for stage in order {
+            let deps = stage.deps.iter().map(|d| index[d.as_str()]).collect();
             nodes.push(Node {
                 variant: &resolved.variant,
                 stage,
@@ -80,7 +71,7 @@ pub fn build(
     let multi = variants.len() > 1;
     let mut states: Vec<State> = nodes.iter().map(|_| State::Pending).collect();
     let mut results = Vec::new();
-    let (tx, rx) = mpsc::channel::<(usize, Result<crate::executor::Done, String>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, String>)>();
     let key_locks = KeyLocks::default();
     let mut running = 0usize;
 
@@ -136,7 +127,8 @@ pub fn build(
                     let announce = DelayedStart::new(&label, display.clone());
                     let result = execute(env, stage, &deps, force, refresh, &log, key_locks);
                     announce.cancel();
-                    let result = result.map_err(|e| with_log_tail(e, &log.lines()));
+                    let result = result
+                        .map_err(|e: StageFailure| with_log_tail(e.to_string(), &log.lines()));
                     let _ = tx.send((i, result));
                 });
             }
@@ -234,22 +226,29 @@ fn with_log_tail(error: String, lines: &[String]) -> String {
     }
 }
 
-/// One mutex per stage key in flight, so that two variants sharing a stage
-/// run it once.
-#[derive(Default)]
-pub struct KeyLocks {
-    locks: std::sync::Mutex<std::collections::HashMap<String, Arc<std::sync::Mutex<()>>>>,
-}
-
-impl KeyLocks {
-    pub fn lock_for(&self, key: &str) -> Arc<std::sync::Mutex<()>> {
-        self.locks
-            .lock()
-            .unwrap()
-            .entry(key.to_string())
-            .or_default()
-            .clone()
-    }
+/// The selected stages of `resolved` (the targets and what they need, every
+/// stage when there are none), dependencies first: the one selection walk
+/// shared by `build`, `status`, `why` and `--dry-run`.
+pub fn selection<'a>(
+    resolved: &'a Resolved,
+    targets: &[String],
+) -> Result<Vec<&'a ResolvedStage>, Error> {
+    let graph = StageGraph::new(
+        resolved
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.deps.as_slice())),
+    );
+    let by_name: std::collections::HashMap<&str, &ResolvedStage> = resolved
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s))
+        .collect();
+    Ok(graph
+        .selection(targets)?
+        .iter()
+        .map(|name| by_name[name.as_str()])
+        .collect())
 }
 
 /// Points `out/<variant>/<stage>` and the variant's ref at the new output.

@@ -74,7 +74,7 @@ impl StatCache {
                 }
             }
         }
-        let hash = vgmake_stages::memo::hash_file(path)?;
+        let hash = crate::fsutil::hash_file(path)?;
         // Re-stat: a file that changed while it was read is not remembered.
         if fs::metadata(path).map(|m| Stamp::of(&m)).ok() == Some(stamp) {
             self.entries.lock().unwrap().insert(

@@ -4,11 +4,13 @@
 //! actions/<key>.json      action record: key manifest -> output hash, time, log
 //! outputs/<hash>/         a stage output folder, read-only, named by its Merkle hash
 //! manifests/<hash>.json   the file list of that folder (for verification and `why`)
-//! memo/<kind>-v<n>/       per-item memo of map stages
-//! state/<kind>/<id>/      resumable stage state (training checkpoints)
+//! memo/<kind>-v<n>/       per-item memo of map stages (memo.rs)
+//! state/<kind>/<id>/      resumable stage state (training checkpoints), named
+//!                         by the stage key without the parameters the kind's
+//!                         state ignores
 //! refs/<variant>.json     what each stage of a variant last built
 //! tmp/                    staging folders (anything here is garbage after a crash)
-//! builds.jsonl            one line per build, for `vgmake log`
+//! builds.jsonl            one line per build (history.rs)
 //! statcache.json          file stamps -> hashes
 //! LOCK                    the writer lock
 //! ```
@@ -25,8 +27,10 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::Damage;
 use crate::fsutil::{self, write_atomic};
 use crate::hashing::{KeyManifest, TreeManifest};
+use crate::history::{self, HistoryEntry};
 use crate::statcache::StatCache;
 
 /// What the cache remembers about one run of a stage.
@@ -47,6 +51,10 @@ pub struct ActionRecord {
     /// The output's `metrics.json`, if it wrote one.
     #[serde(default)]
     pub metrics: Option<serde_json::Value>,
+    /// What the stage measured while it ran (tokens/s, wall time, memory):
+    /// kept here, outside the hashed output.
+    #[serde(default)]
+    pub measurements: BTreeMap<String, f64>,
 }
 
 /// A stage's entry in `refs/<variant>.json`.
@@ -60,6 +68,7 @@ pub struct Store {
     pub root: PathBuf,
     pub stats: StatCache,
     refs_lock: Mutex<()>,
+    commit_lock: Mutex<()>,
 }
 
 impl Store {
@@ -82,6 +91,7 @@ impl Store {
             root,
             stats,
             refs_lock: Mutex::new(()),
+            commit_lock: Mutex::new(()),
         })
     }
 
@@ -106,11 +116,15 @@ impl Store {
             .join(&key[..2])
             .join(format!("{key}.json"))
     }
-    pub fn memo_dir(&self, kind: &str, version: u32) -> PathBuf {
-        self.root.join("memo").join(format!("{kind}-v{version}"))
+    pub fn memo_root(&self) -> PathBuf {
+        self.root.join("memo")
     }
-    pub fn state_root(&self) -> PathBuf {
-        self.root.join("state")
+    pub fn memo_dir(&self, kind: &str, version: u32) -> PathBuf {
+        self.memo_root().join(format!("{kind}-v{version}"))
+    }
+    /// The state folder of a stage of `kind` whose state identity is `id`.
+    pub fn state_dir(&self, kind: &str, id: &str) -> PathBuf {
+        self.root.join("state").join(kind).join(id)
     }
     pub fn tmp_dir(&self) -> PathBuf {
         self.root.join("tmp")
@@ -167,25 +181,26 @@ impl Store {
 
     /// Checks that `outputs/<hash>` holds exactly what its manifest says.
     /// Files whose stamps are unchanged are not re-read (stat cache).
-    pub fn verify_output(&self, hash: &str) -> Result<(), String> {
+    pub fn verify_output(&self, hash: &str) -> Result<(), Damage> {
         let manifest = self
             .tree_manifest(hash)
-            .ok_or_else(|| format!("manifest of output {hash} is missing or unreadable"))?;
+            .ok_or_else(|| Damage::NoManifest(hash.to_string()))?;
         if manifest.hash().to_hex().as_str() != hash {
-            return Err(format!("manifest of output {hash} does not match its name"));
+            return Err(Damage::ManifestMismatch(hash.to_string()));
         }
         let dir = self.output_dir(hash);
+        let folder = dir.display().to_string();
         if !dir.is_dir() {
-            return Err(format!("output folder {} is missing", dir.display()));
+            return Err(Damage::Missing(folder));
         }
-        let actual = TreeManifest::scan(&dir, &self.stats)
-            .map_err(|e| format!("reading {}: {e}", dir.display()))?;
+        let actual =
+            TreeManifest::scan(&dir, &self.stats).map_err(|source| Damage::Unreadable {
+                folder: folder.clone(),
+                source,
+            })?;
         if actual != manifest {
             let what = actual.diff_summary(&manifest);
-            return Err(format!(
-                "output folder {} was modified ({what})",
-                dir.display()
-            ));
+            return Err(Damage::Modified { folder, what });
         }
         Ok(())
     }
@@ -193,11 +208,17 @@ impl Store {
     /// Moves a finished staging folder into the cache and returns its hash.
     /// An identical output already cached is kept and the staging copy dropped.
     pub fn commit_output(&self, staging: &Path) -> io::Result<(String, TreeManifest)> {
+        // A file hard-linked from outside (a command stage's `ln`) would make
+        // the user's file read-only and part of the cache: copy it first.
+        fsutil::unshare_hard_links(staging)?;
         fsutil::make_read_only(staging)?;
         let manifest = TreeManifest::scan(staging, &self.stats)?;
         let hash = manifest.hash().to_hex().to_string();
         let target = self.output_dir(&hash);
         self.stats.forget_under(staging);
+        // Two stages of one build (different keys) may produce the same
+        // output at once: one moves it in, the other then finds it there.
+        let _one_at_a_time = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
         if target.is_dir() && self.verify_output(&hash).is_ok() {
             fsutil::remove_tree(staging)?;
             return Ok((hash, manifest));
@@ -270,21 +291,13 @@ impl Store {
         )
     }
 
-    /// Appends one line to the build history.
-    pub fn append_history(&self, line: &serde_json::Value) -> io::Result<()> {
-        use std::io::Write;
-        let mut file = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.root.join("builds.jsonl"))?;
-        writeln!(file, "{line}")
+    /// Appends one build to the history.
+    pub fn append_history(&self, entry: &HistoryEntry) -> io::Result<()> {
+        history::append(&self.root.join("builds.jsonl"), entry)
     }
 
-    pub fn history(&self) -> Vec<serde_json::Value> {
-        fs::read_to_string(self.root.join("builds.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect()
+    /// The build history, oldest first; an error names a line it cannot read.
+    pub fn history(&self) -> Result<Vec<HistoryEntry>, String> {
+        history::read(&self.root.join("builds.jsonl"))
     }
 }

@@ -88,12 +88,19 @@ fn a_two_by_two_sweep_runs_four_fits_and_one_of_everything_upstream() {
         "1260\n"
     );
 
-    // compare: exactly the differing parameters, and the metric.
-    let csv = p.run(&["compare", "--format", "csv", "--sort", "val bits/token"]);
+    // compare: exactly the differing parameters, and the metric (a command
+    // stage declares none, so its numbers are labelled `stage.key`).
+    let csv = p.run(&[
+        "compare",
+        "--format",
+        "csv",
+        "--sort",
+        "fit.val_bits_per_token",
+    ]);
     assert_eq!(csv.code, 0, "{}", csv.stderr);
     let header = csv.stdout.lines().next().unwrap();
     assert!(
-        header.starts_with("variant,fit.params.depth,fit.params.rate,val bits/token,"),
+        header.starts_with("variant,fit.params.depth,fit.params.rate,fit.val_bits_per_token,"),
         "{header}"
     );
     let rows: Vec<&str> = csv.stdout.lines().skip(1).collect();
@@ -111,7 +118,7 @@ fn a_two_by_two_sweep_runs_four_fits_and_one_of_everything_upstream() {
     let json = p.run(&["compare", "--format", "json"]);
     let parsed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(parsed.as_array().unwrap().len(), 4);
-    assert_eq!(parsed[3]["val bits/token"], 1260.0);
+    assert_eq!(parsed[3]["fit.val_bits_per_token"], 1260.0);
     let table = p.run(&["compare", "rate=1,depth=1", "rate=3,depth=2"]);
     assert!(
         table.stdout.lines().all(|l| l.chars().count() <= 80),

@@ -8,17 +8,22 @@ use std::time::Instant;
 use crate::cli::{BuildArgs, Common};
 use crate::commands::{EXIT_FAILED, EXIT_INTERRUPTED, usage_error};
 use crate::executor::BuildEnv;
+use crate::history::{HistoryEntry, HistoryStage};
 use crate::lock::{ProjectLock, Wait, unix_now};
 use crate::project::Project;
 use crate::report::{self, Status};
 use crate::scheduler::{BuildOptions, build};
 use crate::store::Store;
 
+/// `-j` is capped at 4 x cores (at least this): each job is a thread with its
+/// own stage, and thousands of them only thrash the machine.
+const MIN_MAX_JOBS: usize = 16;
+
 /// Set by Ctrl-C; stages stop at their next item boundary.
 pub static CANCEL: AtomicBool = AtomicBool::new(false);
 
-pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
-    let project = match Project::load_for_build(common, args.all_variants) {
+pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> ExitCode {
+    let project = match Project::load_for_build(host, common, args.all_variants) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -35,10 +40,15 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
         }
         return code;
     }
-    let jobs = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let max_jobs = (4 * cores).max(MIN_MAX_JOBS);
+    let jobs = args.jobs.unwrap_or(cores).max(1);
+    let jobs = if jobs > max_jobs {
+        eprintln!("note: -j {jobs} is more than {cores} cores can use; running {max_jobs} at once");
+        max_jobs
+    } else {
+        jobs
+    };
     // Stages parallelize inside with rayon; one pool sized by -j.
     let _ = rayon::ThreadPoolBuilder::new()
         .num_threads(jobs)
@@ -105,16 +115,24 @@ pub fn run(common: &Common, args: &BuildArgs) -> ExitCode {
         display.note(&format!("warning: cannot save the stat cache: {e}"));
     }
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
-    let history = serde_json::json!({
-        "finished": unix_now(),
-        "variant": project.variants.iter().map(|v| v.variant.as_str()).collect::<Vec<_>>().join(" "),
-        "sets": common.sets,
-        "targets": args.targets,
-        "seconds": seconds,
-        "stages": results.iter().map(|r| serde_json::json!({
-            "name": r.name, "variant": r.variant, "status": r.status, "key": r.key, "output": r.output, "seconds": r.seconds,
-        })).collect::<Vec<_>>(),
-    });
+    let history = HistoryEntry {
+        finished: unix_now(),
+        variants: project.variants.iter().map(|v| v.variant.clone()).collect(),
+        sets: common.sets.clone(),
+        targets: args.targets.clone(),
+        seconds,
+        stages: results
+            .iter()
+            .map(|r| HistoryStage {
+                name: r.name.clone(),
+                variant: r.variant.clone(),
+                status: r.status,
+                key: r.key.clone(),
+                output: r.output.clone(),
+                seconds: r.seconds,
+            })
+            .collect(),
+    };
     if let Err(e) = store.append_history(&history) {
         display.note(&format!("warning: cannot append to the build history: {e}"));
     }

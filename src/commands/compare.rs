@@ -8,49 +8,22 @@ use serde_json::Value as Json;
 
 use crate::cli::{Common, CompareFormat};
 use crate::commands::usage_error;
+use crate::diagnostic::{Diagnostic, Origin};
 use crate::project::Project;
+use crate::results::{self, Metric, VariantResults};
 use crate::store::Store;
-
-/// The metrics shown: (column label, key in a stage's metrics.json,
-/// scale). Any stage may report them (a user's `command` stage too); bits
-/// are nats / ln 2.
-const METRICS: &[(&str, &str, f64)] = &[
-    ("songs kept", "kept", 1.0),
-    ("vocab size", "vocabulary_size", 1.0),
-    ("val bits/token", "val_bits_per_token", 1.0),
-    (
-        "bigram bits/token",
-        "bigram_val_loss",
-        std::f64::consts::LOG2_E,
-    ),
-    (
-        "unigram bits/token",
-        "unigram_val_loss",
-        std::f64::consts::LOG2_E,
-    ),
-    ("val accuracy", "val_accuracy", 1.0),
-    ("sample validity", "validity", 1.0),
-    ("sample overlap", "overlap_mean", 1.0),
-];
-
-/// One built variant: its parameters, metrics and stage times.
-struct Built {
-    variant: String,
-    /// `stage.param` (table entries as `stage.param.entry`) -> value text.
-    params: BTreeMap<String, String>,
-    /// Column label -> value.
-    metrics: BTreeMap<String, f64>,
-}
+use vgmake_api::Better;
 
 const WIDTH: usize = 80;
 
 pub fn run(
+    host: &'static crate::Host,
     common: &Common,
     names: &[String],
     format: CompareFormat,
     sort: Option<&str>,
 ) -> ExitCode {
-    let project = match Project::load(common) {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -66,37 +39,32 @@ pub fn run(
     let mut built = Vec::new();
     for name in &names {
         if !available.contains(name) {
-            let hint = crate::diagnostic::closest(name, available.iter().map(String::as_str))
-                .map(|c| format!("; did you mean `{c}`?"))
-                .unwrap_or_default();
-            return usage_error(format!(
-                "variant `{name}` has not been built (built: {}){hint}",
-                available.join(", ")
-            ));
+            let d = Diagnostic::new(
+                Origin::CommandLine(format!("compare {name}")),
+                "",
+                format!(
+                    "variant `{name}` has not been built (built: {})",
+                    available.join(", ")
+                ),
+            )
+            .suggest(name, available.iter().map(String::as_str));
+            return usage_error(d);
         }
-        built.push(load(&store, name));
+        built.push(results::load(&project.pipeline, &store, name));
     }
     if let Some(metric) = sort {
-        let label = METRICS
-            .iter()
-            .find(|(label, key, _)| *label == metric || *key == metric)
-            .map(|m| m.0.to_string())
-            .or_else(|| {
-                built
-                    .iter()
-                    .flat_map(|b| b.metrics.keys())
-                    .find(|k| k.as_str() == metric)
-                    .cloned()
-            });
-        let Some(label) = label else {
+        let labels = results::labels(&built);
+        if !labels.iter().any(|l| l == metric) {
             return usage_error(format!(
                 "--sort: no metric `{metric}` (metrics: {})",
-                metric_labels(&built).join(", ")
+                labels.join(", ")
             ));
-        };
+        }
         built.sort_by(|a, b| {
-            let (x, y) = (a.metrics.get(&label), b.metrics.get(&label));
-            x.partial_cmp(&y).unwrap_or(std::cmp::Ordering::Equal)
+            let value = |r: &VariantResults| r.metric(metric).map(|m| m.value);
+            value(a)
+                .partial_cmp(&value(b))
+                .unwrap_or(std::cmp::Ordering::Equal)
         });
     }
     let table = Table::of(&built);
@@ -109,72 +77,18 @@ pub fn run(
     ExitCode::SUCCESS
 }
 
-fn load(store: &Store, variant: &str) -> Built {
-    let mut params = BTreeMap::new();
-    let mut metrics = BTreeMap::new();
-    for (stage, r) in store.refs(variant) {
-        let Some(record) = store.record(&r.key) else {
-            continue;
-        };
-        for (k, v) in &record.manifest.params {
-            match v {
-                toml::Value::Table(t) => {
-                    for (entry, ev) in t {
-                        params.insert(format!("{stage}.{k}.{entry}"), ev.to_string());
-                    }
-                }
-                _ => {
-                    params.insert(format!("{stage}.{k}"), v.to_string());
-                }
-            }
-        }
-        for (label, key, scale) in METRICS {
-            if let Some(x) = record
-                .metrics
-                .as_ref()
-                .and_then(|m| m.get(*key))
-                .and_then(Json::as_f64)
-            {
-                metrics.insert(label.to_string(), x * scale);
-            }
-        }
-        metrics.insert(
-            format!("time {stage} (s)"),
-            (record.seconds * 10.0).round() / 10.0,
-        );
-    }
-    Built {
-        variant: variant.to_string(),
-        params,
-        metrics,
-    }
-}
-
-fn metric_labels(built: &[Built]) -> Vec<String> {
-    let present: BTreeSet<&String> = built.iter().flat_map(|b| b.metrics.keys()).collect();
-    let mut labels: Vec<String> = METRICS
-        .iter()
-        .map(|m| m.0.to_string())
-        .filter(|l| present.contains(l))
-        .collect();
-    labels.extend(
-        present
-            .into_iter()
-            .filter(|l| l.starts_with("time "))
-            .cloned(),
-    );
-    labels
-}
-
 /// Rows are variants; columns are the differing parameters, then metrics.
 struct Table {
     columns: Vec<String>,
     rows: Vec<(String, Vec<String>)>,
     raw: Vec<(String, BTreeMap<String, Json>)>,
+    /// (row, column) of the best value of each metric whose kind says
+    /// which way is better, marked `*` in the text table.
+    best: BTreeSet<(usize, usize)>,
 }
 
 impl Table {
-    fn of(built: &[Built]) -> Table {
+    fn of(built: &[VariantResults]) -> Table {
         let all_params: BTreeSet<&String> = built.iter().flat_map(|b| b.params.keys()).collect();
         let differing: Vec<String> = all_params
             .into_iter()
@@ -185,7 +99,7 @@ impl Table {
             })
             .cloned()
             .collect();
-        let metrics = metric_labels(built);
+        let metrics = results::labels(built);
         let mut columns = differing.clone();
         columns.extend(metrics.iter().cloned());
         let mut rows = Vec::new();
@@ -198,15 +112,11 @@ impl Table {
                 obj.insert(p.clone(), Json::String(v.clone()));
                 cells.push(v);
             }
-            for m in &metrics {
-                match b.metrics.get(m) {
-                    Some(x) => {
-                        cells.push(if m.starts_with("time ") {
-                            format!("{x:.1}")
-                        } else {
-                            format_metric(*x)
-                        });
-                        obj.insert(m.clone(), serde_json::json!(x));
+            for label in &metrics {
+                match b.metric(label) {
+                    Some(m) => {
+                        cells.push(m.text.clone());
+                        obj.insert(label.clone(), serde_json::json!(m.value));
                     }
                     None => cells.push("-".into()),
                 }
@@ -214,7 +124,32 @@ impl Table {
             rows.push((b.variant.clone(), cells));
             raw.push((b.variant.clone(), obj));
         }
-        Table { columns, rows, raw }
+        let mut best = BTreeSet::new();
+        for (i, label) in metrics.iter().enumerate() {
+            let column = differing.len() + i;
+            let values: Vec<(usize, &Metric)> = built
+                .iter()
+                .enumerate()
+                .filter_map(|(row, b)| b.metric(label).map(|m| (row, m)))
+                .collect();
+            let order =
+                |a: &&(usize, &Metric), b: &&(usize, &Metric)| a.1.value.total_cmp(&b.1.value);
+            let winner = match values.first().map(|(_, m)| m.better) {
+                Some(Better::Lower) => values.iter().min_by(order),
+                Some(Better::Higher) => values.iter().max_by(order),
+                _ => None,
+            };
+            let distinct: BTreeSet<&str> = values.iter().map(|(_, m)| m.text.as_str()).collect();
+            if let Some((row, _)) = winner.filter(|_| distinct.len() > 1) {
+                best.insert((*row, column));
+            }
+        }
+        Table {
+            columns,
+            rows,
+            raw,
+            best,
+        }
     }
 
     fn json(&self) -> Json {
@@ -284,9 +219,16 @@ impl Table {
         let body: Vec<Vec<String>> = self
             .rows
             .iter()
-            .map(|(v, cells)| {
+            .enumerate()
+            .map(|(row, (v, cells))| {
                 std::iter::once(v.clone())
-                    .chain(varying.iter().map(|&c| cells[c].clone()))
+                    .chain(varying.iter().map(|&c| {
+                        if self.best.contains(&(row, c)) {
+                            format!("{}*", cells[c])
+                        } else {
+                            cells[c].clone()
+                        }
+                    }))
                     .collect()
             })
             .collect();
@@ -304,7 +246,12 @@ impl Table {
         } else {
             flipped
         };
-        table + &footer
+        let legend = if self.best.is_empty() {
+            ""
+        } else {
+            "* best value\n"
+        };
+        table + legend + &footer
     }
 }
 
@@ -411,14 +358,4 @@ fn csv_line(cells: &[String]) -> String {
         })
         .collect();
     format!("{}\n", quoted.join(","))
-}
-
-fn format_metric(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e9 {
-        format!("{x:.0}")
-    } else if x.abs() >= 100.0 {
-        format!("{x:.1}")
-    } else {
-        format!("{x:.3}")
-    }
 }

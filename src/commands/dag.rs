@@ -7,13 +7,13 @@ use crate::commands::usage_error;
 use crate::graph::StageGraph;
 use crate::project::Project;
 
-pub fn run(common: &Common, format: DagFormat) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn run(host: &'static crate::Host, common: &Common, format: DagFormat) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
     let stages = &project.resolved.stages;
-    let graph = StageGraph::of_resolved(stages);
+    let graph = StageGraph::new(stages.iter().map(|s| (s.name.as_str(), s.deps.as_slice())));
     let order = graph.topological_order();
     match format {
         DagFormat::Text => {

@@ -14,12 +14,18 @@ use crate::commands::show::human_bytes;
 use crate::commands::usage_error;
 use crate::fsutil::{remove_tree, tree_size};
 use crate::lock::{ProjectLock, Wait};
+use crate::memo::MemoEntry;
 use crate::pipeline::DEFAULT_VARIANT;
 use crate::project::Project;
 use crate::store::Store;
 
-pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn run(
+    host: &'static crate::Host,
+    common: &Common,
+    dry_run: bool,
+    keep_last: usize,
+) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -41,13 +47,16 @@ pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
     for v in &variants {
         keep_keys.extend(store.refs(v).into_values().map(|r| r.key));
     }
-    let history = store.history();
-    for build in history.iter().rev().take(keep_last) {
-        for s in build["stages"].as_array().into_iter().flatten() {
-            if let Some(k) = s["key"].as_str() {
-                keep_keys.insert(k.to_string());
-            }
+    let history = match store.history() {
+        Ok(h) => h,
+        Err(e) => {
+            return usage_error(format!(
+                "cannot read the build history, so gc cannot tell what to keep: {e} (move the file aside to start a new history)"
+            ));
         }
+    };
+    for build in history.iter().rev().take(keep_last) {
+        keep_keys.extend(build.stages.iter().filter_map(|s| s.key.clone()));
     }
 
     let records = store.records();
@@ -70,9 +79,9 @@ pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
         .into_iter()
         .filter(|p| !keep_outputs.contains(file_name(p).trim_end_matches(".json")))
         .collect();
-    let drop_memo: Vec<PathBuf> = memo_entries(&store)
+    let drop_memo: Vec<MemoEntry> = crate::memo::entries(&store.memo_root())
         .into_iter()
-        .filter(|sum| !keep_memo.contains(file_name(sum).trim_end_matches(".b3")))
+        .filter(|entry| !keep_memo.contains(&entry.key()))
         .collect();
     let drop_refs: Vec<PathBuf> = store
         .ref_variants()
@@ -82,10 +91,7 @@ pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
         .collect();
 
     let output_bytes: u64 = drop_outputs.iter().map(|p| tree_size(p)).sum();
-    let memo_bytes: u64 = drop_memo
-        .iter()
-        .map(|p| std::fs::metadata(p.with_extension("")).map_or(0, |m| m.len()))
-        .sum();
+    let memo_bytes: u64 = drop_memo.iter().map(MemoEntry::payload_bytes).sum();
     let verb = if dry_run { "would remove" } else { "removed" };
     if dry_run {
         for r in &drop_records {
@@ -113,10 +119,8 @@ pub fn run(common: &Common, dry_run: bool, keep_last: usize) -> ExitCode {
                 std::fs::remove_file(p)
             };
         }
-        for sum in &drop_memo {
-            // The record (.b3) first: a half-removed entry reads as absent.
-            let _ = std::fs::remove_file(sum);
-            let _ = std::fs::remove_file(sum.with_extension(""));
+        for entry in &drop_memo {
+            entry.remove();
         }
         let _ = store.clean_tmp();
         let _ = store.stats.save();
@@ -150,19 +154,4 @@ fn file_name(p: &std::path::Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
-}
-
-/// Every memo entry's `.b3` file.
-pub fn memo_entries(store: &Store) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for kind in list(&store.root.join("memo")) {
-        for shard in list(&kind) {
-            out.extend(
-                list(&shard)
-                    .into_iter()
-                    .filter(|p| p.extension().is_some_and(|e| e == "b3")),
-            );
-        }
-    }
-    out
 }

@@ -4,12 +4,14 @@ use std::process::ExitCode;
 
 use crate::cli::Common;
 use crate::commands::usage_error;
+use crate::history::HistoryEntry;
+use crate::outcome::Status;
 use crate::project::Project;
 use crate::report::format_seconds;
 use crate::store::Store;
 
-pub fn run(common: &Common, variant: Option<&str>) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn run(host: &'static crate::Host, common: &Common, variant: Option<&str>) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -17,56 +19,46 @@ pub fn run(common: &Common, variant: Option<&str>) -> ExitCode {
         println!("no builds yet");
         return ExitCode::SUCCESS;
     };
-    let history: Vec<serde_json::Value> = store
-        .history()
+    let history = match store.history() {
+        Ok(h) => h,
+        Err(e) => return usage_error(format!("cannot read the build history: {e}")),
+    };
+    let history: Vec<HistoryEntry> = history
         .into_iter()
-        .filter(|h| {
-            variant.is_none_or(|v| {
-                h["variant"]
-                    .as_str()
-                    .is_some_and(|hv| hv.split(' ').any(|x| x == v))
-            })
-        })
+        .filter(|h| variant.is_none_or(|v| h.variants.iter().any(|x| x == v)))
         .collect();
     if common.json {
         for h in &history {
-            println!("{h}");
+            println!("{}", serde_json::to_string(h).unwrap());
         }
         return ExitCode::SUCCESS;
     }
     for h in &history {
-        let stages = h["stages"].as_array().cloned().unwrap_or_default();
-        let with = |status: &str| -> Vec<String> {
-            stages
+        let with = |status: Status| -> Vec<&str> {
+            h.stages
                 .iter()
-                .filter(|s| s["status"] == status)
-                .map(|s| s["name"].as_str().unwrap_or("?").to_string())
+                .filter(|s| s.status == status)
+                .map(|s| s.name.as_str())
                 .collect()
         };
-        let ran = with("ran");
-        let sets: Vec<String> = h["sets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s.as_str())
-            .map(|s| format!("--set {s}"))
-            .collect();
+        let ran = with(Status::Ran);
+        let sets: Vec<String> = h.sets.iter().map(|s| format!("--set {s}")).collect();
         let mut line = format!(
             "{}  {:<12} {:>8}  ran {}",
-            utc(h["finished"].as_u64().unwrap_or(0)),
-            h["variant"].as_str().unwrap_or("?"),
-            format_seconds(h["seconds"].as_f64().unwrap_or(0.0)),
+            utc(h.finished),
+            h.variants.join(" "),
+            format_seconds(h.seconds),
             if ran.is_empty() {
                 "nothing".to_string()
             } else {
                 ran.join(", ")
             },
         );
-        let cached = with("cached").len() + with("cutoff").len();
+        let cached = with(Status::Cached).len() + with(Status::Cutoff).len();
         if cached > 0 {
             line.push_str(&format!("; {cached} cached"));
         }
-        let failed = with("failed");
+        let failed = with(Status::Failed);
         if !failed.is_empty() {
             line.push_str(&format!("; FAILED {}", failed.join(", ")));
         }

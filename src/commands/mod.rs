@@ -8,7 +8,6 @@ pub mod log;
 pub mod params;
 pub mod show;
 pub mod status;
-pub mod tools;
 pub mod verify;
 
 use std::process::ExitCode;

@@ -13,8 +13,8 @@ use crate::store::Store;
 const SHOWN_FILES: usize = 25;
 const SHOWN_LOG_LINES: usize = 15;
 
-pub fn run(common: &Common, stage: &str, full_log: bool) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn run(host: &'static crate::Host, common: &Common, stage: &str, full_log: bool) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -62,6 +62,7 @@ pub fn run(common: &Common, stage: &str, full_log: bool) -> ExitCode {
             "finished": record.finished,
             "files": manifest.files,
             "metrics": metrics,
+            "measurements": record.measurements,
             "log": record.log,
         });
         println!("{}", serde_json::to_string_pretty(&obj).unwrap());
@@ -98,6 +99,12 @@ pub fn run(common: &Common, stage: &str, full_log: bool) -> ExitCode {
     if let Some(m) = metrics {
         println!("  metrics");
         print_metrics(&m, "          ");
+    }
+    if !record.measurements.is_empty() {
+        println!("  measured (not part of the output)");
+        for (name, value) in &record.measurements {
+            println!("          {name}: {}", format_float(*value));
+        }
     }
     if !record.log.is_empty() {
         let skip = if full_log {

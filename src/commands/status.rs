@@ -5,9 +5,11 @@ use std::sync::atomic::AtomicBool;
 
 use crate::cli::Common;
 use crate::commands::usage_error;
+use crate::error::{Context, Error};
 use crate::executor::BuildEnv;
+use crate::outcome::Status;
 use crate::pipeline::Resolved;
-use crate::plan::{StagePlan, plan};
+use crate::plan::{PlanState, StagePlan, plan};
 use crate::project::Project;
 use crate::store::Store;
 
@@ -15,13 +17,9 @@ fn plans(
     project: &Project,
     resolved: &Resolved,
     targets: &[String],
-) -> Result<(Store, Vec<StagePlan>), String> {
-    let store = Store::open(&project.cache_dir).map_err(|e| {
-        format!(
-            "cannot open the cache at {}: {e}",
-            project.cache_dir.display()
-        )
-    })?;
+) -> Result<(Store, Vec<StagePlan>), Error> {
+    let store = Store::open(&project.cache_dir)
+        .context(|| format!("cannot open the cache at {}", project.cache_dir.display()))?;
     let cancel = AtomicBool::new(false);
     let env = BuildEnv {
         store: &store,
@@ -54,7 +52,7 @@ pub fn print_plan(
     println!("variant {}", resolved.variant);
     for p in &plans {
         let short = p.key.as_deref().map(|k| &k[..12]).unwrap_or("?");
-        println!("{:<9} {:<12} key {short}", p.state, p.name);
+        println!("{:<9} {:<12} key {short}", p.state.word(), p.name);
         for r in &p.reasons {
             println!("            {r}");
         }
@@ -62,15 +60,15 @@ pub fn print_plan(
     ExitCode::SUCCESS
 }
 
-pub fn status(common: &Common, targets: &[String]) -> ExitCode {
-    match Project::load(common) {
+pub fn status(host: &'static crate::Host, common: &Common, targets: &[String]) -> ExitCode {
+    match Project::load(host, common) {
         Ok(project) => print_plan(&project, &project.resolved, targets, common.json),
         Err(e) => usage_error(e),
     }
 }
 
-pub fn why(common: &Common, stage: &str) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn why(host: &'static crate::Host, common: &Common, stage: &str) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -82,7 +80,7 @@ pub fn why(common: &Common, stage: &str) -> ExitCode {
         .iter()
         .find(|p| p.name == stage)
         .expect("the target is in its own plan");
-    if plan.state == "will-run" {
+    if plan.state == PlanState::WillRun {
         println!("{stage} will run:");
         for r in &plan.reasons {
             println!("  {r}");
@@ -91,18 +89,16 @@ pub fn why(common: &Common, stage: &str) -> ExitCode {
     }
     let key = plan.key.as_deref().unwrap();
     let record = store.record(key);
-    // Was it cut off in the last build of this variant?
+    // Was it cut off in the last build of this variant that built it?
+    // (A build may cover several variants: `--all-variants`, a sweep.)
+    let variant = project.resolved.variant.as_str();
     let last = store
         .history()
+        .unwrap_or_default()
         .into_iter()
         .rev()
-        .find(|h| h["variant"] == project.resolved.variant.as_str())
-        .and_then(|h| {
-            h["stages"]
-                .as_array()
-                .and_then(|s| s.iter().find(|s| s["name"] == stage).cloned())
-        });
-    if last.as_ref().is_some_and(|s| s["status"] == "cutoff") {
+        .find_map(|h| h.stage(variant, stage).cloned());
+    if last.is_some_and(|s| s.status == Status::Cutoff) {
         println!(
             "{stage} is up to date: upstream output unchanged: cut off (an upstream stage reran and produced the same bytes)"
         );

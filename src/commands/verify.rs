@@ -7,8 +7,8 @@ use crate::commands::{EXIT_FAILED, usage_error};
 use crate::project::Project;
 use crate::store::Store;
 
-pub fn run(common: &Common) -> ExitCode {
-    let project = match Project::load(common) {
+pub fn run(host: &'static crate::Host, common: &Common) -> ExitCode {
+    let project = match Project::load(host, common) {
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
@@ -45,12 +45,11 @@ pub fn run(common: &Common) -> ExitCode {
 fn verify_memo(store: &Store) -> (usize, Vec<String>) {
     let mut good = 0;
     let mut bad = Vec::new();
-    for sum in crate::commands::gc::memo_entries(store) {
-        let payload = sum.with_extension("");
-        let expected = std::fs::read_to_string(&sum).unwrap_or_default();
-        match vgmake_stages::memo::hash_file(&payload) {
-            Ok(h) if h.to_hex().as_str() == expected.trim() => good += 1,
-            _ => bad.push(payload.display().to_string()),
+    for entry in crate::memo::entries(&store.memo_root()) {
+        if entry.verify() {
+            good += 1;
+        } else {
+            bad.push(entry.payload.display().to_string());
         }
     }
     (good, bad)

@@ -10,9 +10,9 @@
 
 use std::time::Instant;
 
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress};
-use vgmake_stages::memo::run_standalone;
-use vgmake_stages::registry;
+use vgmake_stages::kinds as registry;
 use vgmake_stages::songs::{CodecInfo, SongInfo, SongSet};
 
 struct Rng(u64);
@@ -95,6 +95,7 @@ fn main() {
         tokens as f64 * 4.0 / 1e6
     );
     let input = |stage: &str, dir: &std::path::Path| Input {
+        slot: None,
         stage: stage.into(),
         kind: stage.into(),
         dir: dir.to_path_buf(),
@@ -111,6 +112,7 @@ fn main() {
             &[input("encode", &encode)],
             &limit_out,
             &work,
+            &vgmake_stages::data::default_dir(),
             &NoProgress,
         )
         .unwrap();
@@ -121,6 +123,7 @@ fn main() {
             &[input("limit", &limit_out)],
             &vocab_out,
             &work,
+            &vgmake_stages::data::default_dir(),
             &NoProgress,
         )
         .unwrap();

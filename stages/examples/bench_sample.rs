@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use vgmake_stages::memo::default_data_dir;
+use vgmake_stages::data::default_dir as default_data_dir;
 use vgmake_stages::midi::read_song;
 use vgmake_stages::sample::generate::{Cached, GenerateOptions, LogitSource, Recompute, generate};
 use vgmake_stages::sample::grammar::Grammar;

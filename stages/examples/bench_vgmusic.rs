@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{NoProgress, Value};
-use vgmake_stages::memo::run_standalone;
 use vgmake_stages::scrape::ScrapeKind;
 use vgmake_stages::scrape::vgmusic::parse_listing;
 use vgmusic_site::{Site, SiteConfig, SongSpec};
@@ -166,8 +166,16 @@ fn bench_scrape() {
         let out = work.path().join(out);
         let start = Instant::now();
         let cpu_start = cpu_ms();
-        run_standalone(&ScrapeKind, &overrides, &[], &out, work.path(), &NoProgress)
-            .expect("the scrape runs");
+        run_standalone(
+            &ScrapeKind,
+            &overrides,
+            &[],
+            &out,
+            work.path(),
+            &vgmake_stages::data::default_dir(),
+            &NoProgress,
+        )
+        .expect("the scrape runs");
         let secs = start.elapsed().as_secs_f64();
         let cpu_s = (cpu_ms() - cpu_start) / 1e3;
         let index: serde_json::Value =

@@ -3,8 +3,8 @@
 //!
 //! cargo run --release -p vgmake-stages --example corpus_report [-- DIR]
 
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress};
-use vgmake_stages::memo::run_standalone;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -15,13 +15,23 @@ fn main() {
     let tmp = std::env::temp_dir().join(format!("vgmake-corpus-report-{}", std::process::id()));
     let out = tmp.join("encode");
     let input = Input {
+        slot: None,
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir,
     };
-    let kind = vgmake_stages::registry::find("encode").expect("encode is registered");
+    let kind = vgmake_stages::kinds::find("encode").expect("encode is registered");
     let start = std::time::Instant::now();
-    run_standalone(kind, &[], &[input], &out, &tmp.join("work"), &NoProgress).expect("encode");
+    run_standalone(
+        kind,
+        &[],
+        &[input],
+        &out,
+        &tmp.join("work"),
+        &vgmake_stages::data::default_dir(),
+        &NoProgress,
+    )
+    .expect("encode");
     let seconds = start.elapsed().as_secs_f64();
     let report: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();

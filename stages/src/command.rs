@@ -102,6 +102,10 @@ impl StageKind for CommandKind {
         Ok(ext)
     }
 
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![MetricSpec::every_output_number()]
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let mut command = Command::new("sh");
         command

@@ -121,8 +121,20 @@ impl StageKind for EncodeKind {
         ]
     }
 
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[Slot {
+            name: "songs",
+            kinds: &["scrape", "command"],
+            what: "a folder of MIDI files",
+        }])
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![MetricSpec::output("encoded", "songs encoded").decimals(0)]
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let input = ctx.single_input()?;
+        let input = ctx.input("songs")?;
         let options = options_from(ctx.params);
         let files = walk::midi_files(&input.dir)
             .ctx(|| format!("listing MIDI files in {}", input.dir.display()))?;

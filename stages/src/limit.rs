@@ -124,8 +124,20 @@ impl StageKind for LimitKind {
         Ok(())
     }
 
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[Slot {
+            name: "songs",
+            kinds: &["encode", "limit"],
+            what: "encoded songs",
+        }])
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![MetricSpec::output("kept", "songs kept").decimals(0)]
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let input = ctx.single_input()?;
+        let input = ctx.input("songs")?;
         let set = SongSet::read(&input.dir)?;
         let spb = set.codec.steps_per_beat as f64;
         let limits = Limits {

@@ -208,8 +208,20 @@ impl StageKind for VocabKind {
         ]
     }
 
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[Slot {
+            name: "songs",
+            kinds: &["encode", "limit"],
+            what: "encoded songs",
+        }])
+    }
+
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![MetricSpec::output("vocabulary_size", "vocab size").decimals(0)]
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
-        let input = ctx.single_input()?;
+        let input = ctx.input("songs")?;
         let set = SongSet::read(&input.dir)?;
         let fraction = ctx.params.float("val_fraction");
         let val: Vec<bool> = (0..set.len())

@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::Value as Json;
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress};
-use vgmake_stages::memo::{default_data_dir, run_standalone};
+use vgmake_stages::data::default_dir as default_data_dir;
 use vgmake_stages::midi::{self, DecodeOptions, EncodeOptions};
 
 fn demo_files() -> Vec<PathBuf> {
@@ -162,8 +163,10 @@ fn broken_files_are_skipped_with_reasons_and_good_ones_encoded() {
         std::fs::copy(path, corpus.join("good").join(path.file_name().unwrap())).unwrap();
     }
     let out = tmp.path().join("encode");
-    let kind = vgmake_stages::registry::find("encode").unwrap();
+
+    let kind = vgmake_stages::kinds::find("encode").unwrap();
     let input = Input {
+        slot: None,
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir: corpus.clone(),
@@ -174,6 +177,7 @@ fn broken_files_are_skipped_with_reasons_and_good_ones_encoded() {
         &[input],
         &out,
         &tmp.path().join("work"),
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     )
     .unwrap();

@@ -101,7 +101,7 @@ fn corpus_round_trips() {
 
 #[test]
 fn demo_corpus_round_trips() {
-    let dir = vgmake_stages::memo::default_data_dir().join("demo");
+    let dir = vgmake_stages::data::default_dir().join("demo");
     let files = midi_files(&dir);
     assert!(!files.is_empty());
     for path in &files {

@@ -6,9 +6,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress, Value};
+use vgmake_stages::data::default_dir as default_data_dir;
 use vgmake_stages::dataset::Dataset;
-use vgmake_stages::memo::{default_data_dir, run_standalone};
 use vgmake_stages::midi::{EncodeOptions, encode_file};
 use vgmake_stages::sample::SampleKind;
 use vgmake_stages::songs::{CodecInfo, SongInfo, SongSet};
@@ -81,6 +82,7 @@ fn trained() -> &'static Trained {
             &[input("vocab", &vocab)],
             &train,
             &dir.path().join("train_work"),
+            &vgmake_stages::data::default_dir(),
             &NoProgress,
         )
         .unwrap();
@@ -94,6 +96,7 @@ fn trained() -> &'static Trained {
 
 fn input(kind: &str, dir: &Path) -> Input {
     Input {
+        slot: None,
         stage: kind.into(),
         kind: kind.into(),
         dir: dir.to_path_buf(),
@@ -111,6 +114,7 @@ fn sample(overrides: &[(&str, Value)]) -> Result<(tempfile::TempDir, PathBuf), S
         &[input("train", &t.train), input("vocab", &t.vocab)],
         &out,
         &dir.path().join("work"),
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     )
     .map_err(|e| e.to_string())?;
@@ -262,6 +266,7 @@ fn bad_settings_and_inputs_are_named() {
         &[input("train", &t.train), input("vocab", &other)],
         &dir.path().join("out"),
         &dir.path().join("work"),
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     )
     .unwrap_err()
@@ -276,6 +281,7 @@ fn bad_settings_and_inputs_are_named() {
         &[input("train", dir.path()), input("vocab", &t.vocab)],
         &dir.path().join("out2"),
         &dir.path().join("work"),
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     )
     .unwrap_err()

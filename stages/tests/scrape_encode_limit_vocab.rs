@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use serde_json::Value as Json;
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress, StageKind, Value};
 use vgmake_stages::dataset::Dataset;
-use vgmake_stages::memo::run_standalone;
-use vgmake_stages::registry;
+use vgmake_stages::kinds as registry;
 
 fn kind(name: &str) -> &'static dyn StageKind {
     registry::find(name).unwrap_or_else(|| panic!("kind {name} is registered"))
@@ -15,6 +15,7 @@ fn kind(name: &str) -> &'static dyn StageKind {
 
 fn input(stage: &str, dir: &Path) -> Input {
     Input {
+        slot: None,
         stage: stage.into(),
         kind: stage.into(),
         dir: dir.to_path_buf(),
@@ -27,8 +28,16 @@ fn json(path: &Path) -> Json {
 }
 
 fn run(name: &str, params: &[(&str, Value)], inputs: &[Input], out: &Path, work: &Path) {
-    run_standalone(kind(name), params, inputs, out, work, &NoProgress)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    run_standalone(
+        kind(name),
+        params,
+        inputs,
+        out,
+        work,
+        &vgmake_stages::data::default_dir(),
+        &NoProgress,
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
 #[test]
@@ -154,7 +163,7 @@ fn local_folder_source_with_rmid_and_skips() {
     let work = tmp.path().join("work");
     let corpus = work.join("my songs/nes");
     std::fs::create_dir_all(&corpus).unwrap();
-    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom1");
+    let demo = vgmake_stages::data::default_dir().join("demo/freedoom1");
     let first = std::fs::read_dir(&demo)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -222,6 +231,7 @@ fn local_folder_source_with_rmid_and_skips() {
         &[],
         &tmp.path().join("x"),
         &work,
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     );
     let message = missing.unwrap_err().to_string();
@@ -251,7 +261,7 @@ fn encode_memoizes_per_song() {
     let tmp = tempfile::tempdir().unwrap();
     let (work, corpus) = (tmp.path().join("work"), tmp.path().join("corpus"));
     std::fs::create_dir_all(&corpus).unwrap();
-    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom2");
+    let demo = vgmake_stages::data::default_dir().join("demo/freedoom2");
     let mut files: Vec<_> = std::fs::read_dir(&demo)
         .unwrap()
         .map(|e| e.unwrap().path())

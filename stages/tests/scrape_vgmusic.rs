@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use support::vgmusic_site::{Fault, Site, SiteConfig, SongSpec};
-use vgmake_stages::api::{Progress, StageContext, StageError, StageKind, Value};
-use vgmake_stages::memo::{DirMemo, params_with};
+use vgmake_engine::standalone::Standalone;
+use vgmake_stages::api::{Progress, StageError, Value};
 use vgmake_stages::scrape::ScrapeKind;
 
 fn sample_songs() -> Vec<SongSpec> {
@@ -69,34 +69,26 @@ impl<'a> Run<'a> {
             ("backoff_ms", 10.into()),
         ];
         overrides.extend(self.overrides.iter().cloned());
-        let kind = ScrapeKind;
-        let params = params_with(&kind, &overrides).unwrap();
-        let temp = self.work.join("tmp");
-        fs::create_dir_all(&temp).unwrap();
-        fs::create_dir_all(out).unwrap();
-        let memo = DirMemo::new(self.work.join("memo")).unwrap();
         let cancel = Arc::new(AtomicBool::new(false));
         let progress = CancelAfter {
             cancel: cancel.clone(),
             cancel_after: self.cancel_after,
             done: AtomicU64::new(0),
         };
-        let ctx = StageContext {
-            stage: "scrape",
-            params: &params,
+        Standalone {
+            kind: &ScrapeKind,
+            overrides: &overrides,
             inputs: &[],
             out_dir: out,
-            temp_dir: &temp,
-            project_dir: self.work,
+            work_dir: self.work,
             data_dir: self.work,
-            memo: &memo,
             progress: &progress,
             cancel: &cancel,
             refresh: self.refresh,
             threads: 1,
-            state_root: &self.work.join("state"),
-        };
-        kind.run(&ctx)
+        }
+        .run()
+        .map(|_| ())
     }
 }
 

@@ -5,9 +5,9 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use candle_core::{Device, Tensor, Var};
+use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{Input, NoProgress, Value};
 use vgmake_stages::dataset::{Dataset, Split, Vocab};
-use vgmake_stages::memo::run_standalone;
 use vgmake_stages::train::ops::cross_entropy;
 use vgmake_stages::train::rng::Rng;
 use vgmake_stages::train::settings::Settings;
@@ -189,20 +189,23 @@ fn run_stage(
     std::fs::create_dir_all(&vocab_dir).unwrap();
     data.write(&vocab_dir).unwrap();
     let inputs = [Input {
+        slot: None,
         stage: "vocab".into(),
         kind: "vocab".into(),
         dir: vocab_dir,
     }];
     let out = work.path().join("out");
-    run_standalone(
+    let measured = run_standalone(
         &TrainKind,
         overrides,
         &inputs,
         &out,
         &work.path().join("work"),
+        &vgmake_stages::data::default_dir(),
         &NoProgress,
     )
     .unwrap();
+    assert!(measured["tokens_per_second"] > 0.0, "{measured:?}");
     (work, out)
 }
 
@@ -240,7 +243,6 @@ fn the_stage_writes_outputs_beats_the_unigram_and_is_deterministic() {
         "val_accuracy",
         "unigram_val_loss",
         "bigram_val_loss",
-        "tokens_per_second",
         "steps",
         "parameters",
         "val_bits_per_note",
@@ -262,5 +264,10 @@ fn the_stage_writes_outputs_beats_the_unigram_and_is_deterministic() {
         std::fs::read(out.join("model.safetensors")).unwrap(),
         std::fs::read(again.join("model.safetensors")).unwrap(),
         "same seed, same weights"
+    );
+    assert_eq!(
+        std::fs::read(out.join("metrics.json")).unwrap(),
+        std::fs::read(again.join("metrics.json")).unwrap(),
+        "timings are measurements, not part of the output"
     );
 }

@@ -34,7 +34,7 @@ mod tests {
 
     #[test]
     fn renders_and_draws_a_demo_file_and_names_a_bad_one() {
-        let demo = crate::memo::default_data_dir().join("demo/freedoom1/D_E1M2.mid");
+        let demo = crate::data::default_dir().join("demo/freedoom1/D_E1M2.mid");
         let dir = tempfile::tempdir().unwrap();
         let wav = dir.path().join("a.wav");
         let seconds = render_midi_file(&demo, &wav).unwrap();

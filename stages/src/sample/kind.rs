@@ -103,10 +103,30 @@ impl StageKind for SampleKind {
     fn validate(&self, params: &Params) -> Result<(), String> {
         parse_prompt(params.str("prompt")).map(|_| ())
     }
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[
+            Slot {
+                name: "model",
+                kinds: &["train"],
+                what: "the trained model",
+            },
+            Slot {
+                name: "dataset",
+                kinds: &["vocab"],
+                what: "the vocabulary and validation songs the model was trained on",
+            },
+        ])
+    }
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::output("validity", "sample validity").higher_is_better(),
+            MetricSpec::output("overlap_mean", "sample overlap").higher_is_better(),
+        ]
+    }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let params = ctx.params;
-        let train_dir = &ctx.input_of_kind("train")?.dir;
-        let vocab_dir = &ctx.input_of_kind("vocab")?.dir;
+        let train_dir = &ctx.input("model")?.dir;
+        let vocab_dir = &ctx.input("dataset")?.dir;
         let data = Dataset::load(vocab_dir).map_err(|e| {
             StageError::Input(format!(
                 "reading the dataset in {}: {e}",

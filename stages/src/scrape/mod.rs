@@ -102,6 +102,14 @@ impl StageKind for ScrapeKind {
         }
     }
 
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[])
+    }
+
+    fn needs_network(&self, params: &Params) -> bool {
+        params.str("source") == "vgmusic"
+    }
+
     fn external_inputs(
         &self,
         params: &Params,

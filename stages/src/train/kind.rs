@@ -1,6 +1,8 @@
 //! The `train` stage kind: reads the vocab stage's dataset, trains (resuming
 //! from the stage's state folder), and writes the model, its config, the
-//! metrics with baselines, the curve and its plot.
+//! metrics with baselines, the curve and its plot. Tokens/s, wall time and
+//! peak memory are measurements, reported through the context: the output
+//! is the same bytes for the same key.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -36,25 +38,51 @@ impl StageKind for TrainKind {
     fn validate(&self, params: &Params) -> Result<(), String> {
         Settings::from_params(params).validate()
     }
+    fn inputs(&self) -> Inputs {
+        Inputs::Slots(&[Slot {
+            name: "dataset",
+            kinds: &["vocab"],
+            what: "the dataset to train on",
+        }])
+    }
+    fn state_ignores(&self) -> &'static [&'static str] {
+        settings::NOT_IN_STATE
+    }
+    fn metrics(&self) -> Vec<MetricSpec> {
+        vec![
+            MetricSpec::output("val_bits_per_token", "val bits/token")
+                .unit("bits/token")
+                .lower_is_better(),
+            MetricSpec::output("bigram_val_bits_per_token", "bigram bits/token")
+                .unit("bits/token")
+                .lower_is_better(),
+            MetricSpec::output("unigram_val_bits_per_token", "unigram bits/token")
+                .unit("bits/token")
+                .lower_is_better(),
+            MetricSpec::output("val_bits_per_note", "val bits/note")
+                .unit("bits/note")
+                .lower_is_better()
+                .decimals(2),
+            MetricSpec::output("val_accuracy", "val accuracy").higher_is_better(),
+            MetricSpec::measured("tokens_per_second", "tokens/s")
+                .unit("tokens/s")
+                .higher_is_better()
+                .decimals(0),
+        ]
+    }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let wall = Instant::now();
         let s = Settings::from_params(ctx.params);
         s.validate().map_err(StageError::Config)?;
-        let input = ctx.input_of_kind("vocab")?;
+        let input = ctx.input("dataset")?;
         let data = Dataset::load(&input.dir).map_err(|e| {
             StageError::Input(format!(
                 "reading the dataset in {}: {e}",
                 input.dir.display()
             ))
         })?;
-        let dataset_hash = settings::dataset_hash(&input.dir)
-            .ctx(|| format!("hashing {}", input.dir.display()))?;
-        let identity = settings::identity(VERSION, ctx.params, &dataset_hash);
-        let state_dir = ctx
-            .state_dir("train", &identity)
-            .ctx(|| "creating the checkpoint folder")?;
-        memory::tune_allocator();
+        let state_dir = ctx.state_dir()?;
 
         let threads = if s.threads == 0 {
             ctx.threads.max(1)
@@ -79,7 +107,7 @@ impl StageKind for TrainKind {
             step_done: &step_done,
         };
         let (outcome, model_score) = pool.install(|| {
-            let outcome = trainer::train(&s, &data, &state_dir, &hooks)?;
+            let outcome = trainer::train(&s, &data, state_dir, &hooks)?;
             let model = trainer::eval_model(&outcome.config, &outcome.params)?;
             let is_note = score::note_mask(&data.vocab.tokens);
             let full = evaluate(&model, &data.val.ids, &is_note, s.batch, 0)
@@ -129,8 +157,6 @@ impl StageKind for TrainKind {
         put("", model_score.summary());
         put("unigram_", uni.summary());
         put("bigram_", bi.summary());
-        let tps = outcome.tokens_trained as f64 / outcome.train_seconds.max(1e-9);
-        m.insert("tokens_per_second".into(), json!(tps.round()));
         m.insert("steps".into(), json!(s.steps));
         m.insert("parameters".into(), json!(outcome.config.parameter_count()));
         m.insert(
@@ -139,11 +165,18 @@ impl StageKind for TrainKind {
         );
         m.insert("val_tokens".into(), json!(model_score.tokens));
         m.insert("val_notes".into(), json!(model_score.notes));
-        m.insert("resumed_from_step".into(), json!(outcome.resumed_from));
-        m.insert("threads".into(), json!(threads));
-        m.insert("wall_seconds".into(), json!(wall.elapsed().as_secs_f64()));
-        m.insert("peak_rss_bytes".into(), json!(memory::peak_rss_bytes()));
         write_json(&out.join("metrics.json"), &Json::Object(m)).ctx(|| "writing metrics.json")?;
+
+        // Measurements: beside the result in the action record, not in it.
+        let measure = |name: &str, value: f64| ctx.measurements.record(name, value);
+        let tps = outcome.tokens_trained as f64 / outcome.train_seconds.max(1e-9);
+        measure("tokens_per_second", tps.round());
+        measure("resumed_from_step", outcome.resumed_from as f64);
+        measure("threads", threads as f64);
+        measure("wall_seconds", wall.elapsed().as_secs_f64());
+        if let Some(rss) = memory::peak_rss_bytes() {
+            measure("peak_rss_bytes", rss as f64);
+        }
         Ok(())
     }
 }

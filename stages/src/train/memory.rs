@@ -7,8 +7,10 @@
 /// another thread than the one that allocated it (rayon workers in a
 /// backward pass) goes back to a heap that keeps it, instead of a per-thread
 /// arena heap that gives its pages back (+15% steps/s, -10% peak RSS here).
-/// Threads that already allocated keep their arena. Process-wide; harmless
-/// elsewhere.
+/// Threads that already allocated keep their arena.
+///
+/// Process-wide, so it is the binary's decision: `vgmake`'s `main` and the
+/// training benchmark call it once at start, before any thread allocates.
 pub fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     unsafe {

@@ -1,5 +1,5 @@
 //! The train stage's parameters, read once into a plain struct, and the
-//! identity of a run's resumable state.
+//! parameters its resumable state ignores.
 
 use crate::api::{ParamSpec, ParamType, Params};
 
@@ -26,8 +26,9 @@ pub struct Settings {
 }
 
 /// Parameters that do not change the trained weights of steps already done,
-/// so they stay out of the checkpoint identity: raising `steps` resumes.
-pub const NOT_IN_IDENTITY: &[&str] = &["steps", "checkpoint_every", "threads"];
+/// so they stay out of the name of the checkpoint folder: raising `steps`
+/// resumes.
+pub const NOT_IN_STATE: &[&str] = &["steps", "checkpoint_every", "threads"];
 
 pub fn specs() -> Vec<ParamSpec> {
     let int = |min, max| ParamType::Int { min, max };
@@ -162,34 +163,4 @@ impl Settings {
         }
         Ok(())
     }
-}
-
-/// The identity of a run's resumable state: the kind's version, every
-/// parameter except [`NOT_IN_IDENTITY`], and the dataset's content hash.
-pub fn identity(version: u32, params: &Params, dataset_hash: &blake3::Hash) -> blake3::Hash {
-    let mut h = blake3::Hasher::new();
-    h.update(format!("train v{version}\n").as_bytes());
-    for (name, value) in params.values() {
-        if !NOT_IN_IDENTITY.contains(&name.as_str()) {
-            h.update(format!("{name}={value}\n").as_bytes());
-        }
-    }
-    h.update(dataset_hash.as_bytes());
-    h.finalize()
-}
-
-/// The content hash of a vocab stage's output: its dataset files by name.
-pub fn dataset_hash(dir: &std::path::Path) -> std::io::Result<blake3::Hash> {
-    let mut h = blake3::Hasher::new();
-    for name in [
-        "vocab.json",
-        "train.npy",
-        "train_offsets.npy",
-        "val.npy",
-        "val_offsets.npy",
-    ] {
-        h.update(name.as_bytes());
-        h.update(crate::memo::hash_file(&dir.join(name))?.as_bytes());
-    }
-    Ok(h.finalize())
 }

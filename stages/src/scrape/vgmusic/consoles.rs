@@ -68,13 +68,12 @@ mod tests {
 
     #[test]
     fn bad_parameters_are_refused_before_running() {
-        use crate::api::{StageKind, Value};
-        use crate::memo::params_with;
+        use crate::api::{Params, Value};
         let kind = crate::scrape::ScrapeKind;
         let with = |extra: Vec<(&str, Value)>| {
             let mut overrides = vec![("source", Value::from("vgmusic"))];
             overrides.extend(extra);
-            params_with(&kind as &dyn StageKind, &overrides)
+            Params::with(&kind, &overrides)
         };
         assert!(with(vec![]).is_ok());
         let err = with(vec![("base_url", "vgmusic.com".into())]).unwrap_err();

@@ -1,10 +1,12 @@
-//! A [`Memo`] kept in a folder: the engine's per-item cache, also usable on
-//! its own (tests, CLI tools).
+//! The per-item memo of map stages (one downloaded file, one encoded song),
+//! under `cache/memo/<kind>-v<version>/`: the engine's implementation of the
+//! stage API's [`Memo`], and the listing that `gc` and `verify` walk.
 //!
-//! Each entry is two files: `<key>` (the payload) and `<key>.b3` (the
-//! payload's blake3 hash, written last). An entry without its `.b3`, or
-//! whose payload does not match it, is a miss and is removed, so a crash at
-//! any moment leaves no entry that reads wrong.
+//! Each entry is two files in a shard folder named by the key's first two
+//! hex digits: `<key>` (the payload) and `<key>.b3` (the payload's blake3
+//! hash, written last). An entry without its `.b3`, or whose payload does
+//! not match it, is a miss and is removed, so a crash at any moment leaves
+//! no entry that reads wrong.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -13,8 +15,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::api::{Memo, Params, Progress, StageContext, StageError, StageKind, Value};
+use vgmake_api::Memo;
 
+use crate::fsutil::hash_file;
+
+/// The memo of one stage kind and version.
 pub struct DirMemo {
     dir: PathBuf,
     /// Keys read or written during this run (the engine records them so that
@@ -125,86 +130,61 @@ impl Memo for DirMemo {
     }
 }
 
-/// The blake3 hash of a file's contents: large files memory-mapped and
-/// hashed on all threads, small ones streamed.
-pub fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
-    let mut hasher = blake3::Hasher::new();
-    if fs::metadata(path)?.len() >= 1 << 20 {
-        hasher.update_mmap_rayon(path)?;
-    } else {
-        hasher.update_reader(fs::File::open(path)?)?;
+/// Every memo entry of every kind under `root` (`cache/memo`).
+pub fn entries(root: &Path) -> Vec<MemoEntry> {
+    let mut out = Vec::new();
+    for kind in sorted_children(root) {
+        for shard in sorted_children(&kind) {
+            for file in sorted_children(&shard) {
+                if file.extension().is_some_and(|e| e == "b3") {
+                    out.push(MemoEntry {
+                        sum: file.clone(),
+                        payload: file.with_extension(""),
+                    });
+                }
+            }
+        }
     }
-    Ok(hasher.finalize())
+    out
 }
 
-/// The effective parameters of `kind`: its defaults with `overrides` applied
-/// and type-checked. For tests and CLI tools; the engine does the same with
-/// file positions in its messages.
-pub fn params_with(kind: &dyn StageKind, overrides: &[(&str, Value)]) -> Result<Params, String> {
-    let specs = kind.params();
-    let mut values = std::collections::BTreeMap::new();
-    for spec in &specs {
-        values.insert(spec.name.to_string(), spec.default.clone());
-    }
-    for (name, value) in overrides {
-        let spec = specs
-            .iter()
-            .find(|s| s.name == *name)
-            .ok_or_else(|| format!("stage kind `{}` has no parameter `{name}`", kind.name()))?;
-        let value = spec.ty.check(value).map_err(|e| format!("`{name}`: {e}"))?;
-        values.insert(name.to_string(), value);
-    }
-    let params = Params::new(values);
-    kind.validate(&params)?;
-    Ok(params)
+fn sorted_children(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    out.sort();
+    out
 }
 
-/// Runs `kind` outside the engine: parameters from defaults and `overrides`,
-/// outputs into `out_dir` (created), memo and temp under `work_dir`. For
-/// tests of a stage kind and for CLI tools.
-pub fn run_standalone(
-    kind: &dyn StageKind,
-    overrides: &[(&str, Value)],
-    inputs: &[crate::api::Input],
-    out_dir: &Path,
-    work_dir: &Path,
-    progress: &dyn Progress,
-) -> Result<(), StageError> {
-    let params = params_with(kind, overrides).map_err(StageError::Config)?;
-    let io = |what: &str, e| StageError::io(what, e);
-    fs::create_dir_all(out_dir).map_err(|e| io("creating the output folder", e))?;
-    let temp_dir = work_dir.join("tmp");
-    fs::create_dir_all(&temp_dir).map_err(|e| io("creating the temp folder", e))?;
-    let memo = DirMemo::new(work_dir.join("memo").join(kind.name()))
-        .map_err(|e| io("creating the memo", e))?;
-    let cancel = std::sync::atomic::AtomicBool::new(false);
-    let data_dir = default_data_dir();
-    let ctx = StageContext {
-        stage: kind.name(),
-        params: &params,
-        inputs,
-        out_dir,
-        temp_dir: &temp_dir,
-        project_dir: work_dir,
-        data_dir: &data_dir,
-        memo: &memo,
-        progress,
-        cancel: &cancel,
-        refresh: false,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-        state_root: &work_dir.join("state"),
-    };
-    kind.run(&ctx)
+/// One stored entry, as `gc` and `verify` see it.
+pub struct MemoEntry {
+    sum: PathBuf,
+    pub payload: PathBuf,
 }
 
-/// Where the bundled data (`data/demo`) lives: `$VGMAKE_DATA`, else the
-/// repository's `data/` folder this crate was built from.
-pub fn default_data_dir() -> PathBuf {
-    match std::env::var_os("VGMAKE_DATA") {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("data"),
+impl MemoEntry {
+    /// The entry's key (hex), as stage records list it.
+    pub fn key(&self) -> String {
+        self.payload
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+    pub fn payload_bytes(&self) -> u64 {
+        fs::metadata(&self.payload).map_or(0, |m| m.len())
+    }
+    /// Re-reads the payload and checks it against its recorded hash.
+    pub fn verify(&self) -> bool {
+        let expected = fs::read_to_string(&self.sum).unwrap_or_default();
+        hash_file(&self.payload).is_ok_and(|h| h.to_hex().as_str() == expected.trim())
+    }
+    /// Removes it, its record first: a half-removed entry reads as absent.
+    pub fn remove(&self) {
+        let _ = fs::remove_file(&self.sum);
+        let _ = fs::remove_file(&self.payload);
     }
 }
 
@@ -239,5 +219,11 @@ mod tests {
         let stored = memo.path(&key).unwrap();
         assert_eq!(fs::read(stored).unwrap(), b"MThd...");
         assert_eq!(memo.used_keys(), vec![key.to_hex().to_string()]);
+        let listed = entries(dir.path());
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].key(), key.to_hex().as_str());
+        assert!(listed[0].verify());
+        fs::write(&listed[0].payload, b"MThe...").unwrap();
+        assert!(!listed[0].verify());
     }
 }

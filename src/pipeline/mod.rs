@@ -1,0 +1,95 @@
+//! `pipeline.toml` as the engine sees it: the declared stages and variants
+//! ([`parse`]), the effective parameters of one build ([`resolve`]), and
+//! the command line's `--set`, sweeps and variant choice ([`overrides`]).
+
+mod overrides;
+mod parse;
+mod resolve;
+mod spans;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use vgmake_api::{Params, Setting, StageKind};
+
+use crate::diagnostic::Origin;
+
+pub use overrides::BuildVariants;
+
+/// A parsed, validated pipeline file.
+pub struct Pipeline {
+    pub path: PathBuf,
+    /// The folder holding the file: relative paths in parameters start here.
+    pub dir: PathBuf,
+    pub stages: Vec<StageDecl>,
+    pub variants: BTreeMap<String, Vec<Override>>,
+}
+
+/// One `[stages.NAME]` table.
+pub struct StageDecl {
+    pub name: String,
+    pub kind: &'static dyn StageKind,
+    pub deps: Vec<String>,
+    /// The slot of the kind's declared inputs each dependency fills.
+    pub slots: Vec<Option<&'static str>>,
+    /// Parameters set in the file, in file order (defaults are filled in by
+    /// `resolve`).
+    pub settings: Vec<Override>,
+    pub origin: Origin,
+}
+
+/// A parameter setting of one stage: from its table in the file, a
+/// variant, or `--set`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Override {
+    pub stage: String,
+    pub setting: Setting,
+    pub origin: Origin,
+    /// The dotted key as the user wrote it, for messages:
+    /// `stages.limit.max_events`, `variants.short.limit.max_events`,
+    /// `limit.max_events`.
+    pub path: String,
+}
+
+/// A stage with its effective parameters, for one variant and set of overrides.
+#[derive(Clone)]
+pub struct ResolvedStage {
+    pub name: String,
+    pub kind: &'static dyn StageKind,
+    pub deps: Vec<String>,
+    pub slots: Vec<Option<&'static str>>,
+    pub params: Params,
+}
+
+/// The pipeline as one build sees it.
+pub struct Resolved {
+    /// `default` when no variant is applied.
+    pub variant: String,
+    pub stages: Vec<ResolvedStage>,
+}
+
+impl Resolved {
+    pub fn stage(&self, name: &str) -> Option<&ResolvedStage> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+impl Pipeline {
+    pub fn stage(&self, name: &str) -> Option<&StageDecl> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+pub const DEFAULT_VARIANT: &str = "default";
+
+/// Longest stage or variant name: it becomes a file name (`out/<variant>/<stage>`).
+pub const MAX_NAME_LEN: usize = 100;
+
+/// Whether `name` may name a stage or variant: it reaches the file system.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}

@@ -1,0 +1,25 @@
+//! vgmake's stage API: the only thing the engine knows about a stage kind,
+//! and the only thing a stage kind knows about the engine.
+//!
+//! A kind declares its parameters, what it reads from its dependencies, the
+//! parameters its resumable state ignores, and the metrics it reports; its
+//! `run` gets the effective parameters, the dependencies' output folders
+//! (read-only) and an empty output folder to fill. The cache, its keys and
+//! its paths belong to the engine: a kind reaches them only through the
+//! per-item [`Memo`] and [`StageContext::state_dir`].
+
+mod context;
+mod error;
+mod inputs;
+mod kind;
+mod metrics;
+mod params;
+mod registry;
+
+pub use context::{ExternalInputs, Input, Measurements, Memo, NoProgress, Progress, StageContext};
+pub use error::{IoContext, StageError};
+pub use inputs::{InputError, Inputs, Slot};
+pub use kind::StageKind;
+pub use metrics::{Better, EVERY_NUMBER, MetricSpec, Source};
+pub use params::{ParamError, ParamSpec, ParamType, Params, Setting, Value};
+pub use registry::Registry;
