@@ -32,6 +32,11 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
             return usage_error(format!("--force/--refresh: no stage is named `{name}`"));
         }
     }
+    for name in &project.left_out {
+        eprintln!(
+            "note: --all-variants leaves out variant `{name}`: it downloads from the network; build it by name: vgmake build --variant {name}"
+        );
+    }
     if args.dry_run {
         let mut code = ExitCode::SUCCESS;
         for resolved in &project.variants {
