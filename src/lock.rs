@@ -33,7 +33,8 @@ impl ProjectLock {
     /// Takes the lock of the cache at `cache_dir`. Returns the lock and, when
     /// the previous holder died without releasing it, a line saying so.
     pub fn acquire(cache_dir: &Path, wait: Wait) -> Result<(ProjectLock, Option<String>), Error> {
-        let dir = File::open(cache_dir).context(|| format!("cannot open {}", cache_dir.display()))?;
+        let dir =
+            File::open(cache_dir).context(|| format!("cannot open {}", cache_dir.display()))?;
         let info = cache_dir.join("LOCK");
         if !try_flock(&dir).context(|| format!("cannot lock {}", cache_dir.display()))? {
             let holder = describe_holder(&info);
@@ -41,7 +42,8 @@ impl ProjectLock {
                 Wait::NoWait => return Err(Error::Locked { holder }),
                 Wait::Block(notify) => {
                     notify(&holder);
-                    flock_blocking(&dir).context(|| format!("cannot lock {}", cache_dir.display()))?;
+                    flock_blocking(&dir)
+                        .context(|| format!("cannot lock {}", cache_dir.display()))?;
                 }
             }
         }

@@ -75,9 +75,22 @@ pub struct Store {
     /// Names this project's folder of refs (a hash of its path).
     project_id: String,
     pub stats: StatCache,
-    refs_lock: Mutex<()>,
+    refs: Mutex<RefsCache>,
     commit_lock: Mutex<()>,
 }
+
+/// Refs read once per command and written when they change, at most once
+/// a second during a build and at its end ([`Store::flush_refs`]; also on
+/// drop): a build of 20,000 stages does not rewrite a 20,000-entry file
+/// 20,000 times.
+#[derive(Default)]
+struct RefsCache {
+    variants: std::collections::HashMap<String, BTreeMap<String, StageRef>>,
+    dirty: std::collections::BTreeSet<String>,
+    flushed: Option<std::time::Instant>,
+}
+
+const REFS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl Store {
     /// Opens (creating) the cache at `root`, for the project in the folder
@@ -89,7 +102,8 @@ impl Store {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."))
             .canonicalize()?;
-        let project_id = blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
+        let project_id =
+            blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
         for dir in [
             "actions",
             "outputs",
@@ -107,7 +121,7 @@ impl Store {
             root,
             project_id,
             stats,
-            refs_lock: Mutex::new(()),
+            refs: Mutex::new(RefsCache::default()),
             commit_lock: Mutex::new(()),
         })
     }
@@ -237,8 +251,11 @@ impl Store {
         if !dir.is_dir() {
             return Err(Damage::Missing(folder));
         }
-        let actual = TreeManifest::scan(&dir, &StatCache::none())
-            .map_err(|source| Damage::Unreadable { folder: folder.clone(), source })?;
+        let actual =
+            TreeManifest::scan(&dir, &StatCache::none()).map_err(|source| Damage::Unreadable {
+                folder: folder.clone(),
+                source,
+            })?;
         if actual != manifest || manifest.hash().to_hex().as_str() != hash {
             self.stats.forget_under(&dir);
             let what = actual.diff_summary(&manifest);
@@ -331,10 +348,43 @@ impl Store {
     /// What each stage of `variant` last built (empty when unreadable:
     /// for commands that show; `gc` reads them with [`Store::all_refs`]).
     pub fn refs(&self, variant: &str) -> BTreeMap<String, StageRef> {
-        fs::read(self.refs_path(variant))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+        let mut cache = self.refs.lock().unwrap();
+        self.cached_refs(&mut cache, variant).clone()
+    }
+
+    fn cached_refs<'c>(
+        &self,
+        cache: &'c mut RefsCache,
+        variant: &str,
+    ) -> &'c mut BTreeMap<String, StageRef> {
+        cache
+            .variants
+            .entry(variant.to_string())
+            .or_insert_with(|| {
+                fs::read(self.refs_path(variant))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Writes the refs that changed since the last write.
+    pub fn flush_refs(&self) -> io::Result<()> {
+        let mut cache = self.refs.lock().unwrap();
+        self.flush_locked(&mut cache)
+    }
+
+    fn flush_locked(&self, cache: &mut RefsCache) -> io::Result<()> {
+        for variant in std::mem::take(&mut cache.dirty) {
+            let path = self.refs_path(&variant);
+            fs::create_dir_all(path.parent().expect("refs live in a folder"))?;
+            write_atomic(
+                &path,
+                &serde_json::to_vec_pretty(&cache.variants[&variant])?,
+            )?;
+        }
+        cache.flushed = Some(std::time::Instant::now());
+        Ok(())
     }
 
     /// The refs of every variant of every project using this cache, as
@@ -346,7 +396,8 @@ impl Store {
             let project_id = project.file_name().to_string_lossy().into_owned();
             for file in fs::read_dir(project.path()).into_iter().flatten().flatten() {
                 let path = file.path();
-                let Some(variant) = path.file_stem().map(|s| s.to_string_lossy().into_owned()) else {
+                let Some(variant) = path.file_stem().map(|s| s.to_string_lossy().into_owned())
+                else {
                     continue;
                 };
                 let refs = fs::read(&path)
@@ -378,15 +429,20 @@ impl Store {
 
     /// Records that `stage` of `variant` now stands at `r`.
     pub fn set_ref(&self, variant: &str, stage: &str, r: StageRef) -> io::Result<()> {
-        let _guard = self.refs_lock.lock().unwrap();
-        let mut refs = self.refs(variant);
+        let mut cache = self.refs.lock().unwrap();
+        let refs = self.cached_refs(&mut cache, variant);
         if refs.get(stage) == Some(&r) {
             return Ok(()); // a no-op build writes nothing
         }
         refs.insert(stage.to_string(), r);
-        let path = self.refs_path(variant);
-        fs::create_dir_all(path.parent().expect("refs live in a folder"))?;
-        write_atomic(&path, &serde_json::to_vec_pretty(&refs)?)
+        cache.dirty.insert(variant.to_string());
+        if cache
+            .flushed
+            .is_none_or(|t| t.elapsed() >= REFS_FLUSH_EVERY)
+        {
+            self.flush_locked(&mut cache)?;
+        }
+        Ok(())
     }
 
     /// Appends one build to the history.
@@ -397,5 +453,11 @@ impl Store {
     /// The build history, oldest first; an error names a line it cannot read.
     pub fn history(&self) -> Result<Vec<HistoryEntry>, String> {
         history::read(&self.root.join("builds.jsonl"))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.flush_refs();
     }
 }

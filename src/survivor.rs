@@ -20,13 +20,23 @@ pub fn stop(temp_dir: &Path) {
         return;
     };
     let marker = format!("VGMAKE_TMP={}", temp_dir.display());
-    let members = fs::read_dir("/proc").into_iter().flatten().flatten().filter_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let stat = fs::read_to_string(e.path().join("stat")).ok()?;
-        // Field 5 of /proc/PID/stat is the process group (after "comm").
-        let group: i32 = stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()?;
-        (group == pgid).then_some(pid)
-    });
+    let members = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let stat = fs::read_to_string(e.path().join("stat")).ok()?;
+            // Field 5 of /proc/PID/stat is the process group (after "comm").
+            let group: i32 = stat
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .nth(2)?
+                .parse()
+                .ok()?;
+            (group == pgid).then_some(pid)
+        });
     let ours = members.into_iter().any(|pid| {
         fs::read(format!("/proc/{pid}/environ"))
             .is_ok_and(|env| env.split(|&b| b == 0).any(|var| var == marker.as_bytes()))

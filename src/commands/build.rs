@@ -138,6 +138,11 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
             })
             .collect(),
     };
+    if let Err(e) = store.flush_refs() {
+        display.note(&format!(
+            "warning: cannot record what the variants built: {e}"
+        ));
+    }
     if let Err(e) = store.append_history(&history) {
         display.note(&format!("warning: cannot append to the build history: {e}"));
     }

@@ -202,7 +202,12 @@ fn modified(dir: &std::path::Path) -> u64 {
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
             .map_or(0, |d| d.as_secs())
     };
-    list(dir).iter().map(|p| stamp(p)).chain([stamp(dir)]).max().unwrap_or(0)
+    list(dir)
+        .iter()
+        .map(|p| stamp(p))
+        .chain([stamp(dir)])
+        .max()
+        .unwrap_or(0)
 }
 
 fn file_name(p: &std::path::Path) -> String {

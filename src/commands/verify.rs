@@ -36,7 +36,11 @@ pub fn run(host: &'static crate::Host, common: &Common) -> ExitCode {
                     .filter(|r| r.output == *output)
                     .map(|r| r.stage.as_str())
                     .collect();
-                println!("BAD   output {} (stage {}): {e}", &output[..12], stages.join(", "));
+                println!(
+                    "BAD   output {} (stage {}): {e}",
+                    &output[..12],
+                    stages.join(", ")
+                );
                 bad += 1;
             }
         }
@@ -75,7 +79,9 @@ pub fn run(host: &'static crate::Host, common: &Common) -> ExitCode {
         human_bytes(bytes),
     );
     if bad > 0 {
-        println!("a damaged output or memo entry is rebuilt by the next build that needs it; a damaged checkpoint is dropped");
+        println!(
+            "a damaged output or memo entry is rebuilt by the next build that needs it; a damaged checkpoint is dropped"
+        );
         ExitCode::from(EXIT_FAILED)
     } else {
         ExitCode::SUCCESS

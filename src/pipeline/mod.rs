@@ -7,7 +7,7 @@ mod parse;
 mod resolve;
 mod spans;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use vgmake_api::{Params, Setting, StageKind};
@@ -23,6 +23,8 @@ pub struct Pipeline {
     pub dir: PathBuf,
     pub stages: Vec<StageDecl>,
     pub variants: BTreeMap<String, Vec<Override>>,
+    /// Stage name -> position in `stages`.
+    index: HashMap<String, usize>,
 }
 
 /// One `[stages.NAME]` table.
@@ -66,17 +68,30 @@ pub struct Resolved {
     /// `default` when no variant is applied.
     pub variant: String,
     pub stages: Vec<ResolvedStage>,
+    index: HashMap<String, usize>,
 }
 
 impl Resolved {
+    pub fn new(variant: String, stages: Vec<ResolvedStage>) -> Self {
+        let index = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Resolved {
+            variant,
+            stages,
+            index,
+        }
+    }
     pub fn stage(&self, name: &str) -> Option<&ResolvedStage> {
-        self.stages.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.stages[i])
     }
 }
 
 impl Pipeline {
     pub fn stage(&self, name: &str) -> Option<&StageDecl> {
-        self.stages.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.stages[i])
     }
 }
 

@@ -46,7 +46,11 @@ impl BuildVariants {
             all.push(pipeline.resolve(None, &fixed)?);
             for name in pipeline.variants.keys() {
                 let resolved = pipeline.resolve(Some(name), &fixed)?;
-                if resolved.stages.iter().any(|s| s.kind.needs_network(&s.params)) {
+                if resolved
+                    .stages
+                    .iter()
+                    .any(|s| s.kind.needs_network(&s.params))
+                {
                     left_out.push(name.clone());
                 } else {
                     all.push(resolved);

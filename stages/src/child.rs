@@ -122,7 +122,9 @@ mod tests {
         assert_eq!(lines.len(), 4);
         assert_eq!(lines[0], "plain");
         assert_eq!(lines[1], "\u{fffd}\u{fffd}bytes");
-        assert!(lines[2].len() < MAX_LINE_BYTES + 40 && lines[2].ends_with("[line cut at 4096 bytes]"));
+        assert!(
+            lines[2].len() < MAX_LINE_BYTES + 40 && lines[2].ends_with("[line cut at 4096 bytes]")
+        );
         assert_eq!(lines[3], "last");
     }
 }

@@ -267,7 +267,11 @@ mod tests {
         let logged = std::cell::RefCell::new(Vec::new());
         let resume = choose_resume(dir.path(), 10, &|l| logged.borrow_mut().push(l.to_string()));
         assert!(matches!(resume, Resume::Fresh), "{resume:?}");
-        assert!(logged.borrow()[0].contains("does not match its seal"), "{:?}", logged.borrow());
+        assert!(
+            logged.borrow()[0].contains("does not match its seal"),
+            "{:?}",
+            logged.borrow()
+        );
         assert!(!path.exists());
     }
 
