@@ -98,7 +98,7 @@ impl SongFetcher<'_, '_> {
             Err(FetchError::TooLarge(limit)) => Ok(SongOutcome::BadFile(format!(
                 "larger than {limit} bytes: not a MIDI file"
             ))),
-            Err(e @ (FetchError::Status(_) | FetchError::Redirect(_))) => {
+            Err(e @ (FetchError::Status(_) | FetchError::Redirect(_) | FetchError::Refused(_))) => {
                 Ok(SongOutcome::DeadLink(e.to_string()))
             }
         }

@@ -1,0 +1,116 @@
+//! Hostile and careless inputs to the stage kinds (issue #11): each test
+//! failed before its fix. Bounded in time, memory and threads: nothing here
+//! allocates more than a few tens of MB, and the HTTP cases run against
+//! servers on 127.0.0.1 started by the test.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value as Json;
+use support::vgmusic_site::{Fault, Site, SiteConfig, SongSpec};
+use vgmake_stages::api::{NoProgress, StageError, StageKind, Value};
+use vgmake_stages::memo::{params_with, run_standalone};
+use vgmake_stages::midi::{self, EncodeOptions, MidiError};
+use vgmake_stages::registry;
+
+fn kind(name: &str) -> &'static dyn StageKind {
+    registry::find(name).unwrap_or_else(|| panic!("kind {name} is registered"))
+}
+
+fn json(path: &Path) -> Json {
+    serde_json::from_slice(&fs::read(path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+fn scrape(params: &[(&str, Value)], out: &Path, work: &Path) -> Result<(), StageError> {
+    run_standalone(kind("scrape"), params, &[], out, work, &NoProgress)
+}
+
+/// vgmusic parameters for a site on 127.0.0.1: no delay, short timeouts.
+fn vgmusic_params(base_url: &str) -> Vec<(&'static str, Value)> {
+    vec![
+        ("source", "vgmusic".into()),
+        ("base_url", base_url.into()),
+        ("consoles", Value::Array(vec!["nes".into()])),
+        ("delay_ms", 0.into()),
+        ("timeout_s", 2.into()),
+        ("retries", 0.into()),
+        ("backoff_ms", 10.into()),
+    ]
+}
+
+fn song(file: &str) -> SongSpec {
+    SongSpec {
+        console: "nes".into(),
+        game: "Game".into(),
+        title: file.into(),
+        author: "someone".into(),
+        file: file.into(),
+        revision: 0,
+    }
+}
+
+// ---- Item 1: listing links to other hosts ----
+
+#[test]
+fn listing_links_to_other_sites_are_reported_and_never_requested() {
+    let elsewhere = Site::start(SiteConfig {
+        robots_txt: Some(String::new()),
+        ..SiteConfig::default()
+    });
+    let port = elsewhere
+        .url()
+        .trim_end_matches('/')
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .to_string();
+    let links = [
+        format!("http://localhost:{port}/internal.mid"),
+        format!("http://127.0.0.1:{port}/admin.mid"),
+        "file:///etc/passwd".to_string(),
+    ];
+    let mut songs = vec![song("good.mid")];
+    songs.extend(links.iter().map(|l| song(l)));
+    let site = Site::start(SiteConfig {
+        songs,
+        robots_txt: Some(String::new()),
+        ..SiteConfig::default()
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let mut params = vgmusic_params(site.url());
+    // A `file:` link that were retried would wait 2 + 4 s.
+    params.push(("retries", 2.into()));
+    params.push(("backoff_ms", 2000.into()));
+    let started = Instant::now();
+    scrape(&params, &out, tmp.path()).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "refused links are not retried: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(elsewhere.total_requests(), 0, "{:?}", elsewhere.seen());
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["consoles"]["nes"]["downloaded"], 1);
+    assert_eq!(report["consoles"]["nes"]["skipped"], 3);
+    let skipped = report["skipped"].as_array().unwrap();
+    let urls: Vec<&str> = skipped.iter().map(|s| s["url"].as_str().unwrap()).collect();
+    assert_eq!(urls.len(), 3, "{report}");
+    for link in &links {
+        assert!(urls.iter().any(|u| u == link), "{link} in {urls:?}");
+    }
+    for s in skipped {
+        let reason = s["reason"].as_str().unwrap();
+        assert!(reason.contains("never fetched"), "{reason}");
+        assert!(
+            reason.contains(site.url().trim_end_matches('/')),
+            "{reason}"
+        );
+    }
+    assert!(report["dead_links"].as_array().unwrap().is_empty());
+    assert!(report["failed"].as_array().unwrap().is_empty());
+}
