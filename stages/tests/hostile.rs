@@ -114,3 +114,48 @@ fn listing_links_to_other_sites_are_reported_and_never_requested() {
     assert!(report["dead_links"].as_array().unwrap().is_empty());
     assert!(report["failed"].as_array().unwrap().is_empty());
 }
+
+// ---- Item 18: robots.txt unreachable ----
+
+#[test]
+fn an_unreachable_robots_txt_is_named_not_reported_as_disallowing() {
+    // Nothing listens on this port once the listener is dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let err = scrape(
+        &vgmusic_params(&format!("http://127.0.0.1:{port}/")),
+        &tmp.path().join("out"),
+        tmp.path(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("robots.txt could not be fetched"), "{err}");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("robots.txt disallows"), "{err}");
+
+    // A robots.txt that answers 500: said so, and nothing else requested.
+    let mut faults = std::collections::BTreeMap::new();
+    faults.insert("/robots.txt".to_string(), Fault::Status(500));
+    let site = Site::start(SiteConfig {
+        songs: vec![song("a.mid")],
+        robots_txt: Some(String::new()),
+        faults,
+        ..SiteConfig::default()
+    });
+    let err = scrape(
+        &vgmusic_params(site.url()),
+        &tmp.path().join("out2"),
+        &tmp.path().join("w2"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("robots.txt could not be fetched") && err.contains("HTTP 500"),
+        "{err}"
+    );
+    assert_eq!(site.total_requests(), 1, "{:?}", site.requests_per_path());
+}

@@ -79,7 +79,7 @@ pub enum Fetched {
 pub enum FetchError {
     /// A final 4xx (404, 403, 410...): a dead link, never retried.
     Status(u16),
-    /// robots.txt forbids the URL.
+    /// robots.txt forbids the URL (or could not be fetched): the reason.
     Disallowed(String),
     /// A redirect to another host, or too many redirects.
     Redirect(String),
@@ -97,7 +97,7 @@ impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             FetchError::Status(code) => write!(f, "HTTP {code}"),
-            FetchError::Disallowed(url) => write!(f, "robots.txt disallows {url}"),
+            FetchError::Disallowed(why) => write!(f, "{why}"),
             FetchError::Redirect(why) => write!(f, "redirect refused: {why}"),
             FetchError::TooLarge(limit) => write!(f, "body larger than {limit} bytes"),
             FetchError::Refused(why) => write!(f, "{why}"),
@@ -179,6 +179,12 @@ impl<'a> PoliteClient<'a> {
         self.site = Some(root.origin());
     }
 
+    /// Why robots.txt could not be fetched, when that is why nothing is
+    /// allowed.
+    pub fn robots_unreachable(&self) -> Option<&str> {
+        self.robots.unreachable_reason()
+    }
+
     pub fn allowed(&self, url: &Url) -> bool {
         url.path() == "/robots.txt" || self.robots.allows(&robots_path(url))
     }
@@ -210,7 +216,13 @@ impl<'a> PoliteClient<'a> {
         let mut attempt = 0u32;
         loop {
             if !self.allowed(&current) {
-                return Err(FetchError::Disallowed(current.to_string()));
+                return Err(FetchError::Disallowed(match self.robots_unreachable() {
+                    Some(why) => format!(
+                        "robots.txt could not be fetched ({why}), and RFC 9309 then allows \
+                         nothing: {current} not requested"
+                    ),
+                    None => format!("robots.txt disallows {current}"),
+                }));
             }
             self.wait_turn(&current)?;
             let result = self.attempt(&current, validators, max_bytes, sink);

@@ -181,12 +181,9 @@ impl Tally<'_> {
                 counts.failed += 1;
                 (&mut report.failed, why)
             }
-            SongOutcome::Disallowed => {
+            SongOutcome::Disallowed(why) => {
                 counts.disallowed += 1;
-                (
-                    &mut report.disallowed,
-                    "robots.txt disallows it".to_string(),
-                )
+                (&mut report.disallowed, why)
             }
         };
         list.push(Problem::new(console, song, why));
@@ -214,9 +211,9 @@ fn load_robots(
         Err(FetchError::Cancelled) => return Err(StageError::Cancelled),
         Err(e) => {
             ctx.progress.log(&format!(
-                "{url}: {e}; treating the whole site as disallowed"
+                "{url} could not be fetched: {e}; RFC 9309 then allows nothing on the site"
             ));
-            robots::Robots::disallow_all()
+            robots::Robots::unreachable(e.to_string())
         }
     };
     client.set_robots(robots);
@@ -303,6 +300,16 @@ fn read_pages(
         counts.selected = songs.len() as u64;
         report.consoles.insert(console.clone(), counts);
         pages.push(ConsolePage { console, songs });
+    }
+    if pages.is_empty()
+        && let Some(why) = client.robots_unreachable()
+    {
+        return Err(StageError::Input(format!(
+            "{} could not be fetched ({why}); RFC 9309 then allows nothing, so no listing \
+             page was requested (is the site reachable? check the network and `base_url`)",
+            root.join("/robots.txt")
+                .expect("a root URL joins an absolute path")
+        )));
     }
     if pages.is_empty() {
         return Err(StageError::Input(format!(
