@@ -159,3 +159,29 @@ fn an_unreachable_robots_txt_is_named_not_reported_as_disallowing() {
     );
     assert_eq!(site.total_requests(), 1, "{:?}", site.requests_per_path());
 }
+
+// ---- Item 12: a listing of a million links ----
+
+#[test]
+fn a_listing_with_too_many_links_is_cut_and_said_so() {
+    use vgmake_stages::scrape::vgmusic::parse_listing;
+    let cap = 50_000;
+    let mut html = String::from("<table><tr class=header><td class=header>G\n");
+    for i in 0..cap + 7 {
+        html.push_str(&format!(
+            "<tr><td><a href=\"s{i}.mid\">{i}</a><td>1 bytes\n"
+        ));
+    }
+    html.push_str("</table>");
+    let page = url::Url::parse("http://site/c/").unwrap();
+    let listing = parse_listing(&html, &page);
+    assert_eq!(listing.songs.len(), cap);
+    assert!(
+        listing
+            .problems
+            .iter()
+            .any(|p| p.contains("more than 50000 songs") && p.contains("7 more")),
+        "{:?}",
+        listing.problems
+    );
+}
