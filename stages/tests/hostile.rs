@@ -185,3 +185,84 @@ fn a_listing_with_too_many_links_is_cut_and_said_so() {
         listing.problems
     );
 }
+
+// ---- Item 15: links, FIFOs and odd names in a local corpus ----
+
+fn demo_song() -> Vec<u8> {
+    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom1");
+    let first = fs::read_dir(&demo)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .min()
+        .unwrap();
+    fs::read(first).unwrap()
+}
+
+#[test]
+fn links_fifos_and_odd_names_in_a_local_corpus_are_skipped_with_reasons() {
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("project");
+    let corpus = work.join("songs");
+    fs::create_dir_all(corpus.join("sub")).unwrap();
+    fs::write(corpus.join("a.mid"), demo_song()).unwrap();
+    fs::write(tmp.path().join("outside.mid"), demo_song()).unwrap();
+    symlink(corpus.join("a.mid"), corpus.join("sub/link.mid")).unwrap();
+    symlink(tmp.path().join("outside.mid"), corpus.join("out.mid")).unwrap();
+    symlink(corpus.join("gone.mid"), corpus.join("broken.mid")).unwrap();
+    symlink(corpus.join("sub"), corpus.join("loop")).unwrap();
+    let fifo = std::ffi::CString::new(corpus.join("pipe.mid").as_os_str().as_bytes()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let odd = std::ffi::OsStr::from_bytes(b"odd\xff.mid");
+    fs::write(corpus.join(odd), demo_song()).unwrap();
+
+    // What enters the key: only regular files (the engine hashes each).
+    let params = params_with(kind("scrape"), &[("source", "songs".into())]).unwrap();
+    let ext = kind("scrape")
+        .external_inputs(&params, &work, &vgmake_stages::memo::default_data_dir())
+        .unwrap();
+    assert_eq!(ext.paths.len(), 2, "{:?}", ext.paths);
+    for path in &ext.paths {
+        assert!(fs::metadata(path).unwrap().is_file(), "{}", path.display());
+    }
+    assert!(ext.values.contains_key("source files"));
+
+    let out = tmp.path().join("out");
+    scrape(&[("source", "songs".into())], &out, &work).unwrap();
+    let index = json(&out.join("index.json"));
+    let paths: Vec<&str> = index["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["a.mid", "sub/link.mid"]);
+    assert_eq!(fs::read(out.join("sub/link.mid")).unwrap(), demo_song());
+    let report = json(&out.join("report.json"));
+    let skipped: Vec<(String, String)> = report["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason = |path: &str| {
+        skipped
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| panic!("{path} not in {skipped:?}"))
+    };
+    assert!(reason("broken.mid").contains("broken link"));
+    assert!(reason("loop").contains("folder"));
+    assert!(reason("out.mid").contains("outside the source folder"));
+    assert!(reason("pipe.mid").contains("FIFO"));
+    assert!(reason("odd\u{fffd}.mid").contains("UTF-8"));
+    assert_eq!(skipped.len(), 5, "{skipped:?}");
+}
