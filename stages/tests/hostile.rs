@@ -266,3 +266,34 @@ fn links_fifos_and_odd_names_in_a_local_corpus_are_skipped_with_reasons() {
     assert!(reason("odd\u{fffd}.mid").contains("UTF-8"));
     assert_eq!(skipped.len(), 5, "{skipped:?}");
 }
+
+// ---- Item 14: a source that is empty, the root, or the project ----
+
+#[test]
+fn a_source_that_is_empty_the_root_or_the_project_is_refused() {
+    let scrape_kind = kind("scrape");
+    let err = params_with(scrape_kind, &[("source", "".into())]).unwrap_err();
+    assert!(err.contains("`source` is empty"), "{err}");
+    for root in ["/", "//", "/."] {
+        let err = params_with(scrape_kind, &[("source", root.into())]).unwrap_err();
+        assert!(err.contains("root"), "{root}: {err}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let work = tmp.path().join("project");
+    fs::create_dir_all(work.join("songs")).unwrap();
+    fs::write(work.join("songs/a.mid"), demo_song()).unwrap();
+    let data = vgmake_stages::memo::default_data_dir();
+    for (source, says) in [(".", "the project folder"), ("..", "above it")] {
+        let params = params_with(scrape_kind, &[("source", source.into())]).unwrap();
+        let err = scrape_kind
+            .external_inputs(&params, &work, &data)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{source}: {err}");
+        let err = scrape(&[("source", source.into())], &tmp.path().join("o"), &work)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(says), "{source}: {err}");
+    }
+    scrape(&[("source", "songs".into())], &tmp.path().join("ok"), &work).unwrap();
+}

@@ -29,21 +29,67 @@ pub fn source_dir(params: &Params, project_dir: &Path, data_dir: &Path) -> PathB
     }
 }
 
+/// Checks a folder `source` before anything runs: not empty, not the file
+/// system's root.
+pub fn validate(source: &str) -> Result<(), String> {
+    use std::path::Component;
+    if source.trim().is_empty() {
+        return Err(
+            "`source` is empty: use \"demo\", \"vgmusic\" or a folder of MIDI files".into(),
+        );
+    }
+    let path = Path::new(source);
+    if path.has_root()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        return Err(format!(
+            "`source = {source:?}` is the file system's root: name the folder that holds the MIDI files"
+        ));
+    }
+    Ok(())
+}
+
 fn checked_source_dir(
     params: &Params,
     project_dir: &Path,
     data_dir: &Path,
 ) -> Result<PathBuf, StageError> {
+    let source = params.str("source");
+    validate(source).map_err(StageError::Config)?;
     let dir = source_dir(params, project_dir, data_dir);
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(StageError::Config(format!(
-            "`source = \"{}\"`: {} is not a folder (use \"demo\", \"vgmusic\" or a folder of MIDI files)",
-            params.str("source"),
+    if !dir.is_dir() {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"`: {} is not a folder (use \"demo\", \"vgmusic\" or a folder of MIDI files)",
             dir.display()
-        )))
+        )));
     }
+    // The project folder holds the cache and the outputs: a corpus that
+    // contains it would hash (and copy) the build's own files.
+    let canonical = dir
+        .canonicalize()
+        .ctx(|| format!("resolving {}", dir.display()))?;
+    let project = project_dir
+        .canonicalize()
+        .unwrap_or_else(|_| project_dir.to_path_buf());
+    if canonical.parent().is_none() {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"` is the file system's root: name the folder that holds the MIDI files"
+        )));
+    }
+    if project.starts_with(&canonical) {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"` is {}, the project folder{}: name a folder of MIDI files of its own (a sub-folder such as \"songs\")",
+            canonical.display(),
+            if project == canonical {
+                ""
+            } else {
+                " or a folder above it"
+            },
+        )));
+    }
+    Ok(dir)
 }
 
 /// What enters the key: each MIDI file taken (hashed by the engine, through
