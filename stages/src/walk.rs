@@ -111,9 +111,14 @@ fn link_target(canonical_root: &Path, path: &Path) -> Result<(), String> {
     }
 }
 
-fn kind_name(kind: fs::FileType) -> &'static str {
+/// What a file system entry is, in words ("FIFO", "character device").
+pub fn kind_name(kind: fs::FileType) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
-    if kind.is_fifo() {
+    if kind.is_dir() {
+        "folder"
+    } else if kind.is_file() {
+        "regular file"
+    } else if kind.is_fifo() {
         "FIFO"
     } else if kind.is_socket() {
         "socket"

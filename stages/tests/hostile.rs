@@ -297,3 +297,89 @@ fn a_source_that_is_empty_the_root_or_the_project_is_refused() {
     }
     scrape(&[("source", "songs".into())], &tmp.path().join("ok"), &work).unwrap();
 }
+
+// ---- Items 12 and 16: devices, huge files, millions of events ----
+
+fn smf(tracks: &[&[u8]]) -> Vec<u8> {
+    let mut out = b"MThd\0\0\0\x06\0\x01".to_vec();
+    out.extend_from_slice(&(tracks.len() as u16).to_be_bytes());
+    out.extend_from_slice(&96u16.to_be_bytes());
+    for body in tracks {
+        out.extend_from_slice(b"MTrk");
+        out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        out.extend_from_slice(body);
+    }
+    out
+}
+
+#[test]
+fn devices_and_fifos_are_refused_not_read() {
+    let started = Instant::now();
+    let err = midi::encode_file(Path::new("/dev/zero"), &EncodeOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MidiError::Io(m) if m.contains("character device")),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo_path = tmp.path().join("pipe.mid");
+    let fifo = std::ffi::CString::new(fifo_path.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let err = midi::encode_file(&fifo_path, &EncodeOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("FIFO"), "{err}");
+    let err =
+        vgmake_stages::sample::render_midi_file(Path::new("/dev/zero"), &tmp.path().join("x.wav"))
+            .unwrap_err();
+    assert!(err.contains("not a regular file"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn a_file_past_the_size_limit_is_skipped_unread() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("scrape");
+    fs::create_dir_all(&input).unwrap();
+    fs::write(input.join("a.mid"), demo_song()).unwrap();
+    // A sparse file: no disk and no memory spent on its zeros.
+    let big = input.join("big.mid");
+    fs::write(&big, smf(&[&[0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0]])).unwrap();
+    let file = fs::OpenOptions::new().write(true).open(&big).unwrap();
+    file.set_len(midi::read::MAX_FILE_BYTES + 1).unwrap();
+    drop(file);
+    let err = midi::encode_file(&big, &EncodeOptions::default()).unwrap_err();
+    assert!(
+        matches!(&err, MidiError::TooBig(m) if m.contains("file too large")),
+        "{err}"
+    );
+    let out = tmp.path().join("encode");
+    let inputs = [vgmake_stages::api::Input {
+        stage: "scrape".into(),
+        kind: "scrape".into(),
+        dir: input,
+    }];
+    run_standalone(kind("encode"), &[], &inputs, &out, tmp.path(), &NoProgress).unwrap();
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["encoded"], 1);
+    let files = report["files"].as_array().unwrap();
+    let big = files.iter().find(|f| f["path"] == "big.mid").unwrap();
+    assert_eq!(big["status"], "skipped");
+    assert!(
+        big["reason"].as_str().unwrap().contains("file too large"),
+        "{big}"
+    );
+}
+
+#[test]
+fn a_song_of_millions_of_events_is_refused() {
+    // Running status: 3 bytes per event, 6 MB for 2 million events.
+    let pairs = midi::read::MAX_EVENTS / 2 + 1;
+    let mut body = vec![0x00, 0x90, 60, 100, 0x01, 60, 0];
+    for _ in 1..pairs {
+        body.extend_from_slice(&[0x00, 60, 100, 0x01, 60, 0]);
+    }
+    body.extend_from_slice(&[0x00, 0xFF, 0x2F, 0x00]);
+    let err = midi::read_song(&smf(&[&body])).unwrap_err();
+    assert!(
+        matches!(&err, MidiError::TooBig(m) if m.contains("too many events")),
+        "{err}"
+    );
+}

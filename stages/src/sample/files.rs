@@ -7,10 +7,12 @@ use super::roll::write_roll;
 use super::score::Score;
 use super::synth::{SAMPLE_RATE, render};
 use super::wav::write_wav;
+use crate::midi::read::read_file;
 use crate::midi::read_song;
 
+/// Reads through the codec, whose limits bound the song's size and length.
 fn read_score(input: &Path) -> Result<Score, String> {
-    let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let bytes = read_file(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let song = read_song(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
     Ok(Score::from_midi(&song))
 }
