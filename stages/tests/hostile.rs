@@ -383,3 +383,171 @@ fn a_song_of_millions_of_events_is_refused() {
         "{err}"
     );
 }
+
+// ---- Item 9: waits of years ----
+
+/// A 5 KB file: 400 notes, each after a delta-time of 0x0FFFFFFF ticks.
+fn years_long_midi() -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in 0..400u32 {
+        body.extend_from_slice(&[0xFF, 0xFF, 0xFF, 0x7F, 0x90, 60 + (i % 12) as u8, 100]);
+        body.extend_from_slice(&[0x10, 0x80, 60 + (i % 12) as u8, 0]);
+    }
+    body.extend_from_slice(&[0x00, 0xFF, 0x2F, 0x00]);
+    smf(&[&body])
+}
+
+#[test]
+fn a_song_lasting_years_is_refused_by_the_reader_and_the_tools() {
+    let bytes = years_long_midi();
+    assert!(bytes.len() < 6000);
+    let err = midi::read_song(&bytes).unwrap_err();
+    assert!(
+        matches!(&err, MidiError::TooBig(m) if m.contains("song too long")),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("years.mid");
+    fs::write(&file, &bytes).unwrap();
+    let started = Instant::now();
+    let err = midi::encode_file(&file, &EncodeOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("song too long"), "{err}");
+    let err =
+        vgmake_stages::sample::render_midi_file(&file, &tmp.path().join("y.wav")).unwrap_err();
+    assert!(err.contains("song too long"), "{err}");
+    let err = vgmake_stages::sample::piano_roll_file(&file, &tmp.path().join("y.png")).unwrap_err();
+    assert!(err.contains("song too long"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[test]
+fn render_refuses_a_song_longer_than_its_limit() {
+    // 100 beats at the slowest tempo MIDI can say (16.8 s a beat): 28 minutes.
+    let body = [
+        0x00, 0xFF, 0x51, 0x03, 0xFF, 0xFF, 0xFF, // tempo
+        0x00, 0x90, 60, 100, 0xCB, 0x00, 0x80, 60, 0, // 9600 ticks
+        0x00, 0xFF, 0x2F, 0x00,
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("slow.mid");
+    fs::write(&file, smf(&[&body])).unwrap();
+    let err =
+        vgmake_stages::sample::render_midi_file(&file, &tmp.path().join("s.wav")).unwrap_err();
+    assert!(err.contains("longer than the 1200 s"), "{err}");
+    assert!(!tmp.path().join("s.wav").exists());
+    // The piano roll has no such limit: a long song is drawn narrower.
+    vgmake_stages::sample::piano_roll_file(&file, &tmp.path().join("s.png")).unwrap();
+}
+
+#[test]
+fn metrics_and_piano_rolls_of_generated_songs_of_years_stay_small_and_fast() {
+    use vgmake_stages::midi::encoder::{GridNote, MAX_STEP};
+    use vgmake_stages::sample::metrics::measure;
+    use vgmake_stages::sample::roll::draw;
+    use vgmake_stages::sample::score::{BeatNote, Score};
+    let started = Instant::now();
+    let note = |start, end| GridNote {
+        program: 0,
+        pitch: 60,
+        start,
+        end,
+        velocity: 100,
+    };
+    // A note at the start and one at the end of the grid (2^40 steps).
+    let m = measure(&[note(0, 16), note(MAX_STEP - 16, MAX_STEP)], 16, true);
+    let empty = m.empty_beat_rate.unwrap();
+    assert!(empty > 0.999 && empty < 1.0, "{empty}");
+    assert!(m.groove_consistency.unwrap() > 0.999);
+    let score = Score {
+        notes: vec![
+            BeatNote {
+                start: 0.0,
+                end: 1.0,
+                program: 0,
+                pitch: 60,
+                velocity: 100,
+            },
+            BeatNote {
+                start: 1e12,
+                end: 1e12 + 1.0,
+                program: 0,
+                pitch: 64,
+                velocity: 100,
+            },
+        ],
+        tempos: vec![],
+    };
+    let canvas = draw(&score);
+    // The plot is at most 1,600 px wide whatever the length.
+    assert!(canvas.width < 2000, "{}", canvas.width);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+/// The metrics that used an array per step, as they were: the new ones give
+/// the same numbers on ordinary songs.
+#[test]
+fn empty_beats_and_groove_match_the_array_definitions() {
+    use vgmake_stages::midi::encoder::GridNote;
+    use vgmake_stages::sample::metrics::{BEATS_PER_BAR, measure};
+    fn dense(notes: &[GridNote], spb: u64) -> (f64, Option<f64>) {
+        let end = notes.iter().map(|n| n.end).max().unwrap_or(0);
+        let beats = end.div_ceil(spb);
+        let mut busy = vec![false; beats as usize];
+        for n in notes {
+            for b in n.start / spb..=((n.end - 1) / spb).min(beats.saturating_sub(1)) {
+                busy[b as usize] = true;
+            }
+        }
+        let empty = busy.iter().filter(|&&b| !b).count() as f64 / beats.max(1) as f64;
+        let width = (spb * BEATS_PER_BAR) as usize;
+        let bars = end.div_ceil(width as u64) as usize;
+        let groove = (bars >= 2).then(|| {
+            let mut onsets = vec![false; bars * width];
+            for n in notes {
+                onsets[n.start as usize] = true;
+            }
+            let distance: usize = (1..bars)
+                .map(|b| {
+                    (0..width)
+                        .filter(|&i| onsets[(b - 1) * width + i] != onsets[b * width + i])
+                        .count()
+                })
+                .sum();
+            1.0 - distance as f64 / ((bars - 1) * width) as f64
+        });
+        (empty, groove)
+    }
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    for round in 0..300 {
+        let spb = [1, 3, 4, 16][round % 4];
+        let count = next(40) as usize;
+        let notes: Vec<GridNote> = (0..count)
+            .map(|_| {
+                let start = next(400);
+                GridNote {
+                    program: next(3) as u8,
+                    pitch: 40 + next(40) as u8,
+                    start,
+                    end: start + 1 + next(40),
+                    velocity: 90,
+                }
+            })
+            .collect();
+        let m = measure(&notes, spb as u32, true);
+        let (empty, groove) = dense(&notes, spb);
+        if !notes.is_empty() {
+            assert_eq!(m.empty_beat_rate, Some(empty), "round {round}");
+        }
+        assert_eq!(m.groove_consistency, groove, "round {round}");
+    }
+}

@@ -30,6 +30,9 @@ pub const DEFAULT_MICROS_PER_QUARTER: u32 = 500_000;
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 /// Note, program and tempo events kept per song at most.
 pub const MAX_EVENTS: usize = 2_000_000;
+/// Songs lasting more quarter notes than this (over 13 hours at 120 bpm)
+/// are refused: their delta-times are corrupt.
+pub const MAX_BEATS: u64 = 100_000;
 
 /// One note in file ticks. `program` is the GM program 0-127, or 128 for drums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,6 +239,19 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
     let (notes, tempos) = pair_notes(&events, &track_ends);
     if notes.is_empty() {
         return Err(MidiError::NoNotes);
+    }
+    let last = notes
+        .iter()
+        .map(|n| n.end)
+        .chain(tempos.iter().map(|t| t.tick))
+        .max()
+        .unwrap_or(0);
+    let beats = clock.step(last, 1);
+    if beats > MAX_BEATS {
+        return Err(MidiError::TooBig(format!(
+            "song too long: it lasts {beats} beats (quarter notes), more than {MAX_BEATS}; \
+             its delta-times are probably corrupt"
+        )));
     }
     Ok(Song {
         notes,
