@@ -551,3 +551,16 @@ fn empty_beats_and_groove_match_the_array_definitions() {
         assert_eq!(m.groove_consistency, groove, "round {round}");
     }
 }
+
+// ---- Item 9: a training step of terabytes ----
+
+#[test]
+fn a_training_step_too_big_for_the_machine_is_refused_before_allocating() {
+    let train = kind("train");
+    let err = params_with(train, &[("batch", 4096.into()), ("context", 8192.into())]).unwrap_err();
+    assert!(
+        err.contains("`batch` = 4096") && err.contains("`context` = 8192") && err.contains("GiB"),
+        "{err}"
+    );
+    params_with(train, &[]).unwrap();
+}
