@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
 use support::vgmusic_site::{Fault, Site, SiteConfig, SongSpec};
+use vgmake_engine::standalone::run as standalone_run;
+use vgmake_stages::api::Params;
 use vgmake_stages::api::{NoProgress, StageError, StageKind, Value};
-use vgmake_stages::memo::{params_with, run_standalone};
+use vgmake_stages::kinds as registry;
 use vgmake_stages::midi::{self, EncodeOptions, MidiError};
-use vgmake_stages::registry;
 
 fn kind(name: &str) -> &'static dyn StageKind {
     registry::find(name).unwrap_or_else(|| panic!("kind {name} is registered"))
@@ -26,7 +27,16 @@ fn json(path: &Path) -> Json {
 }
 
 fn scrape(params: &[(&str, Value)], out: &Path, work: &Path) -> Result<(), StageError> {
-    run_standalone(kind("scrape"), params, &[], out, work, &NoProgress)
+    standalone_run(
+        kind("scrape"),
+        params,
+        &[],
+        out,
+        work,
+        &vgmake_stages::data::default_dir(),
+        &NoProgress,
+    )
+    .map(|_| ())
 }
 
 /// vgmusic parameters for a site on 127.0.0.1: no delay, short timeouts.
@@ -189,7 +199,7 @@ fn a_listing_with_too_many_links_is_cut_and_said_so() {
 // ---- Item 15: links, FIFOs and odd names in a local corpus ----
 
 fn demo_song() -> Vec<u8> {
-    let demo = vgmake_stages::memo::default_data_dir().join("demo/freedoom1");
+    let demo = vgmake_stages::data::default_dir().join("demo/freedoom1");
     let first = fs::read_dir(&demo)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -219,9 +229,9 @@ fn links_fifos_and_odd_names_in_a_local_corpus_are_skipped_with_reasons() {
     fs::write(corpus.join(odd), demo_song()).unwrap();
 
     // What enters the key: only regular files (the engine hashes each).
-    let params = params_with(kind("scrape"), &[("source", "songs".into())]).unwrap();
+    let params = Params::with(kind("scrape"), &[("source", "songs".into())]).unwrap();
     let ext = kind("scrape")
-        .external_inputs(&params, &work, &vgmake_stages::memo::default_data_dir())
+        .external_inputs(&params, &work, &vgmake_stages::data::default_dir())
         .unwrap();
     assert_eq!(ext.paths.len(), 2, "{:?}", ext.paths);
     for path in &ext.paths {
@@ -272,19 +282,19 @@ fn links_fifos_and_odd_names_in_a_local_corpus_are_skipped_with_reasons() {
 #[test]
 fn a_source_that_is_empty_the_root_or_the_project_is_refused() {
     let scrape_kind = kind("scrape");
-    let err = params_with(scrape_kind, &[("source", "".into())]).unwrap_err();
+    let err = Params::with(scrape_kind, &[("source", "".into())]).unwrap_err();
     assert!(err.contains("`source` is empty"), "{err}");
     for root in ["/", "//", "/."] {
-        let err = params_with(scrape_kind, &[("source", root.into())]).unwrap_err();
+        let err = Params::with(scrape_kind, &[("source", root.into())]).unwrap_err();
         assert!(err.contains("root"), "{root}: {err}");
     }
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("project");
     fs::create_dir_all(work.join("songs")).unwrap();
     fs::write(work.join("songs/a.mid"), demo_song()).unwrap();
-    let data = vgmake_stages::memo::default_data_dir();
+    let data = vgmake_stages::data::default_dir();
     for (source, says) in [(".", "the project folder"), ("..", "above it")] {
-        let params = params_with(scrape_kind, &[("source", source.into())]).unwrap();
+        let params = Params::with(scrape_kind, &[("source", source.into())]).unwrap();
         let err = scrape_kind
             .external_inputs(&params, &work, &data)
             .unwrap_err()
@@ -352,11 +362,21 @@ fn a_file_past_the_size_limit_is_skipped_unread() {
     );
     let out = tmp.path().join("encode");
     let inputs = [vgmake_stages::api::Input {
+        slot: None,
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir: input,
     }];
-    run_standalone(kind("encode"), &[], &inputs, &out, tmp.path(), &NoProgress).unwrap();
+    standalone_run(
+        kind("encode"),
+        &[],
+        &inputs,
+        &out,
+        tmp.path(),
+        &vgmake_stages::data::default_dir(),
+        &NoProgress,
+    )
+    .unwrap();
     let report = json(&out.join("report.json"));
     assert_eq!(report["encoded"], 1);
     let files = report["files"].as_array().unwrap();
@@ -557,10 +577,10 @@ fn empty_beats_and_groove_match_the_array_definitions() {
 #[test]
 fn a_training_step_too_big_for_the_machine_is_refused_before_allocating() {
     let train = kind("train");
-    let err = params_with(train, &[("batch", 4096.into()), ("context", 8192.into())]).unwrap_err();
+    let err = Params::with(train, &[("batch", 4096.into()), ("context", 8192.into())]).unwrap_err();
     assert!(
         err.contains("`batch` = 4096") && err.contains("`context` = 8192") && err.contains("GiB"),
         "{err}"
     );
-    params_with(train, &[]).unwrap();
+    Params::with(train, &[]).unwrap();
 }
