@@ -5,16 +5,14 @@
 
 mod support;
 
-#[path = "../stages/tests/support/vgmusic_site.rs"]
-mod vgmusic_site;
 
 use std::time::{Duration, Instant};
 
 use support::Project;
-use vgmusic_site::{Site, SiteConfig, SongSpec};
+use vgmake_testsite::{Site, SiteConfig};
 
 fn site() -> Site {
-    let songs = SongSpec::parse_jsonl(include_str!("../stages/tests/data/vgmusic-sample.jsonl"));
+    let songs = vgmake_testsite::sample_songs();
     Site::start(SiteConfig {
         songs,
         robots_txt: Some("User-agent: *\nAllow: /\n".into()),
@@ -48,7 +46,7 @@ deps = ["scrape"]
         site.url()
     ));
     let listed =
-        SongSpec::parse_jsonl(include_str!("../stages/tests/data/vgmusic-sample.jsonl")).len();
+        vgmake_testsite::sample_songs().len();
 
     // Start, let about a third of the songs arrive, then kill -9 the whole build.
     let mut child = {

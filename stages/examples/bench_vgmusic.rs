@@ -10,8 +10,6 @@
 //! Needs `shared/vgmusic/index-2021.jsonl.gz` (`$VGMAKE_SHARED`, or found
 //! beside the checkout); skips with a message without it.
 
-#[path = "../tests/support/vgmusic_site.rs"]
-mod vgmusic_site;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -22,7 +20,7 @@ use vgmake_engine::standalone::run as run_standalone;
 use vgmake_stages::api::{NoProgress, Value};
 use vgmake_stages::scrape::ScrapeKind;
 use vgmake_stages::scrape::vgmusic::parse_listing;
-use vgmusic_site::{Site, SiteConfig, SongSpec};
+use vgmake_testsite::{Site, SiteConfig, SongSpec};
 
 fn listing_file() -> Option<PathBuf> {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -114,7 +112,7 @@ fn bench_parse(songs: &[SongSpec]) {
     let snes: Vec<&SongSpec> = songs.iter().filter(|s| s.console == "snes").collect();
     let page = url::Url::parse("https://www.vgmusic.com/music/console/nintendo/snes/").unwrap();
     for omit_end_tags in [false, true] {
-        let html = vgmusic_site::listing_html("snes", &snes, false, omit_end_tags);
+        let html = vgmake_testsite::listing_html("snes", &snes, false, omit_end_tags);
         let mut times = Vec::new();
         let mut found = 0;
         let cpu_start = cpu_ms();

@@ -3,14 +3,12 @@
 //! allocates more than a few tens of MB, and the HTTP cases run against
 //! servers on 127.0.0.1 started by the test.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use support::vgmusic_site::{Fault, Site, SiteConfig, SongSpec};
+use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 use vgmake_engine::standalone::run as standalone_run;
 use vgmake_stages::api::Params;
 use vgmake_stages::api::{NoProgress, StageError, StageKind, Value};

@@ -2,8 +2,6 @@
 //! titles and file names (a 64-song sample of the 2021 listing), generated
 //! MIDI bodies, and faults on chosen URLs.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -11,13 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use support::vgmusic_site::{Fault, Site, SiteConfig, SongSpec};
+use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 use vgmake_engine::standalone::Standalone;
 use vgmake_stages::api::{Progress, StageError, Value};
 use vgmake_stages::scrape::ScrapeKind;
 
 fn sample_songs() -> Vec<SongSpec> {
-    SongSpec::parse_jsonl(include_str!("data/vgmusic-sample.jsonl"))
+    vgmake_testsite::sample_songs()
 }
 
 /// Cancels the run after `cancel_after` finished songs (0 = never).

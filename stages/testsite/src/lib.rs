@@ -4,11 +4,8 @@
 //! per song whose MD5 and size the page lists, ETag / Last-Modified with
 //! 304 answers, and faults injected per path. Counts every request.
 //!
-//! Use from another crate's tests with
-//! `#[path = ".../stages/tests/support/vgmusic_site.rs"] mod vgmusic_site;`
-//! (needs the dev-dependencies `tiny_http`, `md-5`, `blake3`, `serde_json`).
-
-#![allow(dead_code)]
+//! A dev-dependency of the stages crate (the scraper's own tests) and of
+//! the binary (the scraper through the engine).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -523,4 +520,9 @@ fn serve(state: &State, request: tiny_http::Request) {
         ("Last-Modified", LAST_MODIFIED),
     ];
     respond(request, 200, &headers, &resource.body);
+}
+
+/// A 64-song sample of the real 2021 listing (titles, file names, sizes).
+pub fn sample_songs() -> Vec<SongSpec> {
+    SongSpec::parse_jsonl(include_str!("../data/vgmusic-sample.jsonl"))
 }
