@@ -5,7 +5,6 @@
 
 mod support;
 
-
 use std::time::{Duration, Instant};
 
 use support::Project;
@@ -45,8 +44,7 @@ deps = ["scrape"]
 "#,
         site.url()
     ));
-    let listed =
-        vgmake_testsite::sample_songs().len();
+    let listed = vgmake_testsite::sample_songs().len();
 
     // Start, let about a third of the songs arrive, then kill -9 the whole build.
     let mut child = {

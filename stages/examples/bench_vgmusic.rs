@@ -10,7 +10,6 @@
 //! Needs `shared/vgmusic/index-2021.jsonl.gz` (`$VGMAKE_SHARED`, or found
 //! beside the checkout); skips with a message without it.
 
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -247,7 +247,15 @@ impl StageKind for VocabKind {
                 set.len()
             )));
         }
-        let ds = build_dataset(&set, &val, ctx.params.int("min_count") as u64);
+        let min_count = ctx.params.int("min_count");
+        let ds = build_dataset(&set, &val, min_count as u64);
+        if ds.vocab.tokens.len() <= 2 {
+            return Err(StageError::Config(format!(
+                "`min_count` = {min_count} turns every token into <unk>: no token occurs that often in the training split ({} tokens); lower `stages.{}.min_count`",
+                ds.train.ids.len(),
+                ctx.stage
+            )));
+        }
         let out = ctx.out_dir;
         ds.write(out).ctx(|| "writing the dataset")?;
         // Which source file each song of each split came from, in id order.

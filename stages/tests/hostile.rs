@@ -8,12 +8,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value as Json;
-use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 use vgmake_engine::standalone::run as standalone_run;
 use vgmake_stages::api::Params;
 use vgmake_stages::api::{NoProgress, StageError, StageKind, Value};
 use vgmake_stages::kinds as registry;
 use vgmake_stages::midi::{self, EncodeOptions, MidiError};
+use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 
 fn kind(name: &str) -> &'static dyn StageKind {
     registry::find(name).unwrap_or_else(|| panic!("kind {name} is registered"))

@@ -315,3 +315,37 @@ fn encode_memoizes_per_song() {
     );
     assert_eq!(memo_entries(&memo_dir).len(), 8);
 }
+
+#[test]
+fn a_min_count_that_leaves_only_unk_says_what_to_change() {
+    let work = tempfile::tempdir().unwrap();
+    let (scrape, encode, vocab) = (
+        work.path().join("scrape"),
+        work.path().join("encode"),
+        work.path().join("vocab"),
+    );
+    run("scrape", &[], &[], &scrape, work.path());
+    run(
+        "encode",
+        &[],
+        &[input("scrape", &scrape)],
+        &encode,
+        work.path(),
+    );
+    let err = run_standalone(
+        kind("vocab"),
+        &[("min_count", Value::Integer(100_000_000))],
+        &[input("encode", &encode)],
+        &vocab,
+        work.path(),
+        &vgmake_stages::data::default_dir(),
+        &NoProgress,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("turns every token into <unk>")
+            && err.contains("lower `stages.vocab.min_count`"),
+        "{err}"
+    );
+}

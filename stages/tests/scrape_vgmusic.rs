@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 use vgmake_engine::standalone::Standalone;
 use vgmake_stages::api::{Progress, StageError, Value};
 use vgmake_stages::scrape::ScrapeKind;
+use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
 
 fn sample_songs() -> Vec<SongSpec> {
     vgmake_testsite::sample_songs()

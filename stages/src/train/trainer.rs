@@ -126,7 +126,7 @@ pub fn train(
     }
     if data.val.ids.len() < 2 {
         return Err(StageError::Input(
-            "the validation split has fewer than 2 tokens: nothing to evaluate on".into(),
+            "the validation split has fewer than 2 tokens: nothing to evaluate on; raise the vocab stage's `val_fraction` (0 puts no song in it)".into(),
         ));
     }
     let is_note = super::score::note_mask(&data.vocab.tokens);
