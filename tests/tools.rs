@@ -108,3 +108,20 @@ fn render_and_roll_any_midi_file() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn encode_into_a_closed_pipe_exits_quietly_like_a_unix_filter() {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(support::vgmake_bin())
+        .args(["encode", demo_file().to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away before vgmake writes (`| head -c 0`).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?} {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
