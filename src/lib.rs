@@ -17,6 +17,7 @@ mod memo;
 mod outcome;
 mod pipeline;
 mod plan;
+mod remote;
 mod project;
 mod report;
 mod results;
