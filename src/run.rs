@@ -69,6 +69,9 @@ pub fn run_stage(run: &StageRun) -> Result<RunOutcome, StageFailure> {
         state_dir: run.state_dir,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| run.kind.run(&ctx)));
+    if let Some(shared) = &shared {
+        shared.report(run.progress);
+    }
     if memo.corrupt_entries() > 0 {
         run.progress.log(&format!(
             "dropped {} corrupt memo entries (recomputed)",

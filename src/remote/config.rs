@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::diagnostic::{Diagnostic, Origin};
+use crate::diagnostic::Diagnostic;
 use crate::pipeline::spans::Spans;
 
 pub const CACHE_KEYS: &[&str] = &["remote", "endpoint", "region", "push", "push_state"];

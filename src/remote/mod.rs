@@ -317,6 +317,8 @@ impl Remote {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
+            fetched: AtomicUsize::new(0),
+            stored: AtomicUsize::new(0),
         }
     }
 
@@ -687,6 +689,8 @@ pub struct SharedMemo<'a> {
     local: &'a DirMemo,
     inner: &'a Inner,
     kind_dir: String,
+    fetched: AtomicUsize,
+    stored: AtomicUsize,
 }
 
 impl SharedMemo<'_> {
@@ -716,7 +720,19 @@ impl SharedMemo<'_> {
             return false;
         }
         self.inner.known_memo.lock().unwrap().insert(hex);
+        self.fetched.fetch_add(1, Ordering::Relaxed);
         true
+    }
+
+    /// Says in the stage's log how many items came from the remote memo.
+    pub fn report(&self, progress: &dyn Progress) {
+        let fetched = self.fetched.load(Ordering::Relaxed);
+        if fetched > 0 {
+            progress.log(&format!(
+                "memo: {fetched} item(s) fetched from the remote cache, {} computed here",
+                self.stored.load(Ordering::Relaxed)
+            ));
+        }
     }
 }
 
@@ -727,9 +743,11 @@ impl Memo for SharedMemo<'_> {
             .or_else(|| self.fetch(key).then(|| self.local.get(key)).flatten())
     }
     fn put(&self, key: &blake3::Hash, value: &[u8]) -> std::io::Result<()> {
+        self.stored.fetch_add(1, Ordering::Relaxed);
         self.local.put(key, value)
     }
     fn put_file(&self, key: &blake3::Hash, path: &Path) -> std::io::Result<()> {
+        self.stored.fetch_add(1, Ordering::Relaxed);
         self.local.put_file(key, path)
     }
     fn path(&self, key: &blake3::Hash) -> Option<PathBuf> {
