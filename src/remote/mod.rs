@@ -523,7 +523,7 @@ impl Inner {
             return Err(Fetch::Unreachable);
         }
         let name = format!("cas/{hash}");
-        match self.client.get_to_file(&name, to) {
+        match self.client.get_to_file(&name, to, size) {
             Ok(Some((actual, actual_size))) => {
                 if actual.to_hex().as_str() != hash || actual_size != size {
                     self.bad_blobs.lock().unwrap().insert(hash.to_string());

@@ -77,8 +77,9 @@ impl Client {
             .timeout_resolve(Some(Duration::from_secs(3)))
             .timeout_send_request(Some(timeout))
             .timeout_recv_response(Some(timeout))
-            .timeout_recv_body(Some(timeout))
-            .timeout_send_body(Some(timeout))
+            // Bodies may be model checkpoints: minutes, not seconds.
+            .timeout_recv_body(Some(timeout * 30))
+            .timeout_send_body(Some(timeout * 30))
             .max_idle_connections_per_host(16)
             .build()
             .into();
@@ -153,7 +154,8 @@ impl Client {
                 Err(S3Error::Refused(m)) => return Err(S3Error::Refused(m)),
                 Err(e @ S3Error::Unreachable(_)) => {
                     // Nothing listens: retrying at once will not help.
-                    let refused = matches!(&e, S3Error::Unreachable(m) if m.ends_with("ConnectionRefused") || m.ends_with("connection failed"));
+                    let refused = matches!(&e, S3Error::Unreachable(m)
+                        if m.to_ascii_lowercase().contains("refused") || m.ends_with("connection failed"));
                     last = Some(e);
                     if refused {
                         break;
@@ -207,11 +209,13 @@ impl Client {
     }
 
     /// Downloads the object into `file` (created), returning its blake3
-    /// hash and size, or `None` when it does not exist.
+    /// hash and size, or `None` when it does not exist. Stops reading past
+    /// `max` bytes (the size returned then says so).
     pub fn get_to_file(
         &self,
         name: &str,
         file: &std::path::Path,
+        max: u64,
     ) -> Result<Option<(blake3::Hash, u64)>, S3Error> {
         let object = self.object(name);
         let what = format!("GET {name}");
@@ -248,6 +252,9 @@ impl Client {
                 hasher.update(&buf[..n]);
                 out.write_all(&buf[..n]).map_err(local)?;
                 size += n as u64;
+                if size > max {
+                    break; // longer than expected: not what the record says
+                }
             }
             out.flush().map_err(local)?;
             Ok(Some((hasher.finalize(), size)))
