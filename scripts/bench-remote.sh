@@ -8,7 +8,8 @@ root=$(pwd)
 bin=$root/target/release/vgmake
 work=$(mktemp -d)
 port=${PORT:-25333}
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null; rm -rf "$work"' EXIT
+cleanup() { kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$work"; true; }
+trap cleanup EXIT
 "$root/scripts/s3-local.sh" "$work/s3" "$port" vgmake >"$work/s3.out" 2>&1 &
 server=$!
 until grep -q serving "$work/s3.out" 2>/dev/null; do sleep 0.2; done
