@@ -224,7 +224,7 @@ impl Remote {
     /// marks it until done, so a build killed before the push completes has
     /// the next build finish it.
     pub fn push_stage(&self, store: &Store, record: &ActionRecord, memo_dir: &Path) {
-        if !self.inner.push || self.inner.dead.load(Ordering::Relaxed) {
+        if !self.inner.push {
             return;
         }
         let job = PushJob {
@@ -241,6 +241,11 @@ impl Remote {
             &self.inner.pending_dir.join(&record.key),
             &serde_json::to_vec(&note).unwrap_or_default(),
         );
+        if self.inner.dead.load(Ordering::Relaxed) {
+            // Left for the next build with the remote.
+            self.inner.failed_pushes.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.queue(job);
     }
 
