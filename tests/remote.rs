@@ -343,3 +343,54 @@ fn a_new_corpus_file_on_another_machine_encodes_only_that_file() {
     let memo = server.list(BUCKET, "team/memo/encode-");
     assert_eq!(memo.len(), 7, "{memo:?}");
 }
+
+/// `push_state = true`: a training run's checkpoints go to the remote, so
+/// a longer run on another machine resumes where this one stopped.
+#[test]
+fn training_state_is_shared_so_another_machine_resumes_it() {
+    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
+    let stages = format!(
+        r#"
+[stages.scrape]
+source = "{data}"
+
+[stages.encode]
+deps = ["scrape"]
+instrument_groups = "chip"
+note_off_velocity = false
+
+[stages.limit]
+deps = ["encode"]
+max_events = 6000
+
+[stages.vocab]
+deps = ["limit"]
+
+[stages.train]
+deps = ["vocab"]
+d_model = 32
+layers = 1
+heads = 2
+context = 64
+batch = 8
+steps = 20
+warmup = 5
+lr = 0.01
+eval_every = 10
+eval_tokens = 2048
+checkpoint_every = 5
+"#
+    );
+    let text = pipeline(&server.endpoint(), &stages).replace("region", "push_state = true\nregion");
+    let a = Project::new(&text);
+    build(&a, &[]);
+    assert!(!server.list(BUCKET, "team/state/train/").is_empty(), "the state was pushed");
+    let b = Project::new(&text.replace("steps = 20", "steps = 30"));
+    let r = build(&b, &[]);
+    assert_eq!(r.with_status("ran"), vec!["train"], "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(r.with_status("fetched").len(), 4, "{}", r.stdout);
+    let show = run(&b, &["show", "train", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(shown["measurements"]["resumed_from_step"], 20.0, "{}", show.stdout);
+}
