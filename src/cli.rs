@@ -107,6 +107,11 @@ pub enum Command {
     },
     /// Check every cached output and memo entry against its hash.
     Verify,
+    /// Push what the variant last built to the remote cache (a build pushes by itself).
+    Push {
+        /// Stages to push (with their dependencies; default: all).
+        targets: Vec<String>,
+    },
     /// Built variants side by side: the parameters that differ and key metrics.
     Compare {
         /// Variants to compare (default: every built one).

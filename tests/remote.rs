@@ -394,3 +394,23 @@ checkpoint_every = 5
     let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(shown["measurements"]["resumed_from_step"], 20.0, "{}", show.stdout);
 }
+
+/// Results built without the remote are pushed by `vgmake push`.
+#[test]
+fn push_sends_what_was_built_locally() {
+    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let text = pipeline(&server.endpoint(), STAGES);
+    let a = Project::new(&text);
+    assert_eq!(build(&a, &["--no-remote"]).with_status("ran").len(), 3);
+    assert!(server.list(BUCKET, "team/ac/").is_empty());
+    let r = run(&a, &["push", "upper"]);
+    assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("pushed 2 result(s)"), "{}", r.stdout);
+    let r = run(&a, &["push"]);
+    assert!(r.stdout.contains("pushed 3 result(s)"), "{}", r.stdout);
+    let b = Project::new(&text);
+    assert_eq!(build(&b, &[]).with_status("fetched").len(), 3);
+    // Without any remote it says so (exit 2).
+    let r = run(&a, &["push", "--no-remote"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+}

@@ -312,6 +312,11 @@ impl Remote {
         }
     }
 
+    /// How many results could not be pushed (so far).
+    pub fn left_unpushed(&self) -> usize {
+        self.inner.failed_pushes.load(Ordering::Relaxed)
+    }
+
     /// A memo for one run: the local memo, with misses looked up on the
     /// remote (verified before use).
     pub fn memo<'a>(&'a self, local: &'a DirMemo, kind_dir: &'a Path) -> SharedMemo<'a> {
@@ -794,6 +799,18 @@ pub fn open_quiet(
     // `status` has no --remote flags of its own: they come through Common.
     let settings = Settings {
         file: &project.pipeline.cache,
+        flag: project.remote_flag.as_deref(),
+        no_remote: project.no_remote,
+    };
+    Remote::open(&settings, &store.root, Box::new(|m: &str| eprintln!("{m}")))
+}
+
+/// The remote for `vgmake push`: pushes even where `push = false`.
+pub fn open_for_push(project: &crate::project::Project, store: &Store) -> Result<Option<Remote>, String> {
+    let mut file = project.pipeline.cache.clone();
+    file.push = Some(true);
+    let settings = Settings {
+        file: &file,
         flag: project.remote_flag.as_deref(),
         no_remote: project.no_remote,
     };
