@@ -1,9 +1,9 @@
 //! The remote cache against a real S3 server (SeaweedFS on 127.0.0.1),
 //! through the real binary: project clones in temp dirs sharing a bucket.
 
-mod support;
 #[path = "support/seaweed.rs"]
 mod seaweed;
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -94,7 +94,12 @@ fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 fn outputs(p: &Project, stages: &[&str]) -> BTreeMap<String, BTreeMap<String, Vec<u8>>> {
     stages
         .iter()
-        .map(|s| (s.to_string(), tree(&p.out("default", s).canonicalize().unwrap())))
+        .map(|s| {
+            (
+                s.to_string(),
+                tree(&p.out("default", s).canonicalize().unwrap()),
+            )
+        })
         .collect()
 }
 
@@ -111,7 +116,9 @@ fn assert_no_secret_under(dir: &Path) {
 
 #[test]
 fn a_second_clone_fetches_everything_byte_identical_and_builds_nothing() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let text = pipeline(&server.endpoint(), STAGES);
     let a = Project::new(&text);
     let first = build(&a, &[]);
@@ -120,7 +127,16 @@ fn a_second_clone_fetches_everything_byte_identical_and_builds_nothing() {
     let b = Project::new(&text);
     // status and why say the results are available remotely.
     let status = run(&b, &["status"]);
-    assert_eq!(status.stdout.lines().filter(|l| l.starts_with("remote ")).count(), 3, "{}", status.stdout);
+    assert_eq!(
+        status
+            .stdout
+            .lines()
+            .filter(|l| l.starts_with("remote "))
+            .count(),
+        3,
+        "{}",
+        status.stdout
+    );
     let why = run(&b, &["why", "count"]);
     assert!(why.stdout.contains("available remotely"), "{}", why.stdout);
 
@@ -132,7 +148,10 @@ fn a_second_clone_fetches_everything_byte_identical_and_builds_nothing() {
         second.stdout,
         second.stderr
     );
-    assert_eq!(outputs(&a, &["source", "upper", "count"]), outputs(&b, &["source", "upper", "count"]));
+    assert_eq!(
+        outputs(&a, &["source", "upper", "count"]),
+        outputs(&b, &["source", "upper", "count"])
+    );
     // Fetched results are local cache hits from now on, and verify.
     assert_eq!(build(&b, &[]).with_status("cached").len(), 3);
     assert_eq!(run(&b, &["verify"]).code, 0);
@@ -145,24 +164,43 @@ fn a_second_clone_fetches_everything_byte_identical_and_builds_nothing() {
     b.write_pipeline(&text_y);
     a.write_pipeline(&text_y);
     let changed = build(&b, &[]);
-    assert_eq!(changed.with_status("ran"), vec!["count", "upper"], "{}", changed.stdout);
+    assert_eq!(
+        changed.with_status("ran"),
+        vec!["count", "upper"],
+        "{}",
+        changed.stdout
+    );
     let fetched = build(&a, &[]);
-    assert_eq!(fetched.with_status("fetched"), vec!["count", "upper"], "{}", fetched.stdout);
+    assert_eq!(
+        fetched.with_status("fetched"),
+        vec!["count", "upper"],
+        "{}",
+        fetched.stdout
+    );
     assert_eq!(fetched.with_status("cached"), vec!["source"]);
 
     // Layout: blobs under cas/, records under ac/, nothing else; every
     // record's blobs are there; no credential in any object or file.
     let keys = server.list(BUCKET, "team/");
-    assert!(keys.iter().all(|k| k.starts_with("team/cas/") || k.starts_with("team/ac/")), "{keys:?}");
+    assert!(
+        keys.iter()
+            .all(|k| k.starts_with("team/cas/") || k.starts_with("team/ac/")),
+        "{keys:?}"
+    );
     for k in keys.iter().filter(|k| k.starts_with("team/ac/")) {
-        let (_, body) = server.http("GET", &format!("/{BUCKET}/{k}"), b"", &[]).unwrap();
+        let (_, body) = server
+            .http("GET", &format!("/{BUCKET}/{k}"), b"", &[])
+            .unwrap();
         let text = String::from_utf8_lossy(&body);
         assert!(!text.contains(KEY_ID) && !text.contains(SECRET));
         let record: serde_json::Value = serde_json::from_slice(&body).unwrap();
         for f in record["tree"]["files"].as_array().unwrap() {
             let hash = f["hash"].as_str().unwrap();
             if !hash.is_empty() {
-                assert!(keys.contains(&format!("team/cas/{hash}")), "{k} points at a missing blob");
+                assert!(
+                    keys.contains(&format!("team/cas/{hash}")),
+                    "{k} points at a missing blob"
+                );
             }
         }
     }
@@ -172,7 +210,9 @@ fn a_second_clone_fetches_everything_byte_identical_and_builds_nothing() {
 
 #[test]
 fn a_corrupt_blob_on_the_remote_is_detected_reported_and_rebuilt() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let text = pipeline(&server.endpoint(), STAGES);
     let a = Project::new(&text);
     build(&a, &[]);
@@ -188,25 +228,47 @@ fn a_corrupt_blob_on_the_remote_is_detected_reported_and_rebuilt() {
 
     let b = Project::new(&text);
     let r = build(&b, &[]);
-    assert_eq!(r.with_status("ran"), vec!["upper"], "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.with_status("ran"),
+        vec!["upper"],
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
     // count's key depends only on upper's output, which B rebuilt identical.
-    assert_eq!(r.with_status("fetched"), vec!["count", "source"], "{}", r.stdout);
+    assert_eq!(
+        r.with_status("fetched"),
+        vec!["count", "source"],
+        "{}",
+        r.stdout
+    );
     assert!(
         r.stderr.contains(&format!("cas/{hash}")) && r.stderr.contains("corrupt"),
         "the bad blob is reported:\n{}",
         r.stderr
     );
-    assert_eq!(std::fs::read(b.out("default", "upper").join("words.txt")).unwrap(), good);
+    assert_eq!(
+        std::fs::read(b.out("default", "upper").join("words.txt")).unwrap(),
+        good
+    );
     // B's push replaced the bad blob: a third clone fetches everything.
     let c = Project::new(&text);
     let r = build(&c, &[]);
-    assert_eq!(r.with_status("fetched").len(), 3, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.with_status("fetched").len(),
+        3,
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(outputs(&a, &["upper"]), outputs(&c, &["upper"]));
 }
 
 #[test]
 fn a_dead_remote_never_fails_a_build_and_unfinished_pushes_complete_later() {
-    let Some(mut server) = Seaweed::start(BUCKET) else { return };
+    let Some(mut server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     // Killed in the middle of the build: the rest finishes locally, with
     // one warning, and the pushes it could not make stay pending.
     let stages = format!(
@@ -230,27 +292,52 @@ cmd = "cat $VGMAKE_IN_KILLER/two.txt > three.txt"
     let a = Project::new(&pipeline(&server.endpoint(), &stages));
     let r = build(&a, &[]);
     assert_eq!(r.with_status("ran").len(), 3, "{}\n{}", r.stdout, r.stderr);
-    assert_eq!(r.stderr.matches("warning: remote cache").count(), 1, "{}", r.stderr);
+    assert_eq!(
+        r.stderr.matches("warning: remote cache").count(),
+        1,
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("unpushed"), "{}", r.stderr);
     server.kill();
 
     // Nothing listens at the endpoint at all: the same, at once.
     let started = std::time::Instant::now();
     let r = build(&a, &["--force", "after"]);
-    assert!(started.elapsed().as_secs() < 20, "a dead remote must not stall the build");
-    assert_eq!(r.stderr.matches("warning: remote cache").count(), 1, "{}", r.stderr);
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "a dead remote must not stall the build"
+    );
+    assert_eq!(
+        r.stderr.matches("warning: remote cache").count(),
+        1,
+        "{}",
+        r.stderr
+    );
 
     // A new server at a new address: the next build pushes what was left.
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let text = pipeline(&server.endpoint(), &stages);
     a.write_pipeline(&text);
     let r = build(&a, &[]);
     assert_eq!(r.with_status("cached").len(), 3, "{}", r.stdout);
-    assert!(r.stderr.contains("pushed ") && !r.stderr.contains("unpushed"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pushed ") && !r.stderr.contains("unpushed"),
+        "{}",
+        r.stderr
+    );
     // What the killed build left is there now (`first` went to the old server).
     let b = Project::new(&text);
     let r = build(&b, &[]);
-    assert_eq!(r.with_status("fetched"), vec!["after", "killer"], "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.with_status("fetched"),
+        vec!["after", "killer"],
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
 }
 
 #[test]
@@ -260,13 +347,31 @@ fn bad_remote_settings_are_reported_with_file_line_and_column() {
     );
     let r = run(&p, &["build"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("pipeline.toml:2:1: `cache.remote`"), "{}", r.stderr);
-    assert!(r.stderr.contains("pipeline.toml:3:1: `cache.push`"), "{}", r.stderr);
-    assert!(r.stderr.contains("pipeline.toml:4:1: `cache.secret_access_key`: credentials never go in pipeline.toml"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pipeline.toml:2:1: `cache.remote`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("pipeline.toml:3:1: `cache.push`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains(
+            "pipeline.toml:4:1: `cache.secret_access_key`: credentials never go in pipeline.toml"
+        ),
+        "{}",
+        r.stderr
+    );
     let ok = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
     let r = run(&ok, &["build", "--remote", "s3://Bad_Bucket"]);
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("--remote") && r.stderr.contains("Bad_Bucket"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--remote") && r.stderr.contains("Bad_Bucket"),
+        "{}",
+        r.stderr
+    );
     // The [cache] table enters no key: adding it reruns nothing.
     build(&ok, &["--no-remote"]);
     ok.write_pipeline("[cache]\nremote = \"s3://some-bucket\"\npush = false\n\n[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
@@ -276,7 +381,9 @@ fn bad_remote_settings_are_reported_with_file_line_and_column() {
 
 #[test]
 fn two_clones_building_one_key_at_once_both_succeed_with_one_record() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let text = pipeline(
         &server.endpoint(),
         "[stages.slow]\nkind = \"command\"\ncmd = \"sleep 1; echo same > out.txt\"\n",
@@ -296,8 +403,16 @@ fn two_clones_building_one_key_at_once_both_succeed_with_one_record() {
     let (ca, cb) = (spawn(&a), spawn(&b));
     for c in [ca, cb] {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stderr).contains("warning"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let records: Vec<_> = server.list(BUCKET, "team/ac/");
     assert_eq!(records.len(), 1, "{records:?}");
@@ -309,7 +424,9 @@ fn two_clones_building_one_key_at_once_both_succeed_with_one_record() {
 /// the other songs' encodings come from the remote memo.
 #[test]
 fn a_new_corpus_file_on_another_machine_encodes_only_that_file() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/demo/freedm");
     let mut songs: Vec<_> = std::fs::read_dir(&demo)
         .unwrap()
@@ -331,12 +448,23 @@ fn a_new_corpus_file_on_another_machine_encodes_only_that_file() {
     let new = &songs[6];
     std::fs::copy(new, b.path().join("corpus").join(new.file_name().unwrap())).unwrap();
     let r = build(&a, &[]);
-    assert_eq!(r.with_status("ran"), vec!["encode", "scrape"], "{}", r.stdout);
+    assert_eq!(
+        r.with_status("ran"),
+        vec!["encode", "scrape"],
+        "{}",
+        r.stdout
+    );
     let r = build(&b, &[]);
-    assert_eq!(r.with_status("ran"), vec!["encode", "scrape"], "{}", r.stdout);
+    assert_eq!(
+        r.with_status("ran"),
+        vec!["encode", "scrape"],
+        "{}",
+        r.stdout
+    );
     let log = run(&b, &["show", "encode", "--log"]);
     assert!(
-        log.stdout.contains("memo: 6 item(s) fetched from the remote cache, 1 computed here"),
+        log.stdout
+            .contains("memo: 6 item(s) fetched from the remote cache, 1 computed here"),
         "{}",
         log.stdout
     );
@@ -348,7 +476,9 @@ fn a_new_corpus_file_on_another_machine_encodes_only_that_file() {
 /// a longer run on another machine resumes where this one stopped.
 #[test]
 fn training_state_is_shared_so_another_machine_resumes_it() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
     let stages = format!(
         r#"
@@ -385,20 +515,35 @@ checkpoint_every = 5
     let text = pipeline(&server.endpoint(), &stages).replace("region", "push_state = true\nregion");
     let a = Project::new(&text);
     build(&a, &[]);
-    assert!(!server.list(BUCKET, "team/state/train/").is_empty(), "the state was pushed");
+    assert!(
+        !server.list(BUCKET, "team/state/train/").is_empty(),
+        "the state was pushed"
+    );
     let b = Project::new(&text.replace("steps = 20", "steps = 30"));
     let r = build(&b, &[]);
-    assert_eq!(r.with_status("ran"), vec!["train"], "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(
+        r.with_status("ran"),
+        vec!["train"],
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
     assert_eq!(r.with_status("fetched").len(), 4, "{}", r.stdout);
     let show = run(&b, &["show", "train", "--json"]);
     let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
-    assert_eq!(shown["measurements"]["resumed_from_step"], 20.0, "{}", show.stdout);
+    assert_eq!(
+        shown["measurements"]["resumed_from_step"], 20.0,
+        "{}",
+        show.stdout
+    );
 }
 
 /// Results built without the remote are pushed by `vgmake push`.
 #[test]
 fn push_sends_what_was_built_locally() {
-    let Some(server) = Seaweed::start(BUCKET) else { return };
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
     let text = pipeline(&server.endpoint(), STAGES);
     let a = Project::new(&text);
     assert_eq!(build(&a, &["--no-remote"]).with_status("ran").len(), 3);

@@ -17,7 +17,10 @@ pub fn run(host: &'static crate::Host, common: &Common, targets: &[String]) -> E
         Err(e) => return usage_error(e),
     };
     let Some(store) = Store::open_existing(&project.cache_dir) else {
-        println!("nothing to push: no cache yet at {}", project.cache_dir.display());
+        println!(
+            "nothing to push: no cache yet at {}",
+            project.cache_dir.display()
+        );
         return ExitCode::SUCCESS;
     };
     // gc must not remove what is being read.

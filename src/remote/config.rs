@@ -58,7 +58,9 @@ pub fn parse_url(text: &str) -> Result<RemoteUrl, String> {
     if prefix
         .split('/')
         .any(|part| part == "." || part == ".." || (part.is_empty() && !prefix.is_empty()))
-        || prefix.chars().any(|c| c.is_control() || c == '?' || c == '#')
+        || prefix
+            .chars()
+            .any(|c| c.is_control() || c == '?' || c == '#')
     {
         return Err(format!("`{text}`: `{prefix}` is not a valid key prefix"));
     }
@@ -89,7 +91,11 @@ pub fn parse(root: &toml::Table, spans: &Spans, errors: &mut Vec<Diagnostic>) ->
             match value.as_str() {
                 Some(s) => Some(s.to_string()),
                 None => {
-                    errors.push(Diagnostic::new(origin.clone(), path.clone(), "must be a string"));
+                    errors.push(Diagnostic::new(
+                        origin.clone(),
+                        path.clone(),
+                        "must be a string",
+                    ));
                     None
                 }
             }
@@ -183,10 +189,7 @@ pub fn choose(
             .map(|u| Some((u, Source::Env)))
             .map_err(|m| format!("VGMAKE_REMOTE: {m}"));
     }
-    Ok(file
-        .remote
-        .clone()
-        .map(|u| (u, Source::File)))
+    Ok(file.remote.clone().map(|u| (u, Source::File)))
 }
 
 /// Credentials from the standard AWS variables, else the profile file.

@@ -164,7 +164,11 @@ impl Remote {
     /// Whether the remote has a record for `key` (for `status` / `why`):
     /// the output hash it names, after checking the record against its key.
     pub fn has_record(&self, key: &str) -> Option<String> {
-        self.inner.remote_record(key).ok().flatten().map(|r| r.record.output)
+        self.inner
+            .remote_record(key)
+            .ok()
+            .flatten()
+            .map(|r| r.record.output)
     }
 
     /// On a local miss: the remote's result for `key`, every byte re-hashed
@@ -209,10 +213,17 @@ impl Remote {
         progress.log(&format!(
             "fetched from {} ({} files, {bytes} bytes) in {:.3} s",
             inner.url,
-            remote.tree.files.iter().filter(|f| !f.path.ends_with('/')).count(),
+            remote
+                .tree
+                .files
+                .iter()
+                .filter(|f| !f.path.ends_with('/'))
+                .count(),
             started.elapsed().as_secs_f64()
         ));
-        record.log.push(format!("(fetched from the remote cache {})", inner.url));
+        record
+            .log
+            .push(format!("(fetched from the remote cache {})", inner.url));
         if store.write_record(&record).is_err() {
             return None;
         }
@@ -255,7 +266,11 @@ impl Remote {
             return 0;
         }
         let mut n = 0;
-        for entry in fs::read_dir(&self.inner.pending_dir).into_iter().flatten().flatten() {
+        for entry in fs::read_dir(&self.inner.pending_dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let note: Option<PendingNote> = fs::read(entry.path())
                 .ok()
                 .and_then(|b| serde_json::from_slice(&b).ok());
@@ -354,7 +369,10 @@ impl Remote {
                     let _ = fs::create_dir_all(parent);
                 }
                 if fs::rename(&staging, state_dir).is_ok() {
-                    progress.log(&format!("resuming from state fetched from {}", self.inner.url));
+                    progress.log(&format!(
+                        "resuming from state fetched from {}",
+                        self.inner.url
+                    ));
                 }
             }
             Err(Fetch::Bad(why)) => progress.log(&format!("remote state not used: {why}")),
@@ -404,7 +422,11 @@ enum Fetch {
 
 fn unique() -> String {
     static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 impl Inner {
@@ -433,7 +455,9 @@ impl Inner {
         if self.dead.load(Ordering::Relaxed) {
             return Err(());
         }
-        self.client.put(name, body, create_only).map_err(|e| self.down(&e))
+        self.client
+            .put(name, body, create_only)
+            .map_err(|e| self.down(&e))
     }
 
     /// The record for `key`, checked: it names `key`, its key manifest
@@ -454,7 +478,9 @@ impl Inner {
             )));
         }
         for f in &r.tree.files {
-            if !safe_relative(&f.path) || (!f.path.ends_with('/') && blake3::Hash::from_hex(&f.hash).is_err()) {
+            if !safe_relative(&f.path)
+                || (!f.path.ends_with('/') && blake3::Hash::from_hex(&f.hash).is_err())
+            {
                 return Err(Fetch::Bad(format!(
                     "record ac/{key}: unsafe or malformed entry `{}`",
                     f.path
@@ -473,7 +499,9 @@ impl Inner {
         tree: &TreeManifest,
         output: &str,
     ) -> Result<(), Fetch> {
-        let staging = store.tmp_dir().join(format!("fetch-{}-{}", &key[..12], unique()));
+        let staging = store
+            .tmp_dir()
+            .join(format!("fetch-{}-{}", &key[..12], unique()));
         let result = self.download_files(tree, &staging).and_then(|()| {
             let (hash, _) = store
                 .commit_output(&staging)
@@ -492,15 +520,21 @@ impl Inner {
     /// Downloads `tree`'s files into `dir` (created), in parallel, each
     /// re-hashed against the list.
     fn download_files(&self, tree: &TreeManifest, dir: &Path) -> Result<(), Fetch> {
-        fs::create_dir_all(dir).map_err(|e| Fetch::Bad(format!("creating {}: {e}", dir.display())))?;
+        fs::create_dir_all(dir)
+            .map_err(|e| Fetch::Bad(format!("creating {}: {e}", dir.display())))?;
         for f in tree.files.iter().filter(|f| f.path.ends_with('/')) {
             fs::create_dir_all(dir.join(&f.path))
                 .map_err(|e| Fetch::Bad(format!("creating {}: {e}", f.path)))?;
         }
-        let files: Vec<_> = tree.files.iter().filter(|f| !f.path.ends_with('/')).collect();
+        let files: Vec<_> = tree
+            .files
+            .iter()
+            .filter(|f| !f.path.ends_with('/'))
+            .collect();
         for f in &files {
             if let Some(parent) = dir.join(&f.path).parent() {
-                fs::create_dir_all(parent).map_err(|e| Fetch::Bad(format!("creating {}: {e}", f.path)))?;
+                fs::create_dir_all(parent)
+                    .map_err(|e| Fetch::Bad(format!("creating {}: {e}", f.path)))?;
             }
         }
         let next = AtomicUsize::new(0);
@@ -514,7 +548,9 @@ impl Inner {
                         }
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = files.get(i) else { return };
-                        if let Err(e) = self.download_blob(&f.hash, f.size, &dir.join(&f.path), &f.path) {
+                        if let Err(e) =
+                            self.download_blob(&f.hash, f.size, &dir.join(&f.path), &f.path)
+                        {
                             failure.lock().unwrap().get_or_insert(e);
                             return;
                         }
@@ -595,14 +631,21 @@ impl Inner {
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(f) = files.get(i) else { return };
-                        if self.upload_blob(&f.hash, f.size, &dir.join(&f.path)).is_err() {
+                        if self
+                            .upload_blob(&f.hash, f.size, &dir.join(&f.path))
+                            .is_err()
+                        {
                             failed.store(true, Ordering::Relaxed);
                         }
                     }
                 });
             }
         });
-        if failed.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
+        if failed.load(Ordering::Relaxed) {
+            Err(())
+        } else {
+            Ok(())
+        }
     }
 
     fn push_job(&self, job: &PushJob) {
@@ -634,8 +677,14 @@ impl Inner {
         self.upload_tree(&out_dir, &tree)?;
         self.push_memo(&job.memo_dir, &record.memo_keys)?;
         let mut shared = record.clone();
-        shared.log.retain(|l| !l.starts_with("(fetched from the remote cache"));
-        let body = serde_json::to_vec(&RemoteRecord { record: shared, tree }).map_err(|_| ())?;
+        shared
+            .log
+            .retain(|l| !l.starts_with("(fetched from the remote cache"));
+        let body = serde_json::to_vec(&RemoteRecord {
+            record: shared,
+            tree,
+        })
+        .map_err(|_| ())?;
         self.put(&format!("ac/{key}", key = record.key), &body, true)?;
         Ok(())
     }
@@ -647,7 +696,9 @@ impl Inner {
             .unwrap_or_default();
         let todo: Vec<&String> = {
             let known = self.known_memo.lock().unwrap();
-            keys.iter().filter(|k| !known.contains(*k) && k.len() >= 2).collect()
+            keys.iter()
+                .filter(|k| !known.contains(*k) && k.len() >= 2)
+                .collect()
         };
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
@@ -680,7 +731,11 @@ impl Inner {
                 });
             }
         });
-        if failed.load(Ordering::Relaxed) { Err(()) } else { Ok(()) }
+        if failed.load(Ordering::Relaxed) {
+            Err(())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -689,9 +744,9 @@ fn safe_relative(path: &str) -> bool {
     let trimmed = path.strip_suffix('/').unwrap_or(path);
     !trimmed.is_empty()
         && !trimmed.starts_with('/')
-        && trimmed
-            .split('/')
-            .all(|p| !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('\0'))
+        && trimmed.split('/').all(|p| {
+            !p.is_empty() && p != "." && p != ".." && !p.contains('\\') && !p.contains('\0')
+        })
 }
 
 /// The local memo, with misses looked up on the remote.
@@ -719,7 +774,11 @@ impl SharedMemo<'_> {
         if blake3::hash(&payload).to_hex().as_str() != pointer.hash
             || payload.len() as u64 != pointer.size
         {
-            self.inner.bad_blobs.lock().unwrap().insert(pointer.hash.clone());
+            self.inner
+                .bad_blobs
+                .lock()
+                .unwrap()
+                .insert(pointer.hash.clone());
             (self.inner.warn)(&format!(
                 "warning: remote cache: memo blob cas/{} is corrupt; not trusted, recomputing",
                 pointer.hash
@@ -767,7 +826,6 @@ impl Memo for SharedMemo<'_> {
     }
 }
 
-
 /// The remote of a command (flags, environment, `[cache]`), with warnings
 /// going to `display`; pushes a killed build left are queued again.
 pub fn open_for(
@@ -806,7 +864,10 @@ pub fn open_quiet(
 }
 
 /// The remote for `vgmake push`: pushes even where `push = false`.
-pub fn open_for_push(project: &crate::project::Project, store: &Store) -> Result<Option<Remote>, String> {
+pub fn open_for_push(
+    project: &crate::project::Project,
+    store: &Store,
+) -> Result<Option<Remote>, String> {
     let mut file = project.pipeline.cache.clone();
     file.push = Some(true);
     let settings = Settings {

@@ -201,9 +201,12 @@ impl Client {
                 return Err(self.status_error(&what, status));
             }
             let mut buf = Vec::new();
-            resp.body_mut().as_reader().read_to_end(&mut buf).map_err(|e| {
-                S3Error::Unreachable(format!("{what}: reading the body: {}", e.kind()))
-            })?;
+            resp.body_mut()
+                .as_reader()
+                .read_to_end(&mut buf)
+                .map_err(|e| {
+                    S3Error::Unreachable(format!("{what}: reading the body: {}", e.kind()))
+                })?;
             Ok(Some(buf))
         })
     }
@@ -236,8 +239,10 @@ impl Client {
             if status != 200 {
                 return Err(self.status_error(&what, status));
             }
-            let local = |e: io::Error| S3Error::Refused(format!("{what}: writing {}: {e}", file.display()));
-            let mut out = io::BufWriter::with_capacity(1 << 20, std::fs::File::create(file).map_err(local)?);
+            let local =
+                |e: io::Error| S3Error::Refused(format!("{what}: writing {}: {e}", file.display()));
+            let mut out =
+                io::BufWriter::with_capacity(1 << 20, std::fs::File::create(file).map_err(local)?);
             let mut hasher = blake3::Hasher::new();
             let mut reader = resp.body_mut().as_reader();
             let mut buf = vec![0u8; 1 << 16];
@@ -304,5 +309,38 @@ impl Client {
                 s => Err(self.status_error(&what, s)),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_never_carry_credentials_or_signatures() {
+        let client = Client::new(
+            "http://127.0.0.1:9",
+            true,
+            "bucket",
+            "us-east-1",
+            "p",
+            Some(Credentials::new("AKIDEXAMPLE123", "wJalrXUtnFEMI/K7MDENG")),
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let url = client
+            .bucket
+            .get_object(client.credentials.as_ref(), "p/ac/x")
+            .sign(SIGN_FOR);
+        let text = format!("error fetching {url}: AKIDEXAMPLE123 wJalrXUtnFEMI/K7MDENG");
+        let clean = client.redact(&text);
+        assert!(!clean.contains("AKIDEXAMPLE123"), "{clean}");
+        assert!(!clean.contains("wJalrXUtnFEMI"), "{clean}");
+        assert!(!clean.contains("X-Amz-Signature"), "{clean}");
+        // Nothing listens on port 9: an unreachable error, without the URL.
+        match client.get("ac/x") {
+            Err(S3Error::Unreachable(m)) => assert!(!m.contains("AKID") && !m.contains('?'), "{m}"),
+            other => panic!("{other:?}"),
+        }
     }
 }

@@ -89,7 +89,11 @@ impl Seaweed {
                 .arg(format!("-filer.port={filer}"))
                 .args(["-volume.max=100", "-master.volumeSizeLimitMB=64"])
                 // No fixed ports (two servers at once), no traffic off the machine.
-                .args(["-s3.port.iceberg=0", "-s3.port.lance=0", "-master.telemetry=false"])
+                .args([
+                    "-s3.port.iceberg=0",
+                    "-s3.port.lance=0",
+                    "-master.telemetry=false",
+                ])
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().unwrap())
                 .stderr(log)
@@ -104,7 +108,9 @@ impl Seaweed {
             while Instant::now() < deadline {
                 if let Some((200, _)) = server.http("PUT", &format!("/{bucket}"), b"", &[]) {
                     // The bucket accepts objects once a volume is writable.
-                    if let Some((200, _)) = server.http("PUT", &format!("/{bucket}/.probe"), b"x", &[]) {
+                    if let Some((200, _)) =
+                        server.http("PUT", &format!("/{bucket}/.probe"), b"x", &[])
+                    {
                         return Some(server);
                     }
                 }
@@ -114,9 +120,13 @@ impl Seaweed {
                 std::thread::sleep(Duration::from_millis(200));
             }
             server.kill();
-            let log = std::fs::read_to_string(server._dir.path().join("weed.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(server._dir.path().join("weed.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(15).collect();
-            eprintln!("SeaweedFS did not start; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            eprintln!(
+                "SeaweedFS did not start; its log ends:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
         }
         panic!("SeaweedFS is installed but did not start three times");
     }
@@ -164,7 +174,10 @@ impl Seaweed {
         let head = String::from_utf8_lossy(&resp[..split]).to_string();
         let status: u16 = head.split_whitespace().nth(1)?.parse().ok()?;
         let mut payload = resp[split + 4..].to_vec();
-        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        if head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
             payload = dechunk(&payload);
         }
         Some((status, payload))
@@ -203,7 +216,8 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         let Some(eol) = data.windows(2).position(|w| w == b"\r\n") else {
             break;
         };
-        let size = usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
+        let size =
+            usize::from_str_radix(String::from_utf8_lossy(&data[..eol]).trim(), 16).unwrap_or(0);
         if size == 0 {
             break;
         }
