@@ -251,6 +251,7 @@ fn run_and_commit(
         memo_keys: outcome.memo_keys,
         metrics,
         measurements: outcome.measurements,
+        state: Some(format!("{}/{}", stage.kind.name(), state_id.to_hex())),
     };
     env.store
         .write_record(&record)

@@ -26,6 +26,7 @@ mod scheduler;
 mod stage_log;
 mod statcache;
 mod store;
+mod survivor;
 
 pub mod standalone;
 

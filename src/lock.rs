@@ -1,20 +1,24 @@
-//! One writer per project: an exclusive `flock` on `cache/LOCK`.
+//! One writer per project: an exclusive `flock` on the `cache/` folder
+//! itself, so that deleting a file (a natural reaction to "waiting...")
+//! cannot let a second writer in.
 //!
 //! The kernel releases the lock when its holder dies, even by `kill -9`, so a
-//! lock left by a dead process is broken by construction. The file also holds
-//! the holder's pid, start time and command, to tell a waiting user who has it;
-//! a clean exit empties it, so finding it non-empty on acquiring means the last
-//! holder died, which is reported.
+//! lock left by a dead process is broken by construction. `cache/LOCK` holds
+//! the holder's pid, start time and command, to tell a waiting user who has
+//! it; a clean exit empties it, so finding it non-empty on acquiring means
+//! the last holder died, which is reported.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, Write};
+use std::fs::{self, File};
+use std::io;
 use std::os::fd::AsRawFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error};
 
 pub struct ProjectLock {
-    file: File,
+    /// The cache folder itself, flock'ed: deleting `LOCK` cannot undo it.
+    _dir: File,
+    info: PathBuf,
 }
 
 /// How `acquire` behaves when another build holds the lock.
@@ -29,28 +33,21 @@ impl ProjectLock {
     /// Takes the lock of the cache at `cache_dir`. Returns the lock and, when
     /// the previous holder died without releasing it, a line saying so.
     pub fn acquire(cache_dir: &Path, wait: Wait) -> Result<(ProjectLock, Option<String>), Error> {
-        let path = cache_dir.join("LOCK");
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
-            .context(|| format!("cannot open {}", path.display()))?;
-        if !try_flock(&file).context(|| format!("cannot lock {}", path.display()))? {
-            let holder = describe_holder(&mut file);
+        let dir =
+            File::open(cache_dir).context(|| format!("cannot open {}", cache_dir.display()))?;
+        let info = cache_dir.join("LOCK");
+        if !try_flock(&dir).context(|| format!("cannot lock {}", cache_dir.display()))? {
+            let holder = describe_holder(&info);
             match wait {
                 Wait::NoWait => return Err(Error::Locked { holder }),
                 Wait::Block(notify) => {
                     notify(&holder);
-                    flock_blocking(&file).context(|| format!("cannot lock {}", path.display()))?;
+                    flock_blocking(&dir)
+                        .context(|| format!("cannot lock {}", cache_dir.display()))?;
                 }
             }
         }
-        let mut previous = String::new();
-        file.rewind()
-            .and_then(|_| file.read_to_string(&mut previous))
-            .ok();
+        let previous = fs::read_to_string(&info).unwrap_or_default();
         let stale = (!previous.trim().is_empty()).then(|| {
             format!(
                 "broke a stale lock left by a build that died ({})",
@@ -63,18 +60,15 @@ impl ProjectLock {
             unix_now(),
             std::env::args().collect::<Vec<_>>().join(" ")
         );
-        file.set_len(0)
-            .and_then(|_| file.rewind())
-            .and_then(|_| file.write_all(me.as_bytes()))
-            .ok();
-        Ok((ProjectLock { file }, stale))
+        let _ = fs::write(&info, me);
+        Ok((ProjectLock { _dir: dir, info }, stale))
     }
 }
 
 impl Drop for ProjectLock {
     fn drop(&mut self) {
-        // Empty the file before the kernel drops the lock with the descriptor.
-        let _ = self.file.set_len(0);
+        // Empty the holder note before the kernel drops the lock with the descriptor.
+        let _ = fs::write(&self.info, "");
     }
 }
 
@@ -105,11 +99,8 @@ fn flock_blocking(file: &File) -> io::Result<()> {
     }
 }
 
-fn describe_holder(file: &mut File) -> String {
-    let mut text = String::new();
-    file.rewind()
-        .and_then(|_| file.read_to_string(&mut text))
-        .ok();
+fn describe_holder(info: &Path) -> String {
+    let text = fs::read_to_string(info).unwrap_or_default();
     if text.trim().is_empty() {
         "holder unknown".to_string()
     } else {

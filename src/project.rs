@@ -15,6 +15,8 @@ pub struct Project {
     /// Every variant a build covers: `resolved` alone, each point of a
     /// `--set a=x,y` sweep, or all variants under `--all-variants`.
     pub variants: Vec<Resolved>,
+    /// Variants `--all-variants` left out: they reach the network.
+    pub left_out: Vec<String>,
     /// The folder holding pipeline.toml (absolute).
     pub dir: PathBuf,
     pub cache_dir: PathBuf,
@@ -53,6 +55,7 @@ impl Project {
             pipeline,
             resolved: variants.main,
             variants: variants.all,
+            left_out: variants.left_out,
             dir,
             cache_dir,
             data_dir,

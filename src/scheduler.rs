@@ -264,7 +264,26 @@ fn publish(
     let link = out_link(env.project_dir, variant, stage);
     let target = env.store.output_dir(output);
     let target = relative_to(&target, link.parent().unwrap()).unwrap_or(target);
-    if let Err(e) = crate::fsutil::replace_symlink(&target, &link) {
+    // Something that is not our link stands there (a folder a user copied
+    // over it): move it aside rather than leave stale contents in place.
+    let is_link = std::fs::symlink_metadata(&link).map(|m| m.file_type().is_symlink());
+    if let Ok(false) = is_link {
+        let aside = link.with_file_name(format!("{stage}.moved-{}", crate::lock::unix_now()));
+        match std::fs::rename(&link, &aside) {
+            Ok(()) => display.note(&format!(
+                "note: {} was not vgmake's link; moved it to {}",
+                link.display(),
+                aside.display()
+            )),
+            Err(e) => display.note(&format!(
+                "warning: {} is not vgmake's link and cannot be moved aside ({e}); remove it",
+                link.display()
+            )),
+        }
+    }
+    if std::fs::read_link(&link).ok().as_deref() != Some(target.as_path())
+        && let Err(e) = crate::fsutil::replace_symlink(&target, &link)
+    {
         display.note(&format!("warning: cannot update {}: {e}", link.display()));
     }
     if let Err(e) = env.store.set_ref(

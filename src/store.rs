@@ -8,7 +8,9 @@
 //! state/<kind>/<id>/      resumable stage state (training checkpoints), named
 //!                         by the stage key without the parameters the kind's
 //!                         state ignores
-//! refs/<variant>.json     what each stage of a variant last built
+//! refs/<project>/<variant>.json  what each stage of a variant last built, per
+//!                         project (a hash of its folder: a shared cache
+//!                         keeps projects apart)
 //! tmp/                    staging folders (anything here is garbage after a crash)
 //! builds.jsonl            one line per build (history.rs)
 //! statcache.json          file stamps -> hashes
@@ -55,6 +57,10 @@ pub struct ActionRecord {
     /// kept here, outside the hashed output.
     #[serde(default)]
     pub measurements: BTreeMap<String, f64>,
+    /// Its state folder, `<kind>/<id>` under `state/` (kept by `gc` with
+    /// the record: raising `steps` resumes from it).
+    #[serde(default)]
+    pub state: Option<String>,
 }
 
 /// A stage's entry in `refs/<variant>.json`.
@@ -66,14 +72,38 @@ pub struct StageRef {
 
 pub struct Store {
     pub root: PathBuf,
+    /// Names this project's folder of refs (a hash of its path).
+    project_id: String,
     pub stats: StatCache,
-    refs_lock: Mutex<()>,
+    refs: Mutex<RefsCache>,
     commit_lock: Mutex<()>,
 }
 
+/// Refs read once per command and written when they change, at most once
+/// a second during a build and at its end ([`Store::flush_refs`]; also on
+/// drop): a build of 20,000 stages does not rewrite a 20,000-entry file
+/// 20,000 times.
+#[derive(Default)]
+struct RefsCache {
+    variants: std::collections::HashMap<String, BTreeMap<String, StageRef>>,
+    dirty: std::collections::BTreeSet<String>,
+    flushed: Option<std::time::Instant>,
+}
+
+const REFS_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Store {
-    /// Opens (creating) the cache at `root`.
+    /// Opens (creating) the cache at `root`, for the project in the folder
+    /// above it (a cache shared through a link keeps each project's refs
+    /// apart).
     pub fn open(root: &Path) -> io::Result<Store> {
+        let project = root
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .canonicalize()?;
+        let project_id =
+            blake3::hash(project.as_os_str().as_encoded_bytes()).to_hex()[..16].to_string();
         for dir in [
             "actions",
             "outputs",
@@ -89,8 +119,9 @@ impl Store {
         let stats = StatCache::load(&root.join("statcache.json"));
         Ok(Store {
             root,
+            project_id,
             stats,
-            refs_lock: Mutex::new(()),
+            refs: Mutex::new(RefsCache::default()),
             commit_lock: Mutex::new(()),
         })
     }
@@ -135,7 +166,9 @@ impl Store {
     pub fn clean_tmp(&self) -> io::Result<usize> {
         let mut n = 0;
         for entry in fs::read_dir(self.tmp_dir())? {
-            fsutil::remove_tree(&entry?.path())?;
+            let staging = entry?.path();
+            crate::survivor::stop(&staging.join("tmp"));
+            fsutil::remove_tree(&staging)?;
             n += 1;
         }
         Ok(n)
@@ -205,6 +238,50 @@ impl Store {
         Ok(())
     }
 
+    /// Re-reads every file of `outputs/<hash>`, trusting no stat-cache
+    /// entry, and checks it against its manifest; returns the bytes read. A
+    /// damaged output's stat-cache entries are forgotten, so the next build
+    /// reads it again too (and rebuilds it).
+    pub fn verify_output_fully(&self, hash: &str) -> Result<u64, Damage> {
+        let manifest = self
+            .tree_manifest(hash)
+            .ok_or_else(|| Damage::NoManifest(hash.to_string()))?;
+        let dir = self.output_dir(hash);
+        let folder = dir.display().to_string();
+        if !dir.is_dir() {
+            return Err(Damage::Missing(folder));
+        }
+        let actual =
+            TreeManifest::scan(&dir, &StatCache::none()).map_err(|source| Damage::Unreadable {
+                folder: folder.clone(),
+                source,
+            })?;
+        if actual != manifest || manifest.hash().to_hex().as_str() != hash {
+            self.stats.forget_under(&dir);
+            let what = actual.diff_summary(&manifest);
+            return Err(Damage::Modified { folder, what });
+        }
+        Ok(actual.total_bytes())
+    }
+
+    /// Every file in the state folders (`state/<kind>/<id>/`), seals aside.
+    pub fn state_files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_none_or(|e| e != "b3") {
+                    out.push(path);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.root.join("state"), &mut out);
+        out.sort();
+        out
+    }
+
     /// Moves a finished staging folder into the cache and returns its hash.
     /// An identical output already cached is kept and the staging copy dropped.
     pub fn commit_output(&self, staging: &Path) -> io::Result<(String, TreeManifest)> {
@@ -256,16 +333,86 @@ impl Store {
         let _ = fs::remove_file(self.manifest_path(output));
     }
 
-    pub fn refs(&self, variant: &str) -> BTreeMap<String, StageRef> {
-        fs::read(self.root.join("refs").join(format!("{variant}.json")))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+    pub fn project_id(&self) -> &str {
+        &self.project_id
     }
 
-    /// Every variant that has refs.
+    /// `refs/<project id>/<variant>.json`.
+    pub fn refs_path(&self, variant: &str) -> PathBuf {
+        self.root
+            .join("refs")
+            .join(&self.project_id)
+            .join(format!("{variant}.json"))
+    }
+
+    /// What each stage of `variant` last built (empty when unreadable:
+    /// for commands that show; `gc` reads them with [`Store::all_refs`]).
+    pub fn refs(&self, variant: &str) -> BTreeMap<String, StageRef> {
+        let mut cache = self.refs.lock().unwrap();
+        self.cached_refs(&mut cache, variant).clone()
+    }
+
+    fn cached_refs<'c>(
+        &self,
+        cache: &'c mut RefsCache,
+        variant: &str,
+    ) -> &'c mut BTreeMap<String, StageRef> {
+        cache
+            .variants
+            .entry(variant.to_string())
+            .or_insert_with(|| {
+                fs::read(self.refs_path(variant))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default()
+            })
+    }
+
+    /// Writes the refs that changed since the last write.
+    pub fn flush_refs(&self) -> io::Result<()> {
+        let mut cache = self.refs.lock().unwrap();
+        self.flush_locked(&mut cache)
+    }
+
+    fn flush_locked(&self, cache: &mut RefsCache) -> io::Result<()> {
+        for variant in std::mem::take(&mut cache.dirty) {
+            let path = self.refs_path(&variant);
+            fs::create_dir_all(path.parent().expect("refs live in a folder"))?;
+            write_atomic(
+                &path,
+                &serde_json::to_vec_pretty(&cache.variants[&variant])?,
+            )?;
+        }
+        cache.flushed = Some(std::time::Instant::now());
+        Ok(())
+    }
+
+    /// The refs of every variant of every project using this cache, as
+    /// (project id, variant, refs); an error names a file it cannot read.
+    pub fn all_refs(&self) -> Result<Vec<(String, String, BTreeMap<String, StageRef>)>, String> {
+        let mut out = Vec::new();
+        let dir = self.root.join("refs");
+        for project in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let project_id = project.file_name().to_string_lossy().into_owned();
+            for file in fs::read_dir(project.path()).into_iter().flatten().flatten() {
+                let path = file.path();
+                let Some(variant) = path.file_stem().map(|s| s.to_string_lossy().into_owned())
+                else {
+                    continue;
+                };
+                let refs = fs::read(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+                    .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                out.push((project_id.clone(), variant, refs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every variant of this project that has refs.
     pub fn ref_variants(&self) -> Vec<String> {
-        let mut names: Vec<String> = fs::read_dir(self.root.join("refs"))
+        let mut names: Vec<String> = fs::read_dir(self.root.join("refs").join(&self.project_id))
             .into_iter()
             .flatten()
             .flatten()
@@ -282,13 +429,20 @@ impl Store {
 
     /// Records that `stage` of `variant` now stands at `r`.
     pub fn set_ref(&self, variant: &str, stage: &str, r: StageRef) -> io::Result<()> {
-        let _guard = self.refs_lock.lock().unwrap();
-        let mut refs = self.refs(variant);
+        let mut cache = self.refs.lock().unwrap();
+        let refs = self.cached_refs(&mut cache, variant);
+        if refs.get(stage) == Some(&r) {
+            return Ok(()); // a no-op build writes nothing
+        }
         refs.insert(stage.to_string(), r);
-        write_atomic(
-            &self.root.join("refs").join(format!("{variant}.json")),
-            &serde_json::to_vec_pretty(&refs)?,
-        )
+        cache.dirty.insert(variant.to_string());
+        if cache
+            .flushed
+            .is_none_or(|t| t.elapsed() >= REFS_FLUSH_EVERY)
+        {
+            self.flush_locked(&mut cache)?;
+        }
+        Ok(())
     }
 
     /// Appends one build to the history.
@@ -299,5 +453,11 @@ impl Store {
     /// The build history, oldest first; an error names a line it cannot read.
     pub fn history(&self) -> Result<Vec<HistoryEntry>, String> {
         history::read(&self.root.join("builds.jsonl"))
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.flush_refs();
     }
 }

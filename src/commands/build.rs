@@ -32,6 +32,11 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
             return usage_error(format!("--force/--refresh: no stage is named `{name}`"));
         }
     }
+    for name in &project.left_out {
+        eprintln!(
+            "note: --all-variants leaves out variant `{name}`: it downloads from the network; build it by name: vgmake build --variant {name}"
+        );
+    }
     if args.dry_run {
         let mut code = ExitCode::SUCCESS;
         for resolved in &project.variants {
@@ -141,6 +146,11 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
             })
             .collect(),
     };
+    if let Err(e) = store.flush_refs() {
+        display.note(&format!(
+            "warning: cannot record what the variants built: {e}"
+        ));
+    }
     if let Err(e) = store.append_history(&history) {
         display.note(&format!("warning: cannot append to the build history: {e}"));
     }

@@ -44,8 +44,21 @@ pub fn run(
     let mut variants: BTreeSet<String> = project.pipeline.variants.keys().cloned().collect();
     variants.insert(DEFAULT_VARIANT.to_string());
     let mut keep_keys: BTreeSet<String> = BTreeSet::new();
-    for v in &variants {
-        keep_keys.extend(store.refs(v).into_values().map(|r| r.key));
+    // Refs it cannot read would make gc drop what they protect: stop.
+    let refs = match store.all_refs() {
+        Ok(r) => r,
+        Err(e) => {
+            return usage_error(format!(
+                "{e}; gc cannot tell what to keep (fix or move the file aside, then run `vgmake build` to write it again)"
+            ));
+        }
+    };
+    for (project, variant, stage_refs) in refs {
+        // This project's variants that left pipeline.toml are let go; every
+        // variant of another project sharing this cache is kept.
+        if project != store.project_id() || variants.contains(&variant) {
+            keep_keys.extend(stage_refs.into_values().map(|r| r.key));
+        }
     }
     let history = match store.history() {
         Ok(h) => h,
@@ -62,15 +75,34 @@ pub fn run(
     let records = store.records();
     let mut keep_outputs = BTreeSet::new();
     let mut keep_memo = BTreeSet::new();
+    let mut keep_state = BTreeSet::new();
     let mut drop_records = Vec::new();
     for r in records {
         if keep_keys.contains(&r.key) {
             keep_outputs.insert(r.output.clone());
             keep_memo.extend(r.memo_keys.iter().cloned());
+            keep_state.extend(r.state.clone());
         } else {
             drop_records.push(r);
         }
     }
+    // State no kept result was built from goes too, unless it is younger
+    // than the oldest build kept: an interrupted run resumes from it.
+    let since = history
+        .iter()
+        .rev()
+        .take(keep_last.max(1))
+        .map(|b| b.finished.saturating_sub(b.seconds as u64))
+        .min()
+        .unwrap_or(u64::MAX);
+    let drop_state: Vec<PathBuf> = list(&store.root.join("state"))
+        .iter()
+        .flat_map(|kind| list(kind))
+        .filter(|dir| {
+            let id = format!("{}/{}", file_name(dir.parent().unwrap()), file_name(dir));
+            !keep_state.contains(&id) && modified(dir) < since
+        })
+        .collect();
     let drop_outputs: Vec<PathBuf> = list(&store.root.join("outputs"))
         .into_iter()
         .filter(|p| !keep_outputs.contains(&file_name(p)))
@@ -87,11 +119,12 @@ pub fn run(
         .ref_variants()
         .into_iter()
         .filter(|v| !variants.contains(v))
-        .map(|v| store.root.join("refs").join(format!("{v}.json")))
+        .map(|v| store.refs_path(&v))
         .collect();
 
     let output_bytes: u64 = drop_outputs.iter().map(|p| tree_size(p)).sum();
     let memo_bytes: u64 = drop_memo.iter().map(MemoEntry::payload_bytes).sum();
+    let state_bytes: u64 = drop_state.iter().map(|p| tree_size(p)).sum();
     let verb = if dry_run { "would remove" } else { "removed" };
     if dry_run {
         for r in &drop_records {
@@ -108,11 +141,19 @@ pub fn run(
         for p in &drop_refs {
             println!("refs    {}", p.display());
         }
+        for p in &drop_state {
+            println!("state   {} ({})", p.display(), human_bytes(tree_size(p)));
+        }
     } else {
         for r in &drop_records {
             store.remove_record(&r.key);
         }
-        for p in drop_outputs.iter().chain(&drop_manifests).chain(&drop_refs) {
+        for p in drop_outputs
+            .iter()
+            .chain(&drop_manifests)
+            .chain(&drop_refs)
+            .chain(&drop_state)
+        {
             let _ = if p.is_dir() {
                 remove_tree(p)
             } else {
@@ -126,12 +167,14 @@ pub fn run(
         let _ = store.stats.save();
     }
     println!(
-        "{verb} {} results, {} outputs ({}), {} memo entries ({}); kept {} results of {} variants and the last {} builds",
+        "{verb} {} results, {} outputs ({}), {} memo entries ({}), {} state folders ({}); kept {} results of {} variants and the last {} builds",
         drop_records.len(),
         drop_outputs.len(),
         human_bytes(output_bytes),
         drop_memo.len(),
         human_bytes(memo_bytes),
+        drop_state.len(),
+        human_bytes(state_bytes),
         keep_keys.len(),
         variants.len(),
         keep_last,
@@ -148,6 +191,23 @@ fn list(dir: &std::path::Path) -> Vec<PathBuf> {
         .collect();
     out.sort();
     out
+}
+
+/// The newest modification time in a folder (Unix seconds).
+fn modified(dir: &std::path::Path) -> u64 {
+    let stamp = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs())
+    };
+    list(dir)
+        .iter()
+        .map(|p| stamp(p))
+        .chain([stamp(dir)])
+        .max()
+        .unwrap_or(0)
 }
 
 fn file_name(p: &std::path::Path) -> String {

@@ -7,7 +7,7 @@ mod parse;
 mod resolve;
 pub(crate) mod spans;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
 use vgmake_api::{Params, Setting, StageKind};
@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub variants: BTreeMap<String, Vec<Override>>,
     /// The `[cache]` table (the remote cache; never part of a key).
     pub cache: crate::remote::CacheConfig,
+    /// Stage name -> position in `stages`.
+    index: HashMap<String, usize>,
 }
 
 /// One `[stages.NAME]` table.
@@ -68,17 +70,30 @@ pub struct Resolved {
     /// `default` when no variant is applied.
     pub variant: String,
     pub stages: Vec<ResolvedStage>,
+    index: HashMap<String, usize>,
 }
 
 impl Resolved {
+    pub fn new(variant: String, stages: Vec<ResolvedStage>) -> Self {
+        let index = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        Resolved {
+            variant,
+            stages,
+            index,
+        }
+    }
     pub fn stage(&self, name: &str) -> Option<&ResolvedStage> {
-        self.stages.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.stages[i])
     }
 }
 
 impl Pipeline {
     pub fn stage(&self, name: &str) -> Option<&StageDecl> {
-        self.stages.iter().find(|s| s.name == name)
+        self.index.get(name).map(|&i| &self.stages[i])
     }
 }
 

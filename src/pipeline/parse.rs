@@ -91,12 +91,18 @@ impl Pipeline {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
+        let index = stages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         let pipeline = Pipeline {
             path: path.to_path_buf(),
             dir,
             stages,
             variants,
             cache,
+            index,
         };
         if errors.is_empty() {
             // Parameters: each stage as the file sets it, and each variant,
@@ -253,6 +259,7 @@ fn parse_stages(
 /// kind reads from them.
 fn check_deps(stages: &mut [StageDecl], spans: &Spans, errors: &mut Vec<Diagnostic>) {
     let names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+    let declared: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
     let kind_of: BTreeMap<String, &'static str> = stages
         .iter()
         .map(|s| (s.name.clone(), s.kind.name()))
@@ -262,7 +269,7 @@ fn check_deps(stages: &mut [StageDecl], spans: &Spans, errors: &mut Vec<Diagnost
         let key = format!("stages.{}.deps", stage.name);
         let mut known = true;
         for (i, dep) in stage.deps.iter().enumerate() {
-            if !names.contains(dep) {
+            if !declared.contains(dep.as_str()) {
                 known = false;
                 errors.push(
                     Diagnostic::new(

@@ -44,7 +44,7 @@ impl Pipeline {
         let mut errors = Vec::new();
         let names: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
         for o in &overrides {
-            if !names.contains(&o.stage.as_str()) {
+            if self.stage(&o.stage).is_none() {
                 errors.push(
                     Diagnostic::new(
                         o.origin.clone(),
@@ -87,10 +87,10 @@ impl Pipeline {
         if !errors.is_empty() {
             return Err(Diagnostics(errors));
         }
-        Ok(Resolved {
-            variant: variant.unwrap_or(DEFAULT_VARIANT).to_string(),
+        Ok(Resolved::new(
+            variant.unwrap_or(DEFAULT_VARIANT).to_string(),
             stages,
-        })
+        ))
     }
 }
 

@@ -7,11 +7,10 @@
 //! command runs with a cleared environment holding only `PATH`, the
 //! allow-listed variables and vgmake's own.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use crate::api::*;
+use crate::child;
 
 pub struct CommandKind;
 
@@ -143,7 +142,7 @@ impl StageKind for CommandKind {
             command.env(format!("VGMAKE_PARAM_{}", env_suffix(name)), text);
         }
 
-        let mut child = command.spawn().ctx(|| "starting `sh -c`")?;
+        let mut child = child::spawn(&mut command, ctx.temp_dir).ctx(|| "starting `sh -c`")?;
         // Both streams go to the stage log, line by line, from two threads.
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
@@ -155,28 +154,17 @@ impl StageKind for CommandKind {
             ] {
                 let tail = &tail;
                 s.spawn(move || {
-                    for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    child::read_lines(stream, |line| {
                         ctx.progress.log(&line);
                         let mut t = tail.lock().unwrap();
                         t.push_back(line);
                         if t.len() > 10 {
                             t.pop_front();
                         }
-                    }
+                    });
                 });
             }
-            loop {
-                match child.try_wait() {
-                    Ok(Some(status)) => return Ok(status),
-                    Ok(None) if ctx.is_cancelled() => {
-                        let _ = child.kill();
-                        let _ = child.wait();
-                        return Err(StageError::Cancelled);
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-                    Err(e) => return Err(StageError::io("waiting for the command", e)),
-                }
-            }
+            child::wait(&mut child, ctx)
         })?;
         if status.success() {
             return Ok(());

@@ -154,7 +154,8 @@ impl StageKind for EncodeKind {
             }
             let path = input.dir.join(rel);
             let name = walk::slash_path(rel);
-            let result = match std::fs::read(&path) {
+            // At most midi::read::MAX_FILE_BYTES, regular files only.
+            let result = match midi::read::read_file(&path) {
                 Ok(bytes) => {
                     let hash = blake3::hash(&bytes);
                     let outcome = encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options);
@@ -163,7 +164,7 @@ impl StageKind for EncodeKind {
                 Err(e) => (
                     String::new(),
                     Outcome::Skipped {
-                        reason: format!("cannot read the file: {e}"),
+                        reason: e.to_string(),
                     },
                 ),
             };

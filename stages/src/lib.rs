@@ -8,6 +8,7 @@
 
 pub use vgmake_api as api;
 
+pub mod child;
 pub mod command;
 pub mod data;
 pub mod dataset;

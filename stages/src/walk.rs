@@ -14,29 +14,123 @@ pub fn is_midi_name(path: &Path) -> bool {
 }
 
 /// The MIDI files under `root`, recursively, as paths relative to `root`,
-/// sorted. Symbolic links to files are followed, links to folders are not
-/// (no cycles); hidden entries (starting with `.`) are skipped.
+/// sorted (see [`corpus_files`]; what it skips is left out here).
 pub fn midi_files(root: &Path) -> io::Result<Vec<PathBuf>> {
+    Ok(corpus_files(root)?.0)
+}
+
+/// An entry of a folder tree that [`corpus_files`] passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Skipped {
+    /// Relative to the root, `/`-separated (lossy for names that are not UTF-8).
+    pub path: String,
+    pub reason: String,
+}
+
+/// The MIDI files under `root`, recursively, as paths relative to `root`,
+/// sorted, and the entries skipped on the way with the reason, sorted.
+/// Hidden entries (starting with `.`) and files without a MIDI extension are
+/// ignored. A symbolic link to a regular file inside `root` is followed;
+/// other links (to folders: no cycles; outside `root`; broken), FIFOs,
+/// sockets and devices named like MIDI files, names that are not UTF-8 and
+/// folders that cannot be listed are skipped: no entry is ever opened
+/// except regular files and folders, so a FIFO cannot hang the walk.
+pub fn corpus_files(root: &Path) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+    let canonical_root = root.canonicalize()?;
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
+    let mut skip = |rel: &Path, reason: String| {
+        skipped.push(Skipped {
+            path: slash_path(rel),
+            reason,
+        })
+    };
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
-        for entry in fs::read_dir(root.join(&rel))? {
+        let entries = match fs::read_dir(root.join(&rel)) {
+            Ok(entries) => entries,
+            Err(e) if !rel.as_os_str().is_empty() => {
+                skip(&rel, format!("cannot list the folder: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        for entry in entries {
             let entry = entry?;
             let name = entry.file_name();
-            if name.to_string_lossy().starts_with('.') {
+            if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
             let child = rel.join(&name);
             let kind = entry.file_type()?;
-            if kind.is_dir() {
+            let midi = is_midi_name(&child);
+            if name.to_str().is_none() {
+                if kind.is_dir() || midi {
+                    skip(&child, "the name is not valid UTF-8 (rename it)".into());
+                }
+            } else if kind.is_dir() {
                 stack.push(child);
-            } else if is_midi_name(&child) && fs::metadata(root.join(&child))?.is_file() {
+            } else if kind.is_symlink() {
+                match link_target(&canonical_root, &root.join(&child)) {
+                    Ok(()) if midi => found.push(child),
+                    Ok(()) => {}
+                    Err(why) if midi || why.contains("folder") => skip(&child, why),
+                    Err(_) => {}
+                }
+            } else if midi && kind.is_file() {
                 found.push(child);
+            } else if midi {
+                skip(&child, format!("not a regular file ({})", kind_name(kind)));
             }
         }
     }
     found.sort();
-    Ok(found)
+    skipped.sort();
+    Ok((found, skipped))
+}
+
+/// `Ok` when the link at `path` leads to a regular file inside the root,
+/// else why it is not followed.
+fn link_target(canonical_root: &Path, path: &Path) -> Result<(), String> {
+    let target = fs::canonicalize(path).map_err(|e| format!("a broken link ({e})"))?;
+    let meta = fs::metadata(&target).map_err(|e| format!("a broken link ({e})"))?;
+    if meta.is_dir() {
+        Err("a link to a folder: not followed (no cycles)".into())
+    } else if !target.starts_with(canonical_root) {
+        Err(format!(
+            "a link to {}, outside the source folder: not followed",
+            target.display()
+        ))
+    } else if !meta.is_file() {
+        Err(format!(
+            "a link to a {}, not a regular file",
+            kind_name(meta.file_type())
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What a file system entry is, in words ("FIFO", "character device").
+pub fn kind_name(kind: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if kind.is_dir() {
+        "folder"
+    } else if kind.is_file() {
+        "regular file"
+    } else if kind.is_fifo() {
+        "FIFO"
+    } else if kind.is_socket() {
+        "socket"
+    } else if kind.is_char_device() {
+        "character device"
+    } else if kind.is_block_device() {
+        "block device"
+    } else if kind.is_symlink() {
+        "symbolic link"
+    } else {
+        "special file"
+    }
 }
 
 /// A relative path as text with `/` separators (for reports and indexes).

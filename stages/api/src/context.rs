@@ -75,6 +75,11 @@ impl Progress for NoProgress {
     fn log(&self, _: &str) {}
 }
 
+/// Where a stage that starts a process group notes its id, in its
+/// `temp_dir`: a later build stops that group if it outlived its own build
+/// (vgmake killed with -9) before removing the staging folder.
+pub const PGID_FILE: &str = ".vgmake-pgid";
+
 /// Numbers measured while a stage runs (tokens/s, wall time, peak memory).
 /// The engine keeps them in the action record beside the result, never in
 /// the output: a stopwatch must not decide what reruns.

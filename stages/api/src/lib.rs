@@ -15,8 +15,11 @@ mod kind;
 mod metrics;
 mod params;
 mod registry;
+pub mod seal;
 
-pub use context::{ExternalInputs, Input, Measurements, Memo, NoProgress, Progress, StageContext};
+pub use context::{
+    ExternalInputs, Input, Measurements, Memo, NoProgress, PGID_FILE, Progress, StageContext,
+};
 pub use error::{IoContext, StageError};
 pub use inputs::{InputError, Inputs, Slot};
 pub use kind::StageKind;

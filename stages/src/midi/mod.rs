@@ -41,6 +41,9 @@ pub enum MidiError {
     NoNotes,
     #[error("cannot read the file: {0}")]
     Io(String),
+    /// Past one of the reader's limits (file size, events, length).
+    #[error("{0}")]
+    TooBig(String),
     #[error("token {index} `{token}` is not a valid token")]
     BadToken { index: usize, token: String },
 }
@@ -96,9 +99,7 @@ pub fn encode_bytes(bytes: &[u8], options: &EncodeOptions) -> Result<String, Mid
 
 /// Encodes a MIDI file into one token line.
 pub fn encode_file(path: &Path, options: &EncodeOptions) -> Result<String, MidiError> {
-    let bytes =
-        std::fs::read(path).map_err(|e| MidiError::Io(format!("{}: {e}", path.display())))?;
-    encode_bytes(&bytes, options)
+    encode_bytes(&read::read_file(path)?, options)
 }
 
 /// Hand-made files for unit tests.

@@ -7,6 +7,9 @@
 //! running status survives a meta event, stray system bytes are skipped, and a
 //! track that cannot be read further keeps what was read before.
 
+use std::io::Read;
+use std::path::Path;
+
 use midly::{MetaMessage, MidiMessage, Timing, TrackEventKind};
 
 use super::MidiError;
@@ -16,6 +19,20 @@ pub const DRUM_PROGRAM: u8 = 128;
 const DRUM_CHANNEL: u8 = 9;
 /// MIDI's default tempo: 120 beats per minute.
 pub const DEFAULT_MICROS_PER_QUARTER: u32 = 500_000;
+
+/// Limits that keep one hostile or broken file from costing gigabytes or
+/// hours downstream (a 200 MB file of 25 million notes took 2.26 GB to
+/// encode; 400 delta-times near 2^28 made the synthesizer ask for 97 TB).
+/// Real songs stay far below each: the largest file of vgmusic.com is under
+/// 1 MB.
+///
+/// Files larger than this are not read.
+pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+/// Note, program and tempo events kept per song at most.
+pub const MAX_EVENTS: usize = 2_000_000;
+/// Songs lasting more quarter notes than this (over 13 hours at 120 bpm)
+/// are refused: their delta-times are corrupt.
+pub const MAX_BEATS: u64 = 100_000;
 
 /// One note in file ticks. `program` is the GM program 0-127, or 128 for drums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +114,46 @@ struct Event {
 
 const _: () = assert!(std::mem::size_of::<Event>() == 16);
 
+/// The bytes of the MIDI file at `path`. Only regular files are opened (a
+/// device such as `/dev/zero` never ends, a FIFO waits for a writer), and
+/// at most [`MAX_FILE_BYTES`] of them.
+pub fn read_file(path: &Path) -> Result<Vec<u8>, MidiError> {
+    let io = |e: std::io::Error| MidiError::Io(format!("{}: {e}", path.display()));
+    let check = |meta: &std::fs::Metadata| {
+        if !meta.is_file() {
+            return Err(MidiError::Io(format!(
+                "{}: a {}, not a regular file",
+                path.display(),
+                crate::walk::kind_name(meta.file_type())
+            )));
+        }
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_large(meta.len()));
+        }
+        Ok(())
+    };
+    // Checked before opening too: opening a FIFO blocks.
+    check(&std::fs::metadata(path).map_err(io)?)?;
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    check(&meta)?;
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(bytes.len() as u64));
+    }
+    Ok(bytes)
+}
+
+fn too_large(bytes: u64) -> MidiError {
+    MidiError::TooBig(format!(
+        "file too large: {bytes} bytes, more than the {} MiB a MIDI file is read up to",
+        MAX_FILE_BYTES >> 20
+    ))
+}
+
 /// Reads a MIDI file's bytes (SMF format 0, 1 or 2, or RIFF RMID).
 ///
 /// Format 2 files hold independent sequences; they are concatenated, each
@@ -145,7 +202,7 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
     let sequential = header.format == midly::Format::Sequential;
 
     // About one event per 3 bytes in real files.
-    let mut events: Vec<Event> = Vec::with_capacity(bytes.len() / 3);
+    let mut events: Vec<Event> = Vec::with_capacity((bytes.len() / 3).min(MAX_EVENTS + 1));
     let mut track_ranges: Vec<(usize, usize)> = Vec::new();
     let mut track_ends: Vec<u64> = Vec::new();
     let mut offset = 0u64;
@@ -168,6 +225,12 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
         track_ranges.push((first, events.len()));
         track_ends.push(end);
         offset = end;
+        if events.len() > MAX_EVENTS {
+            return Err(MidiError::TooBig(format!(
+                "too many events: more than {MAX_EVENTS} notes, program and tempo changes \
+                 (a real song has far fewer)"
+            )));
+        }
     }
     if track_ends.is_empty() {
         return Err(MidiError::Malformed("no track chunk".into()));
@@ -176,6 +239,19 @@ pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
     let (notes, tempos) = pair_notes(&events, &track_ends);
     if notes.is_empty() {
         return Err(MidiError::NoNotes);
+    }
+    let last = notes
+        .iter()
+        .map(|n| n.end)
+        .chain(tempos.iter().map(|t| t.tick))
+        .max()
+        .unwrap_or(0);
+    let beats = clock.step(last, 1);
+    if beats > MAX_BEATS {
+        return Err(MidiError::TooBig(format!(
+            "song too long: it lasts {beats} beats (quarter notes), more than {MAX_BEATS}; \
+             its delta-times are probably corrupt"
+        )));
     }
     Ok(Song {
         notes,
@@ -249,7 +325,11 @@ fn read_track(
     // The last channel status, kept across meta events for files that
     // (wrongly) rely on running status surviving them.
     let mut last_channel_status: Option<u8> = None;
-    let mut push = |tick: u64, kind: Kind| out.push(Event { tick, track, kind });
+    // True once the song has more events than it may: reading stops.
+    let mut push = |tick: u64, kind: Kind| {
+        out.push(Event { tick, track, kind });
+        out.len() > MAX_EVENTS
+    };
     loop {
         let mut iter = midly::EventIter::new(rest);
         *iter.running_status_mut() = running;
@@ -262,14 +342,18 @@ fn read_track(
                         TrackEventKind::Midi { channel, message } => {
                             let channel = channel.as_int();
                             last_channel_status = iter.running_status();
-                            if let Some(kind) = channel_event(channel, message) {
-                                push(tick, kind);
+                            if let Some(kind) = channel_event(channel, message)
+                                && push(tick, kind)
+                            {
+                                return tick;
                             }
                         }
                         TrackEventKind::Meta(MetaMessage::Tempo(t)) if !smpte => {
                             if t.as_int() > 0 {
                                 let b = t.as_int().to_be_bytes();
-                                push(tick, Kind::Tempo([b[1], b[2], b[3]]));
+                                if push(tick, Kind::Tempo([b[1], b[2], b[3]])) {
+                                    return tick;
+                                }
                             }
                         }
                         TrackEventKind::Meta(MetaMessage::EndOfTrack) => return tick,
@@ -286,8 +370,9 @@ fn read_track(
                 tick += step.delta;
                 if let Some((channel, message)) = step.channel_event
                     && let Some(kind) = channel_event(channel, message)
+                    && push(tick, kind)
                 {
-                    push(tick, kind);
+                    return tick;
                 }
                 if let Some(what) = step.skipped {
                     warnings.push(format!("track {track}: {what} skipped at byte {at}"));

@@ -5,20 +5,32 @@ use std::path::Path;
 
 use super::roll::write_roll;
 use super::score::Score;
-use super::synth::{SAMPLE_RATE, render};
+use super::synth::{MAX_RENDER_SECONDS, SAMPLE_RATE, duration_seconds, render};
 use super::wav::write_wav;
+use crate::midi::read::read_file;
 use crate::midi::read_song;
 
+/// Reads through the codec, whose limits bound the song's size and length.
 fn read_score(input: &Path) -> Result<Score, String> {
-    let bytes = std::fs::read(input).map_err(|e| format!("{}: {e}", input.display()))?;
+    let bytes = read_file(input).map_err(|e| format!("{}: {e}", input.display()))?;
     let song = read_song(&bytes).map_err(|e| format!("{}: {e}", input.display()))?;
     Ok(Score::from_midi(&song))
 }
 
 /// Renders a MIDI file to a 16-bit 44.1 kHz mono WAV with the chip synth;
-/// returns the audio's length in seconds.
+/// returns the audio's length in seconds. A song longer than
+/// [`MAX_RENDER_SECONDS`] is refused.
 pub fn render_midi_file(input: &Path, output: &Path) -> Result<f64, String> {
-    let samples = render(&read_score(input)?);
+    let score = read_score(input)?;
+    let seconds = duration_seconds(&score);
+    if seconds > MAX_RENDER_SECONDS {
+        return Err(format!(
+            "{}: the song lasts {:.0} s, longer than the {MAX_RENDER_SECONDS:.0} s rendered at most",
+            input.display(),
+            seconds
+        ));
+    }
+    let samples = render(&score);
     write_wav(output, &samples)?;
     Ok(samples.len() as f64 / SAMPLE_RATE as f64)
 }

@@ -166,38 +166,83 @@ fn entropy(counts: &[usize]) -> f64 {
         .max(0.0)
 }
 
+/// Beats with no note sounding over all beats. Counted over the notes'
+/// beat spans, merged, rather than with an array per beat: a song may
+/// claim 2^40 steps, and this runs on generated songs too.
 fn empty_beat_rate(notes: &[GridNote], spb: u64, beats: u64) -> f64 {
-    let mut busy = vec![false; beats as usize];
-    for n in notes {
-        let first = n.start / spb;
-        let last = (n.end - 1) / spb;
-        for b in first..=last.min(beats.saturating_sub(1)) {
-            busy[b as usize] = true;
+    let mut spans: Vec<(u64, u64)> = notes
+        .iter()
+        .map(|n| (n.start / spb, (n.end.max(1) - 1) / spb))
+        .collect();
+    spans.sort_unstable();
+    let mut busy = 0u64;
+    let mut current: Option<(u64, u64)> = None;
+    for (first, last) in spans {
+        let last = last.min(beats.saturating_sub(1));
+        if first > last {
+            continue;
         }
+        current = match current {
+            Some((cf, cl)) if first <= cl + 1 => Some((cf, cl.max(last))),
+            Some((cf, cl)) => {
+                busy += cl - cf + 1;
+                Some((first, last))
+            }
+            None => Some((first, last)),
+        };
     }
-    busy.iter().filter(|&&b| !b).count() as f64 / beats.max(1) as f64
+    if let Some((cf, cl)) = current {
+        busy += cl - cf + 1;
+    }
+    beats.saturating_sub(busy) as f64 / beats.max(1) as f64
 }
 
+/// From the distinct onsets as (bar, step in the bar), sorted, rather than
+/// an array per step (see [`empty_beat_rate`]). The Hamming distance of two
+/// bars is |A| + |B| - 2 |A and B|: each bar's onsets count once per pair of
+/// consecutive bars it is in, less twice those it shares with the bar
+/// before.
 fn groove_consistency(notes: &[GridNote], steps_per_bar: u64, end: u64) -> Option<f64> {
-    let bars = end.div_ceil(steps_per_bar) as usize;
+    let bars = end.div_ceil(steps_per_bar);
     if bars < 2 {
         return None;
     }
-    let width = steps_per_bar as usize;
-    let mut onsets = vec![false; bars * width];
-    for n in notes {
-        onsets[n.start as usize] = true;
+    let width = steps_per_bar;
+    let mut onsets: Vec<(u64, u64)> = notes
+        .iter()
+        .map(|n| (n.start / width, n.start % width))
+        .collect();
+    onsets.sort_unstable();
+    onsets.dedup();
+    let mut distance = 0u64;
+    let mut previous: &[(u64, u64)] = &[];
+    for this in onsets.chunk_by(|a, b| a.0 == b.0) {
+        let bar = this[0].0;
+        let pairs = u64::from(bar > 0) + u64::from(bar + 1 < bars);
+        distance += this.len() as u64 * pairs;
+        if bar > 0 && previous.first().is_some_and(|p| p.0 == bar - 1) {
+            distance -= 2 * shared_steps(previous, this);
+        }
+        previous = this;
     }
-    let distance: usize = (1..bars)
-        .map(|b| {
-            let (prev, this) = (
-                &onsets[(b - 1) * width..b * width],
-                &onsets[b * width..(b + 1) * width],
-            );
-            prev.iter().zip(this).filter(|(a, b)| a != b).count()
-        })
-        .sum();
     Some(1.0 - distance as f64 / ((bars - 1) * width) as f64)
+}
+
+/// How many steps in the bar two sorted onset lists share.
+fn shared_steps(a: &[(u64, u64)], b: &[(u64, u64)]) -> u64 {
+    let (mut i, mut j, mut shared) = (0, 0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].1.cmp(&b[j].1) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                shared += 1;
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    shared
 }
 
 #[cfg(test)]

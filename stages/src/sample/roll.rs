@@ -98,12 +98,14 @@ pub fn draw(score: &Score) -> Canvas {
             c.text(2, y - 4, &pitch.to_string(), 1, GREY);
         }
     }
-    // Bar lines every four beats.
+    // Bar lines every four beats; on a long song only every n-th bar, so
+    // that lines stay 2 px apart (and their number bounded by the width).
+    let bars_per_line = (2.0 / (4.0 * px_per_beat)).ceil().max(1.0);
     let mut beat = 0.0;
     while beat <= beats {
         let x = LEFT + (beat * px_per_beat) as i64;
         c.line(x, TOP, x, TOP + plot_h, [225, 225, 235]);
-        beat += 4.0;
+        beat += 4.0 * bars_per_line;
     }
     for note in &score.notes {
         let colour = colours

@@ -19,10 +19,13 @@ pub const ATTACK_SECONDS: f64 = 0.003;
 pub const RELEASE_SECONDS: f64 = 0.05;
 /// Mixes louder than this are scaled down to it.
 const PEAK: f32 = 0.95;
+/// The longest audio rendered (20 minutes, 212 MB of samples): a longer
+/// song is cut here ([`render`]) or refused (`vgmake render`).
+pub const MAX_RENDER_SECONDS: f64 = 1200.0;
 
-/// The number of samples rendered for `score`: up to the last note's end
-/// plus the release.
-pub fn rendered_len(score: &Score) -> usize {
+/// How long `score` sounds, in seconds: up to the last note's end plus the
+/// release (0 for no notes).
+pub fn duration_seconds(score: &Score) -> f64 {
     let clock = score.clock();
     let end = score
         .notes
@@ -30,12 +33,19 @@ pub fn rendered_len(score: &Score) -> usize {
         .map(|n| clock.seconds(n.end))
         .fold(0.0, f64::max);
     if score.notes.is_empty() {
-        return 0;
+        return 0.0;
     }
-    ((end + RELEASE_SECONDS) * SAMPLE_RATE as f64).ceil() as usize
+    end + RELEASE_SECONDS
 }
 
-/// Renders `score` into samples in -1..=1.
+/// The number of samples rendered for `score`: up to the last note's end
+/// plus the release, at most [`MAX_RENDER_SECONDS`].
+pub fn rendered_len(score: &Score) -> usize {
+    (duration_seconds(score).min(MAX_RENDER_SECONDS) * SAMPLE_RATE as f64).ceil() as usize
+}
+
+/// Renders `score` into samples in -1..=1 (its first
+/// [`MAX_RENDER_SECONDS`] when it is longer).
 pub fn render(score: &Score) -> Vec<f32> {
     let mut out = vec![0.0f32; rendered_len(score)];
     let clock = score.clock();
@@ -188,6 +198,17 @@ mod tests {
         assert_eq!(rendered_len(&one_note(80, 69, 4.0)), 90_405);
         assert_eq!(render(&one_note(80, 69, 4.0)).len(), 90_405);
         assert!(render(&Score::default()).is_empty());
+    }
+
+    #[test]
+    fn a_song_of_years_is_cut_at_the_limit() {
+        // 2^36 beats at 120 bpm: about a thousand years.
+        let score = one_note(80, 69, (1u64 << 36) as f64);
+        assert_eq!(
+            rendered_len(&score),
+            (MAX_RENDER_SECONDS * SAMPLE_RATE as f64) as usize
+        );
+        assert!(duration_seconds(&score) > 1e10);
     }
 
     #[test]

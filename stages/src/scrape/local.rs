@@ -5,7 +5,9 @@
 //! Output: the files at their relative paths, a `LICENSES/` folder when the
 //! source has one beside its files (the demo corpus does), `index.json`
 //! (each file's path, console and game when known, bytes, blake3) and
-//! `report.json` (per console: listed, downloaded, dead_links, bad_files).
+//! `report.json` (per console: listed, downloaded, dead_links, bad_files;
+//! `skipped`: links, FIFOs, devices, names that are not UTF-8 and
+//! unreadable files passed over, each with the reason).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -27,34 +29,102 @@ pub fn source_dir(params: &Params, project_dir: &Path, data_dir: &Path) -> PathB
     }
 }
 
+/// Checks a folder `source` before anything runs: not empty, not the file
+/// system's root.
+pub fn validate(source: &str) -> Result<(), String> {
+    use std::path::Component;
+    if source.trim().is_empty() {
+        return Err(
+            "`source` is empty: use \"demo\", \"vgmusic\" or a folder of MIDI files".into(),
+        );
+    }
+    let path = Path::new(source);
+    if path.has_root()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::CurDir))
+    {
+        return Err(format!(
+            "`source = {source:?}` is the file system's root: name the folder that holds the MIDI files"
+        ));
+    }
+    Ok(())
+}
+
 fn checked_source_dir(
     params: &Params,
     project_dir: &Path,
     data_dir: &Path,
 ) -> Result<PathBuf, StageError> {
+    let source = params.str("source");
+    validate(source).map_err(StageError::Config)?;
     let dir = source_dir(params, project_dir, data_dir);
-    if dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(StageError::Config(format!(
-            "`source = \"{}\"`: {} is not a folder (use \"demo\", \"vgmusic\" or a folder of MIDI files)",
-            params.str("source"),
+    if !dir.is_dir() {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"`: {} is not a folder (use \"demo\", \"vgmusic\" or a folder of MIDI files)",
             dir.display()
-        )))
+        )));
     }
+    // The project folder holds the cache and the outputs: a corpus that
+    // contains it would hash (and copy) the build's own files.
+    let canonical = dir
+        .canonicalize()
+        .ctx(|| format!("resolving {}", dir.display()))?;
+    let project = project_dir
+        .canonicalize()
+        .unwrap_or_else(|_| project_dir.to_path_buf());
+    if canonical.parent().is_none() {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"` is the file system's root: name the folder that holds the MIDI files"
+        )));
+    }
+    if project.starts_with(&canonical) {
+        return Err(StageError::Config(format!(
+            "`source = \"{source}\"` is {}, the project folder{}: name a folder of MIDI files of its own (a sub-folder such as \"songs\")",
+            canonical.display(),
+            if project == canonical {
+                ""
+            } else {
+                " or a folder above it"
+            },
+        )));
+    }
+    Ok(dir)
 }
 
-/// The corpus folder enters the key: its contents are hashed by the engine.
+/// What enters the key: each MIDI file taken (hashed by the engine, through
+/// its stat cache, so an unchanged corpus is never re-read), the licence
+/// files copied beside them, and the list of names taken and skipped (the
+/// output's layout and report). The folder is not handed over whole: a
+/// link, FIFO or odd name in it would fail the hashing instead of being
+/// skipped.
 pub fn external_inputs(
     params: &Params,
     project_dir: &Path,
     data_dir: &Path,
 ) -> Result<ExternalInputs, StageError> {
     let dir = checked_source_dir(params, project_dir, data_dir)?;
-    Ok(ExternalInputs {
-        paths: vec![dir],
+    let (files, skipped) =
+        walk::corpus_files(&dir).ctx(|| format!("listing MIDI files in {}", dir.display()))?;
+    let mut listing = blake3::Hasher::new();
+    for rel in &files {
+        listing.update(walk::slash_path(rel).as_bytes());
+        listing.update(b"\n");
+    }
+    for skip in &skipped {
+        listing.update(format!("skipped {}: {}\n", skip.path, skip.reason).as_bytes());
+    }
+    let mut paths: Vec<PathBuf> = files.iter().map(|rel| dir.join(rel)).collect();
+    paths.extend(license_files(&dir));
+    let mut ext = ExternalInputs {
+        paths,
         ..Default::default()
-    })
+    };
+    ext.values.insert(
+        "source files".into(),
+        listing.finalize().to_hex().to_string(),
+    );
+    Ok(ext)
 }
 
 #[derive(Debug, Serialize)]
@@ -102,12 +172,17 @@ fn looks_like_midi(bytes: &[u8]) -> bool {
 pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     let source = checked_source_dir(ctx.params, ctx.project_dir, ctx.data_dir)?;
     let demo = ctx.params.str("source") == "demo";
-    let files =
-        walk::midi_files(&source).ctx(|| format!("listing MIDI files in {}", source.display()))?;
+    let (files, mut skipped) = walk::corpus_files(&source)
+        .ctx(|| format!("listing MIDI files in {}", source.display()))?;
     if files.is_empty() {
         return Err(StageError::Input(format!(
-            "no MIDI files (.mid, .midi, .kar, .rmi) in {}",
-            source.display()
+            "no MIDI files (.mid, .midi, .kar, .rmi) in {}{}",
+            source.display(),
+            if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(" ({} skipped: {})", skipped.len(), skipped[0].reason)
+            }
         )));
     }
     ctx.progress.set_total(files.len() as u64);
@@ -116,7 +191,17 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     for rel in &files {
         ctx.check_cancelled()?;
         let from = source.join(rel);
-        let bytes = fs::read(&from).ctx(|| format!("reading {}", from.display()))?;
+        let bytes = match fs::read(&from) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                skipped.push(walk::Skipped {
+                    path: walk::slash_path(rel),
+                    reason: format!("cannot read the file: {e}"),
+                });
+                ctx.progress.advance(1);
+                continue;
+            }
+        };
         let to = ctx.out_dir.join(rel);
         if let Some(parent) = to.parent() {
             fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
@@ -149,6 +234,18 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
         &serde_json::json!({ "source": ctx.params.str("source"), "files": index }),
     )
     .ctx(|| "writing index.json")?;
+    for skip in &skipped {
+        ctx.progress
+            .log(&format!("{}: skipped: {}", skip.path, skip.reason));
+    }
+    let mut report = serde_json::to_value(&report).expect("plain data serializes");
+    if !skipped.is_empty() {
+        let list: Vec<_> = skipped
+            .iter()
+            .map(|s| serde_json::json!({ "path": s.path, "reason": s.reason }))
+            .collect();
+        report["skipped"] = serde_json::Value::from(list);
+    }
     write_json(&out.join("report.json"), &report).ctx(|| "writing report.json")?;
     let total_bytes: u64 = index.iter().map(|e| e.bytes).sum();
     write_json(
@@ -159,27 +256,36 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     Ok(())
 }
 
+/// The regular files of `LICENSES/` and a top-level `README.md` in the
+/// source (no links), sorted.
+fn license_files(source: &Path) -> Vec<PathBuf> {
+    let regular = |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
+    let mut files: Vec<PathBuf> = fs::read_dir(source.join("LICENSES"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_str().is_some())
+        .map(|e| e.path())
+        .filter(|p| regular(p))
+        .collect();
+    files.sort();
+    let readme = source.join("README.md");
+    if regular(&readme) {
+        files.push(readme);
+    }
+    files
+}
+
 /// Copies `LICENSES/` (and a top-level README) from the source, so that
 /// redistributable corpora keep their notices beside the files.
 fn copy_licenses(source: &Path, out: &Path) -> Result<(), StageError> {
-    let licenses = source.join("LICENSES");
-    if licenses.is_dir() {
-        let target = out.join("LICENSES");
-        fs::create_dir_all(&target).ctx(|| format!("creating {}", target.display()))?;
-        let mut entries: Vec<_> = fs::read_dir(&licenses)
-            .ctx(|| format!("listing {}", licenses.display()))?
-            .filter_map(Result::ok)
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .collect();
-        entries.sort_by_key(|e| e.file_name());
-        for entry in entries {
-            fs::copy(entry.path(), target.join(entry.file_name()))
-                .ctx(|| format!("copying {}", entry.path().display()))?;
+    for file in license_files(source) {
+        let rel = file.strip_prefix(source).expect("listed under the source");
+        let target = out.join(rel);
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent).ctx(|| format!("creating {}", parent.display()))?;
         }
-    }
-    let readme = source.join("README.md");
-    if readme.is_file() {
-        fs::copy(&readme, out.join("README.md")).ctx(|| format!("copying {}", readme.display()))?;
+        fs::copy(&file, &target).ctx(|| format!("copying {}", file.display()))?;
     }
     Ok(())
 }

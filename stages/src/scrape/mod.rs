@@ -98,7 +98,8 @@ impl StageKind for ScrapeKind {
     fn validate(&self, params: &Params) -> Result<(), String> {
         match params.str("source") {
             "vgmusic" => vgmusic::validate(params),
-            _ => Ok(()),
+            "demo" => Ok(()),
+            folder => local::validate(folder),
         }
     }
 

@@ -1,6 +1,7 @@
 //! Checkpoints: weights, AdamW moments, step, RNG state and the loss curve so
 //! far, in one safetensors file (the rest as JSON in its metadata), written
-//! atomically (temp file + rename).
+//! atomically (temp file + rename) and sealed (`vgmake_api::seal`): a
+//! checkpoint whose bytes do not match its seal is dropped, never resumed.
 //!
 //! A run of `steps` steps keeps its latest checkpoint in `run-{steps}.safetensors`
 //! inside the stage's state folder (shared by runs that differ only in
@@ -14,6 +15,7 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::curve::CurveRow;
+use crate::api::seal;
 
 /// One named f32 array.
 #[derive(Debug, Clone, PartialEq)]
@@ -82,10 +84,14 @@ impl Checkpoint {
         let info = HashMap::from([(META_KEY.to_string(), meta)]);
         let data = safetensors::serialize(views, Some(info)).map_err(|e| e.to_string())?;
         let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        // The seal (its hash, beside it) goes first and comes back last: a
+        // crash in between leaves a file that no resume trusts.
         let write = || -> std::io::Result<()> {
             fs::write(&tmp, &data)?;
             fs::File::open(&tmp)?.sync_all()?;
-            fs::rename(&tmp, path)
+            seal::unseal(path)?;
+            fs::rename(&tmp, path)?;
+            seal::seal(path)
         };
         write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
@@ -93,8 +99,10 @@ impl Checkpoint {
         })
     }
 
-    /// Reads a checkpoint; any damage is an error message, never a panic.
+    /// Reads a checkpoint after checking it against its seal; any damage
+    /// is an error message, never a panic.
     pub fn load(path: &Path) -> Result<Checkpoint, String> {
+        seal::check(path).map_err(|e| e.to_string())?;
         let fail = |what: String| format!("{}: {what}", path.display());
         let bytes = fs::read(path).map_err(|e| fail(e.to_string()))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
@@ -155,7 +163,10 @@ pub fn choose_resume(dir: &Path, steps: usize, log: &dyn Fn(&str)) -> Resume {
     let load = |path: &Path| match Checkpoint::load(path) {
         Ok(c) => Some(c),
         Err(e) => {
-            log(&format!("ignoring a damaged checkpoint: {e}"));
+            // Dropped, so the next run does not trip over it again.
+            log(&format!("warning: dropping a damaged checkpoint: {e}"));
+            let _ = seal::unseal(path);
+            let _ = fs::remove_file(path);
             None
         }
     };
@@ -240,6 +251,28 @@ mod tests {
         assert!(Checkpoint::load(&path).is_err());
         fs::write(&path, b"junk").unwrap();
         assert!(Checkpoint::load(&path).is_err());
+    }
+
+    #[test]
+    fn a_checkpoint_patched_in_place_is_dropped_not_resumed() {
+        // Floats overwritten in a well-formed file: safetensors reads it
+        // fine, only the seal tells.
+        let dir = tempfile::tempdir().unwrap();
+        let path = run_file(dir.path(), 10);
+        sample(4, 10).save(&path).unwrap();
+        let mut bytes = fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 4..].copy_from_slice(&7.5f32.to_le_bytes());
+        fs::write(&path, bytes).unwrap();
+        let logged = std::cell::RefCell::new(Vec::new());
+        let resume = choose_resume(dir.path(), 10, &|l| logged.borrow_mut().push(l.to_string()));
+        assert!(matches!(resume, Resume::Fresh), "{resume:?}");
+        assert!(
+            logged.borrow()[0].contains("does not match its seal"),
+            "{:?}",
+            logged.borrow()
+        );
+        assert!(!path.exists());
     }
 
     #[test]

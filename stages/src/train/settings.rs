@@ -161,6 +161,49 @@ impl Settings {
                 "`device = \"cuda\"` needs vgmake built with `--features vgmake-stages/cuda` (and nvcc); use `device = \"cpu\"`".into(),
             );
         }
-        Ok(())
+        self.check_memory()
+    }
+
+    /// Refuses, before anything is allocated, a CPU run whose training step
+    /// needs more memory than the machine has (`batch = 4096` with
+    /// `context = 8192` aborted allocating). The estimate is a lower bound
+    /// in f32: per layer about 16 values per token and width kept for the
+    /// backward pass plus the attention weights (heads x context per token,
+    /// twice), the embeddings, and the weights with their gradients and
+    /// AdamW moments; the logits (vocabulary unknown here) come on top. The
+    /// reference configuration estimates 470 MB and peaks at 967 MiB.
+    fn check_memory(&self) -> Result<(), String> {
+        let [b, t, d, l, h] = [
+            self.batch,
+            self.context,
+            self.d_model,
+            self.layers,
+            self.heads,
+        ]
+        .map(|v| v as u128);
+        let tokens = b * t;
+        let per_layer = tokens * 16 * d + 2 * b * h * t * t;
+        let weights = l * 12 * d * d + t * d;
+        let need = 4 * (l * per_layer + tokens * 4 * d + 4 * weights);
+        // SAFETY: sysconf only reads system configuration.
+        let (pages, page_size) = unsafe {
+            (
+                libc::sysconf(libc::_SC_PHYS_PAGES),
+                libc::sysconf(libc::_SC_PAGESIZE),
+            )
+        };
+        let have = pages.max(0) as u128 * page_size.max(0) as u128;
+        if self.device != "cpu" || have == 0 || need <= have {
+            return Ok(());
+        }
+        let gib = |bytes: u128| bytes as f64 / (1u64 << 30) as f64;
+        Err(format!(
+            "one training step with `batch` = {b}, `context` = {t}, `d_model` = {d}, \
+             `layers` = {l} and `heads` = {h} needs at least {:.1} GiB of memory, and this \
+             machine has {:.1} GiB: lower `batch` or `context` (attention grows with \
+             batch x context^2)",
+            gib(need),
+            gib(have)
+        ))
     }
 }

@@ -35,8 +35,8 @@ pub enum SongOutcome {
     BadFile(String),
     /// Could not be fetched whole after every retry.
     Failed(String),
-    /// robots.txt forbids it.
-    Disallowed,
+    /// robots.txt forbids it (or could not be fetched): the reason.
+    Disallowed(String),
 }
 
 pub struct SongFetcher<'a, 'c> {
@@ -69,7 +69,7 @@ impl SongFetcher<'_, '_> {
             return stored_outcome(song, path.clone(), Origin::Memo);
         }
         if !self.client.allowed(&song.url) {
-            return Ok(SongOutcome::Disallowed);
+            return Ok(SongOutcome::Disallowed(self.disallowed_reason()));
         }
         let validators = stored
             .as_ref()
@@ -94,13 +94,22 @@ impl SongFetcher<'_, '_> {
                 stored_outcome(song, stored.expect("checked"), Origin::Stale)
             }
             Err(FetchError::Transient(why)) => Ok(SongOutcome::Failed(why)),
-            Err(FetchError::Disallowed(_)) => Ok(SongOutcome::Disallowed),
+            Err(FetchError::Disallowed(_)) => Ok(SongOutcome::Disallowed(self.disallowed_reason())),
             Err(FetchError::TooLarge(limit)) => Ok(SongOutcome::BadFile(format!(
                 "larger than {limit} bytes: not a MIDI file"
             ))),
-            Err(e @ (FetchError::Status(_) | FetchError::Redirect(_))) => {
+            Err(e @ (FetchError::Status(_) | FetchError::Redirect(_) | FetchError::Refused(_))) => {
                 Ok(SongOutcome::DeadLink(e.to_string()))
             }
+        }
+    }
+
+    fn disallowed_reason(&self) -> String {
+        match self.client.robots_unreachable() {
+            Some(why) => {
+                format!("robots.txt could not be fetched ({why}), and RFC 9309 then allows nothing")
+            }
+            None => "robots.txt disallows it".into(),
         }
     }
 

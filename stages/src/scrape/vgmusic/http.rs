@@ -79,12 +79,14 @@ pub enum Fetched {
 pub enum FetchError {
     /// A final 4xx (404, 403, 410...): a dead link, never retried.
     Status(u16),
-    /// robots.txt forbids the URL.
+    /// robots.txt forbids the URL (or could not be fetched): the reason.
     Disallowed(String),
     /// A redirect to another host, or too many redirects.
     Redirect(String),
     /// The body grew past the size limit.
     TooLarge(u64),
+    /// Not on the site (another host, port or scheme): never requested.
+    Refused(String),
     /// Still failing after every retry (5xx, timeout, reset, truncated body).
     Transient(String),
     /// The user pressed Ctrl-C.
@@ -95,9 +97,10 @@ impl std::fmt::Display for FetchError {
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         match self {
             FetchError::Status(code) => write!(f, "HTTP {code}"),
-            FetchError::Disallowed(url) => write!(f, "robots.txt disallows {url}"),
+            FetchError::Disallowed(why) => write!(f, "{why}"),
             FetchError::Redirect(why) => write!(f, "redirect refused: {why}"),
             FetchError::TooLarge(limit) => write!(f, "body larger than {limit} bytes"),
+            FetchError::Refused(why) => write!(f, "{why}"),
             FetchError::Transient(why) => write!(f, "{why}"),
             FetchError::Cancelled => write!(f, "cancelled"),
         }
@@ -117,6 +120,8 @@ pub struct PoliteClient<'a> {
     inner: reqwest::blocking::Client,
     config: HttpConfig,
     robots: Robots,
+    /// The only origin (scheme, host, port) requested, once set.
+    site: Option<url::Origin>,
     /// When the last request to each host ended.
     last_request: HashMap<String, Instant>,
     cancel: &'a AtomicBool,
@@ -148,6 +153,7 @@ impl<'a> PoliteClient<'a> {
             inner,
             config,
             robots: Robots::allow_all(),
+            site: None,
             last_request: HashMap::new(),
             cancel,
             stats: Stats::default(),
@@ -167,6 +173,18 @@ impl<'a> PoliteClient<'a> {
         self.robots = robots;
     }
 
+    /// Refuses, from now on, every URL whose scheme, host or port differ
+    /// from `root`'s (same-host redirects are still followed).
+    pub fn restrict_to(&mut self, root: &Url) {
+        self.site = Some(root.origin());
+    }
+
+    /// Why robots.txt could not be fetched, when that is why nothing is
+    /// allowed.
+    pub fn robots_unreachable(&self) -> Option<&str> {
+        self.robots.unreachable_reason()
+    }
+
     pub fn allowed(&self, url: &Url) -> bool {
         url.path() == "/robots.txt" || self.robots.allows(&robots_path(url))
     }
@@ -180,12 +198,31 @@ impl<'a> PoliteClient<'a> {
         max_bytes: u64,
         sink: &mut dyn BodySink,
     ) -> Result<Fetched, FetchError> {
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(FetchError::Refused(format!(
+                "{url}: only http and https URLs are fetched"
+            )));
+        }
+        if let Some(site) = &self.site
+            && url.origin() != *site
+        {
+            return Err(FetchError::Refused(format!(
+                "{url} is not on {}: never fetched",
+                site.ascii_serialization()
+            )));
+        }
         let mut current = url.clone();
         let mut redirects = 0;
         let mut attempt = 0u32;
         loop {
             if !self.allowed(&current) {
-                return Err(FetchError::Disallowed(current.to_string()));
+                return Err(FetchError::Disallowed(match self.robots_unreachable() {
+                    Some(why) => format!(
+                        "robots.txt could not be fetched ({why}), and RFC 9309 then allows \
+                         nothing: {current} not requested"
+                    ),
+                    None => format!("robots.txt disallows {current}"),
+                }));
             }
             self.wait_turn(&current)?;
             let result = self.attempt(&current, validators, max_bytes, sink);
@@ -200,7 +237,7 @@ impl<'a> PoliteClient<'a> {
                             "more than {MAX_REDIRECTS} redirects from {url}"
                         )));
                     }
-                    if host_key(&target) != host_key(url) {
+                    if !same_site_redirect(url, &target) {
                         return Err(FetchError::Redirect(format!(
                             "{current} redirects to another host: {target}"
                         )));
@@ -354,6 +391,15 @@ fn host_key(url: &Url) -> String {
     url.host_str().unwrap_or("").to_ascii_lowercase()
 }
 
+/// A redirect stays on the site: the same host and port, or an upgrade from
+/// http to https on the default port.
+fn same_site_redirect(from: &Url, to: &Url) -> bool {
+    let upgrade = from.scheme() == "http" && to.scheme() == "https" && to.port().is_none();
+    matches!(to.scheme(), "http" | "https")
+        && host_key(to) == host_key(from)
+        && (to.port_or_known_default() == from.port_or_known_default() || upgrade)
+}
+
 /// `Retry-After` in seconds (the HTTP-date form falls back to our backoff),
 /// capped at [`MAX_RETRY_AFTER`].
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
@@ -429,6 +475,18 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn redirects_stay_on_the_host_and_port() {
+        let from = Url::parse("http://site:8080/a.mid").unwrap();
+        let to = |s: &str| Url::parse(s).unwrap();
+        assert!(same_site_redirect(&from, &to("http://SITE:8080/b.mid")));
+        assert!(!same_site_redirect(&from, &to("http://site:6379/")));
+        assert!(!same_site_redirect(&from, &to("http://other:8080/")));
+        assert!(!same_site_redirect(&from, &to("file:///etc/passwd")));
+        let plain = Url::parse("http://site/a.mid").unwrap();
+        assert!(same_site_redirect(&plain, &to("https://site/a.mid")));
     }
 
     #[test]

@@ -20,6 +20,13 @@ use html5ever::tokenizer::{
 };
 use url::Url;
 
+/// Songs read from one page at most: the largest console page of 2021 lists
+/// about 5,000. Past this a page is not a listing we can trust, and reading
+/// on would cost memory for nothing (a million links cost 842 MB).
+pub const MAX_SONGS_PER_PAGE: usize = 50_000;
+/// Rows reported as unreadable per page at most (the rest are counted).
+const MAX_PROBLEMS: usize = 1_000;
+
 /// One song row.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListedSong {
@@ -57,6 +64,19 @@ pub fn parse(html: &str, page_url: &Url) -> Listing {
     tokenizer.end();
     let rows = tokenizer.sink.rows.into_inner();
     let mut listing = rows.listing;
+    if rows.songs_over > 0 {
+        listing.problems.push(format!(
+            "the page lists more than {MAX_SONGS_PER_PAGE} songs: only the first \
+             {MAX_SONGS_PER_PAGE} are read, {} more are ignored",
+            rows.songs_over
+        ));
+    }
+    if rows.problems_over > 0 {
+        listing.problems.push(format!(
+            "{} more unreadable rows not listed",
+            rows.problems_over
+        ));
+    }
     if !rows.saw_table {
         listing
             .problems
@@ -121,6 +141,10 @@ struct Rows<'a> {
     in_link: bool,
     game: String,
     listing: Listing,
+    /// Songs past [`MAX_SONGS_PER_PAGE`], counted, not kept.
+    songs_over: u64,
+    /// Problems past [`MAX_PROBLEMS`], counted, not kept.
+    problems_over: u64,
 }
 
 impl<'a> Rows<'a> {
@@ -136,6 +160,8 @@ impl<'a> Rows<'a> {
             in_link: false,
             game: String::new(),
             listing: Listing::default(),
+            songs_over: 0,
+            problems_over: 0,
         }
     }
 
@@ -143,10 +169,22 @@ impl<'a> Rows<'a> {
         let cells = &self.cells[..self.cell_count];
         if let Some(header) = cells.iter().find(|c| !c.is_th && c.is_header) {
             self.game = clean(&header.text);
-        } else if let Some(song) =
-            song_row(cells, &self.game, self.page_url, &mut self.listing.problems)
-        {
-            self.listing.songs.push(song);
+        } else {
+            let mut problems = Vec::new();
+            if let Some(song) = song_row(cells, &self.game, self.page_url, &mut problems) {
+                if self.listing.songs.len() < MAX_SONGS_PER_PAGE {
+                    self.listing.songs.push(song);
+                } else {
+                    self.songs_over += 1;
+                }
+            }
+            for problem in problems {
+                if self.listing.problems.len() < MAX_PROBLEMS {
+                    self.listing.problems.push(problem);
+                } else {
+                    self.problems_over += 1;
+                }
+            }
         }
         self.cell_count = 0;
         self.in_cell = false;

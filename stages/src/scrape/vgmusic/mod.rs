@@ -63,6 +63,7 @@ pub fn run(ctx: &StageContext) -> Result<(), StageError> {
         backoff: Duration::from_millis(params.int("backoff_ms").max(0) as u64),
     };
     let mut client = PoliteClient::new(config, ctx.cancel).map_err(StageError::Other)?;
+    client.restrict_to(&root);
     let started = Instant::now();
 
     load_robots(ctx, &mut client, &root)?;
@@ -180,12 +181,9 @@ impl Tally<'_> {
                 counts.failed += 1;
                 (&mut report.failed, why)
             }
-            SongOutcome::Disallowed => {
+            SongOutcome::Disallowed(why) => {
                 counts.disallowed += 1;
-                (
-                    &mut report.disallowed,
-                    "robots.txt disallows it".to_string(),
-                )
+                (&mut report.disallowed, why)
             }
         };
         list.push(Problem::new(console, song, why));
@@ -213,9 +211,9 @@ fn load_robots(
         Err(FetchError::Cancelled) => return Err(StageError::Cancelled),
         Err(e) => {
             ctx.progress.log(&format!(
-                "{url}: {e}; treating the whole site as disallowed"
+                "{url} could not be fetched: {e}; RFC 9309 then allows nothing on the site"
             ));
-            robots::Robots::disallow_all()
+            robots::Robots::unreachable(e.to_string())
         }
     };
     client.set_robots(robots);
@@ -281,6 +279,18 @@ fn read_pages(
             .filter(|s| seen_urls.insert(s.url.clone()))
             .collect();
         counts.listed = unique.len() as u64;
+        // Only the site at `base_url` is ever asked: a link elsewhere (a
+        // tampered page pointing at an internal address, a `file:` URL) is
+        // reported, not fetched.
+        let (unique, elsewhere): (Vec<ListedSong>, Vec<ListedSong>) = unique
+            .into_iter()
+            .partition(|s| off_site(root, &s.url).is_none());
+        for song in &elsewhere {
+            let why = off_site(root, &song.url).unwrap_or_default();
+            ctx.progress.log(&format!("{}: {why}", song.url));
+            report.skipped.push(Problem::new(&console, song, why));
+        }
+        counts.skipped = elsewhere.len() as u64;
         let take = if max_files == 0 {
             unique.len()
         } else {
@@ -291,6 +301,16 @@ fn read_pages(
         report.consoles.insert(console.clone(), counts);
         pages.push(ConsolePage { console, songs });
     }
+    if pages.is_empty()
+        && let Some(why) = client.robots_unreachable()
+    {
+        return Err(StageError::Input(format!(
+            "{} could not be fetched ({why}); RFC 9309 then allows nothing, so no listing \
+             page was requested (is the site reachable? check the network and `base_url`)",
+            root.join("/robots.txt")
+                .expect("a root URL joins an absolute path")
+        )));
+    }
     if pages.is_empty() {
         return Err(StageError::Input(format!(
             "no vgmusic listing page could be read: {}",
@@ -298,6 +318,25 @@ fn read_pages(
         )));
     }
     Ok(pages)
+}
+
+/// Why `url` is not fetched, when it is not on the site at `root` (same
+/// scheme, host and port).
+fn off_site(root: &Url, url: &Url) -> Option<String> {
+    if !matches!(url.scheme(), "http" | "https") {
+        return Some(format!(
+            "a `{}:` link is never fetched: only links to {} are",
+            url.scheme(),
+            root.origin().ascii_serialization()
+        ));
+    }
+    (url.origin() != root.origin()).then(|| {
+        format!(
+            "a link to another site ({}) is never fetched: only links to {} are",
+            url.origin().ascii_serialization(),
+            root.origin().ascii_serialization()
+        )
+    })
 }
 
 /// Puts the memo's copy at `dest`: a hard link where possible (no copy of

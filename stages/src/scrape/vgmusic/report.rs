@@ -36,6 +36,9 @@ pub struct ConsoleReport {
     pub failed: u64,
     /// Forbidden by robots.txt.
     pub disallowed: u64,
+    /// Links to another site or scheme than `base_url`: never requested.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub skipped: u64,
     /// Bytes stored.
     pub bytes: u64,
     /// Why the page itself could not be read, if it could not.
@@ -76,8 +79,15 @@ pub struct Report {
     pub bad_files: Vec<Problem>,
     pub failed: Vec<Problem>,
     pub disallowed: Vec<Problem>,
+    /// Links to another site or scheme than `base_url`, never requested.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Problem>,
     /// Rows of a listing page that could not be read.
     pub listing_problems: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Pretty JSON with a final newline.

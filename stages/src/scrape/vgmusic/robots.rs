@@ -15,6 +15,9 @@ struct Rule {
 pub struct Robots {
     rules: Vec<Rule>,
     crawl_delay: Option<Duration>,
+    /// Why robots.txt could not be fetched, when nothing is allowed for
+    /// that reason.
+    unreachable: Option<String>,
 }
 
 #[derive(Default)]
@@ -38,7 +41,22 @@ impl Robots {
                 pattern: "/".into(),
             }],
             crawl_delay: None,
+            unreachable: None,
         }
+    }
+
+    /// Nothing allowed because robots.txt could not be fetched (`why`: the
+    /// 5xx or network failure), as RFC 9309 asks.
+    pub fn unreachable(why: String) -> Self {
+        Robots {
+            unreachable: Some(why),
+            ..Robots::disallow_all()
+        }
+    }
+
+    /// Why robots.txt could not be fetched, if that is why nothing is allowed.
+    pub fn unreachable_reason(&self) -> Option<&str> {
+        self.unreachable.as_deref()
     }
 
     /// The rules of `text` for the crawler whose User-Agent is `user_agent`
@@ -61,6 +79,7 @@ impl Robots {
         Robots {
             rules: chosen.iter().flat_map(|g| g.rules.clone()).collect(),
             crawl_delay: chosen.iter().filter_map(|g| g.crawl_delay).max(),
+            unreachable: None,
         }
     }
 
