@@ -36,6 +36,12 @@ pub struct Common {
     /// Machine-readable output.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Use this remote cache (`s3://bucket/prefix`) instead of `[cache] remote` and VGMAKE_REMOTE.
+    #[arg(long, global = true, value_name = "URL", conflicts_with = "no_remote")]
+    pub remote: Option<String>,
+    /// Use no remote cache for this command (local only).
+    #[arg(long, global = true)]
+    pub no_remote: bool,
 }
 
 #[derive(Args, Clone, Default)]
@@ -101,6 +107,11 @@ pub enum Command {
     },
     /// Check every cached output and memo entry against its hash.
     Verify,
+    /// Push what the variant last built to the remote cache (a build pushes by itself).
+    Push {
+        /// Stages to push (with their dependencies; default: all).
+        targets: Vec<String>,
+    },
     /// Built variants side by side: the parameters that differ and key metrics.
     Compare {
         /// Variants to compare (default: every built one).

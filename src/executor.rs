@@ -25,6 +25,8 @@ pub struct BuildEnv<'a> {
     pub data_dir: &'a Path,
     pub cancel: &'a AtomicBool,
     pub threads: usize,
+    /// The remote cache, when one is configured and not turned off.
+    pub remote: Option<&'a crate::remote::Remote>,
 }
 
 /// A finished dependency, as its dependents see it.
@@ -41,6 +43,8 @@ pub struct Done {
     pub output: String,
     /// False when restored from the action cache.
     pub ran: bool,
+    /// Restored from the remote cache (verified) rather than the local one.
+    pub fetched: bool,
     /// Time spent in this build (a cache hit costs only the lookup).
     pub seconds: f64,
 }
@@ -140,6 +144,19 @@ pub fn execute(
             key,
             output: record.output,
             ran: false,
+            fetched: false,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+    }
+    if !force
+        && let Some(remote) = env.remote
+        && let Some(record) = remote.fetch_stage(env.store, &key, progress)
+    {
+        return Ok(Done {
+            key,
+            output: record.output,
+            ran: false,
+            fetched: true,
             seconds: started.elapsed().as_secs_f64(),
         });
     }
@@ -178,6 +195,13 @@ fn run_and_commit(
         })?;
     let inputs = inputs_of(env, stage, deps)?;
     let state_id = manifest.state_identity(stage.kind.state_ignores());
+    let state_dir = env
+        .store
+        .state_dir(stage.kind.name(), state_id.to_hex().as_str());
+    let memo_dir = env.store.memo_dir(stage.kind.name(), stage.kind.version());
+    if let Some(remote) = env.remote {
+        remote.fetch_state(env.store, &state_dir, progress);
+    }
     let run = StageRun {
         name: &stage.name,
         kind: stage.kind,
@@ -187,16 +211,20 @@ fn run_and_commit(
         temp_dir: &temp_dir,
         project_dir: env.project_dir,
         data_dir: env.data_dir,
-        memo_dir: &env.store.memo_dir(stage.kind.name(), stage.kind.version()),
-        state_dir: &env
-            .store
-            .state_dir(stage.kind.name(), state_id.to_hex().as_str()),
+        memo_dir: &memo_dir,
+        state_dir: &state_dir,
+        remote: env.remote,
         progress,
         cancel: env.cancel,
         refresh,
         threads: env.threads,
     };
-    let outcome = run_stage(&run)?;
+    let outcome = run_stage(&run);
+    if let Some(remote) = env.remote {
+        // Finished or stopped: the state lets another machine resume.
+        remote.push_state(env.store, &state_dir);
+    }
+    let outcome = outcome?;
     let ran_for = started.elapsed().as_secs_f64();
     let metrics = fs::read(out_dir.join("metrics.json"))
         .ok()
@@ -228,10 +256,14 @@ fn run_and_commit(
     env.store
         .write_record(&record)
         .map_err(|e| StageFailure::io("writing the action record", e))?;
+    if let Some(remote) = env.remote {
+        remote.push_stage(env.store, &record, &memo_dir);
+    }
     Ok(Done {
         key: key.to_string(),
         output,
         ran: true,
+        fetched: false,
         seconds,
     })
 }

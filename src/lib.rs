@@ -18,6 +18,7 @@ mod outcome;
 mod pipeline;
 mod plan;
 mod project;
+mod remote;
 mod report;
 mod results;
 mod run;
@@ -71,5 +72,6 @@ pub fn run(host: &'static Host, cli: &Cli) -> ExitCode {
         }) => commands::compare::run(host, common, variants, *format, sort.as_deref()),
         Some(Command::Log { variant }) => commands::log::run(host, common, variant.as_deref()),
         Some(Command::Verify) => commands::verify::run(host, common),
+        Some(Command::Push { targets }) => commands::push::run(host, common, targets),
     }
 }

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 pub enum Status {
     Ran,
     Cached,
+    /// Restored from the remote cache, every byte verified.
+    Fetched,
     Cutoff,
     Failed,
     Skipped,
@@ -19,6 +21,7 @@ impl Status {
         match self {
             Status::Ran => "ran",
             Status::Cached => "cached",
+            Status::Fetched => "fetched",
             Status::Cutoff => "cutoff",
             Status::Failed => "FAILED",
             Status::Skipped => "skipped",

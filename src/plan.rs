@@ -19,6 +19,8 @@ use crate::store::Store;
 #[serde(rename_all = "kebab-case")]
 pub enum PlanState {
     Cached,
+    /// Not in the local cache, but the remote cache has it: a build fetches it.
+    Remote,
     WillRun,
 }
 
@@ -26,6 +28,7 @@ impl PlanState {
     pub fn word(self) -> &'static str {
         match self {
             PlanState::Cached => "cached",
+            PlanState::Remote => "remote",
             PlanState::WillRun => "will-run",
         }
     }
@@ -61,11 +64,13 @@ pub fn plan(
         for d in &stage.deps {
             let p = &plans[d];
             match &p.output {
-                Some(out) if p.state == PlanState::Cached => deps.push(DepOutput {
-                    stage: d.clone(),
-                    kind: kind_of[d.as_str()].to_string(),
-                    output: out.clone(),
-                }),
+                Some(out) if matches!(p.state, PlanState::Cached | PlanState::Remote) => {
+                    deps.push(DepOutput {
+                        stage: d.clone(),
+                        kind: kind_of[d.as_str()].to_string(),
+                        output: out.clone(),
+                    })
+                }
                 _ => upstream_runs.push(d.clone()),
             }
         }
@@ -102,6 +107,23 @@ pub fn plan(
                     output: Some(r.output),
                     reasons: vec![],
                 },
+                found if let Some(output) = env.remote.and_then(|r| r.has_record(&key)) => {
+                    StagePlan {
+                        name: name.clone(),
+                        state: PlanState::Remote,
+                        key: Some(key),
+                        output: Some(output),
+                        reasons: vec![format!(
+                            "available in the remote cache {} (a build fetches it){}",
+                            env.remote.map_or("", |r| r.url()),
+                            if found.is_some() {
+                                "; the local copy failed verification"
+                            } else {
+                                ""
+                            }
+                        )],
+                    }
+                }
                 found => {
                     let mut reasons = match refs.get(&name).and_then(|r| env.store.record(&r.key)) {
                         Some(old) => explain(env.store, &name, &old.manifest, &manifest),

@@ -21,6 +21,9 @@ pub struct Project {
     pub dir: PathBuf,
     pub cache_dir: PathBuf,
     pub data_dir: PathBuf,
+    /// `--remote URL` and `--no-remote` (see crate::remote).
+    pub remote_flag: Option<String>,
+    pub no_remote: bool,
 }
 
 impl Project {
@@ -56,6 +59,8 @@ impl Project {
             dir,
             cache_dir,
             data_dir,
+            remote_flag: common.remote.clone(),
+            no_remote: common.no_remote,
         })
     }
 }

@@ -31,6 +31,8 @@ pub struct StageRun<'a> {
     pub cancel: &'a AtomicBool,
     pub refresh: bool,
     pub threads: usize,
+    /// Memo misses are looked up here (verified) before the stage computes them.
+    pub remote: Option<&'a crate::remote::Remote>,
 }
 
 /// What a finished run leaves besides its output folder.
@@ -44,6 +46,11 @@ pub struct RunOutcome {
 pub fn run_stage(run: &StageRun) -> Result<RunOutcome, StageFailure> {
     let memo = DirMemo::new(run.memo_dir)
         .map_err(|e| StageFailure::io(format!("opening the memo {}", run.memo_dir.display()), e))?;
+    let shared = run.remote.map(|r| r.memo(&memo, run.memo_dir));
+    let memo_view: &dyn vgmake_api::Memo = match &shared {
+        Some(s) => s,
+        None => &memo,
+    };
     let measurements = Measurements::default();
     let ctx = StageContext {
         stage: run.name,
@@ -53,7 +60,7 @@ pub fn run_stage(run: &StageRun) -> Result<RunOutcome, StageFailure> {
         temp_dir: run.temp_dir,
         project_dir: run.project_dir,
         data_dir: run.data_dir,
-        memo: &memo,
+        memo: memo_view,
         progress: run.progress,
         measurements: &measurements,
         cancel: run.cancel,
@@ -62,6 +69,9 @@ pub fn run_stage(run: &StageRun) -> Result<RunOutcome, StageFailure> {
         state_dir: run.state_dir,
     };
     let outcome = catch_unwind(AssertUnwindSafe(|| run.kind.run(&ctx)));
+    if let Some(shared) = &shared {
+        shared.report(run.progress);
+    }
     if memo.corrupt_entries() > 0 {
         run.progress.log(&format!(
             "dropped {} corrupt memo entries (recomputed)",

@@ -145,6 +145,7 @@ pub fn build(
                     });
                     let status = match (done.ran, upstream_changed) {
                         (true, _) => Status::Ran,
+                        (false, _) if done.fetched => Status::Fetched,
                         (false, true) => Status::Cutoff,
                         (false, false) => Status::Cached,
                     };

@@ -97,6 +97,7 @@ impl Standalone<'_> {
             cancel: self.cancel,
             refresh: self.refresh,
             threads: self.threads,
+            remote: None,
         };
         match run_stage(&run) {
             Ok(outcome) => Ok(outcome.measurements),

@@ -230,6 +230,7 @@ impl TestProject {
             data_dir: &data,
             cancel: &self.cancel,
             threads: 2,
+            remote: None,
         };
         let options = BuildOptions {
             targets: vec![],

@@ -96,6 +96,10 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         )),
     }
     install_ctrl_c(display.clone());
+    let remote = match crate::remote::open_for(&project, &store, display.clone()) {
+        Ok(r) => r,
+        Err(e) => return usage_error(e),
+    };
 
     let env = BuildEnv {
         store: &store,
@@ -103,6 +107,7 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         data_dir: &project.data_dir,
         cancel: &CANCEL,
         threads: jobs,
+        remote: remote.as_ref(),
     };
     let options = BuildOptions {
         targets: args.targets.clone(),
@@ -115,6 +120,9 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         Ok(r) => r,
         Err(e) => return usage_error(e),
     };
+    if let Some(note) = remote.as_ref().and_then(|r| r.finish()) {
+        display.note(&note);
+    }
     let seconds = started.elapsed().as_secs_f64();
     if let Err(e) = store.stats.save() {
         display.note(&format!("warning: cannot save the stat cache: {e}"));
@@ -149,9 +157,13 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
     let failed = count(Status::Failed) + count(Status::Skipped);
     if !common.json {
         display.note(&format!(
-            "{} ran, {} cached, {} cut off, {} failed, {} skipped in {} (variant{} {})",
+            "{} ran, {} cached,{} {} cut off, {} failed, {} skipped in {} (variant{} {})",
             count(Status::Ran),
             count(Status::Cached),
+            match count(Status::Fetched) {
+                0 => String::new(),
+                n => format!(" {n} fetched,"),
+            },
             count(Status::Cutoff),
             count(Status::Failed),
             count(Status::Skipped),

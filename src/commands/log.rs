@@ -54,7 +54,8 @@ pub fn run(host: &'static crate::Host, common: &Common, variant: Option<&str>) -
                 ran.join(", ")
             },
         );
-        let cached = with(Status::Cached).len() + with(Status::Cutoff).len();
+        let cached =
+            with(Status::Cached).len() + with(Status::Cutoff).len() + with(Status::Fetched).len();
         if cached > 0 {
             line.push_str(&format!("; {cached} cached"));
         }

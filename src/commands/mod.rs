@@ -6,6 +6,7 @@ pub mod dag;
 pub mod gc;
 pub mod log;
 pub mod params;
+pub mod push;
 pub mod show;
 pub mod status;
 pub mod verify;

@@ -21,12 +21,14 @@ fn plans(
     let store = Store::open(&project.cache_dir)
         .context(|| format!("cannot open the cache at {}", project.cache_dir.display()))?;
     let cancel = AtomicBool::new(false);
+    let remote = crate::remote::open_quiet(project, &store).map_err(Error::Usage)?;
     let env = BuildEnv {
         store: &store,
         project_dir: &project.dir,
         data_dir: &project.data_dir,
         cancel: &cancel,
         threads: 1,
+        remote: remote.as_ref(),
     };
     let p = plan(&env, resolved, targets)?;
     Ok((store, p))
@@ -80,6 +82,13 @@ pub fn why(host: &'static crate::Host, common: &Common, stage: &str) -> ExitCode
         .iter()
         .find(|p| p.name == stage)
         .expect("the target is in its own plan");
+    if plan.state == PlanState::Remote {
+        println!("{stage} is not in the local cache but is available remotely: a build fetches it");
+        for r in &plan.reasons {
+            println!("  {r}");
+        }
+        return ExitCode::SUCCESS;
+    }
     if plan.state == PlanState::WillRun {
         println!("{stage} will run:");
         for r in &plan.reasons {

@@ -5,7 +5,7 @@
 mod overrides;
 mod parse;
 mod resolve;
-mod spans;
+pub(crate) mod spans;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -23,6 +23,8 @@ pub struct Pipeline {
     pub dir: PathBuf,
     pub stages: Vec<StageDecl>,
     pub variants: BTreeMap<String, Vec<Override>>,
+    /// The `[cache]` table (the remote cache; never part of a key).
+    pub cache: crate::remote::CacheConfig,
     /// Stage name -> position in `stages`.
     index: HashMap<String, usize>,
 }

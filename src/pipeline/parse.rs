@@ -12,7 +12,7 @@ use super::spans::Spans;
 use super::{DEFAULT_VARIANT, MAX_NAME_LEN, Override, Pipeline, StageDecl, valid_name};
 use crate::diagnostic::{Diagnostic, Diagnostics, Origin};
 
-const TOP_LEVEL_KEYS: &[&str] = &["stages", "variants"];
+const TOP_LEVEL_KEYS: &[&str] = &["stages", "variants", "cache"];
 /// Keys of a `[stages.NAME]` table that are not parameters.
 pub const STAGE_KEYS: &[&str] = &["kind", "deps"];
 
@@ -64,7 +64,7 @@ impl Pipeline {
                 Diagnostic::new(
                     spans.origin(&[key]),
                     key.as_str(),
-                    "unknown top-level key (expected `[stages.NAME]` or `[variants.NAME]`)",
+                    "unknown top-level key (expected `[stages.NAME]`, `[variants.NAME]` or `[cache]`)",
                 )
                 .suggest(key, TOP_LEVEL_KEYS.iter().copied()),
             );
@@ -73,6 +73,7 @@ impl Pipeline {
         let mut stages = parse_stages(&root, &spans, kinds, &mut errors);
         check_deps(&mut stages, &spans, &mut errors);
         let variants = parse_variants(&root, &spans, &stages, &mut errors);
+        let cache = crate::remote::config::parse(&root, &spans, &mut errors);
         if errors.is_empty() {
             let graph = crate::graph::StageGraph::new(
                 stages.iter().map(|s| (s.name.as_str(), s.deps.as_slice())),
@@ -100,6 +101,7 @@ impl Pipeline {
             dir,
             stages,
             variants,
+            cache,
             index,
         };
         if errors.is_empty() {
