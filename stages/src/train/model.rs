@@ -13,7 +13,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{add_bias, bias_gelu, causal_softmax, layer_norm};
+use super::ops::{add_bias, bias_gelu, causal_attention, layer_norm};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -219,7 +219,7 @@ impl Gpt {
         let x = tokens.broadcast_add(&self.pos_emb.narrow(0, 0, t)?)?;
         let mut x = maybe_drop(x.reshape((b * t, d))?, &mut dropout)?;
         for block in &self.blocks {
-            x = self.block_forward(block, &x, b, t, &mut dropout)?;
+            x = self.block_forward(block, &x, b, &mut dropout)?;
         }
         layer_norm(&x, &self.ln_f.0, &self.ln_f.1)?.matmul(&self.head)
     }
@@ -236,27 +236,11 @@ impl Gpt {
         blk: &Block,
         x: &Tensor,
         b: usize,
-        t: usize,
         dropout: &mut Option<Dropout>,
     ) -> Result<Tensor> {
-        let (d, heads, hd) = (
-            self.config.d_model,
-            self.config.heads,
-            self.config.head_dim(),
-        );
         let h = layer_norm(x, &blk.ln1.0, &blk.ln1.1)?;
-        let qkv = linear(&h, &blk.qkv)?
-            .reshape((b, t, 3, heads, hd))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
-        let y = att
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b * t, d))?;
+        // (b t, 3 d) straight into the fused attention, (b t, d) out of it.
+        let y = causal_attention(&linear(&h, &blk.qkv)?, b, self.config.heads)?;
         let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
         let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
         let m = linear(&bias_gelu(&h.matmul(&blk.fc.0)?, &blk.fc.1)?, &blk.mlp_proj)?;

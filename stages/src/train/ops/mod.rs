@@ -7,6 +7,7 @@
 
 mod add_bias;
 mod bias_gelu;
+mod causal_attention;
 mod causal_softmax;
 mod cross_entropy;
 mod gelu;
@@ -14,6 +15,7 @@ mod layer_norm;
 
 pub use add_bias::add_bias;
 pub use bias_gelu::bias_gelu;
+pub use causal_attention::{causal_attention, causal_attention_blocked};
 pub use causal_softmax::causal_softmax;
 pub use cross_entropy::{cross_entropy, cross_entropy_bwd_op};
 pub use gelu::gelu;
