@@ -64,8 +64,8 @@ struct CausalAttention {
     lse: Mutex<Option<Arc<Vec<f32>>>>,
 }
 
-#[derive(Clone, Copy)]
-struct Dims {
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Dims {
     t: usize,
     d: usize,
     heads: usize,
@@ -75,10 +75,20 @@ struct Dims {
 }
 
 fn dims(l: &Layout, batch: usize, heads: usize, block: usize) -> Result<Dims> {
-    let (rows, width) = match l.dims() {
-        [rows, width] => (*rows, *width),
+    match l.dims() {
+        [rows, width] => dims_of(*rows, *width, batch, heads, block),
         dims => bail!("causal_attention: expected qkv of shape (b * t, 3 d), got {dims:?}"),
-    };
+    }
+}
+
+/// The attention's sizes for qkv `(rows, width)`, checked.
+pub(super) fn dims_of(
+    rows: usize,
+    width: usize,
+    batch: usize,
+    heads: usize,
+    block: usize,
+) -> Result<Dims> {
     let d = width / 3;
     if width % 3 != 0 || heads == 0 || d % heads != 0 || d == 0 {
         bail!(
@@ -161,6 +171,76 @@ fn query_blocks(t: usize, block: usize) -> impl Iterator<Item = (usize, usize, u
         .map(move |i0| (i0, block.min(t - i0), i0 + block.min(t - i0)))
 }
 
+/// The forward pass on `x` = qkv `(batch * t, 3 d)`: returns the output
+/// `(batch * t, d)` and the per-row log-sum-exp `(batch, heads, t)`.
+pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>) {
+    let Dims {
+        t,
+        d,
+        heads,
+        hd,
+        block,
+        scale,
+    } = dm;
+    let rs = 3 * d;
+    let mut y = vec![0f32; batch * t * d];
+    let mut lse = vec![0f32; batch * heads * t];
+    let out = Shared(y.as_mut_ptr());
+    lse.par_chunks_mut(t.max(1))
+        .enumerate()
+        .for_each(|(task, lse)| {
+            let (bi, h) = (task / heads, task % heads);
+            let q = x[bi * t * rs + h * hd..].as_ptr();
+            // SAFETY: k and v start d and 2 d further along the same rows.
+            let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
+            let y = out.at(bi * t * d + h * hd);
+            let mut scores = vec![0f32; block.min(t) * t];
+            for (i0, m, n) in query_blocks(t, block) {
+                let s = &mut scores[..m * n];
+                // SAFETY: rows i0..i0 + m of q and 0..n of k and v are
+                // inside this sequence; y's rows likewise.
+                unsafe {
+                    // S = Q_blk K[..n]^T: K^T's row c is column c of K.
+                    mm(
+                        (m, n, hd),
+                        s.as_mut_ptr(),
+                        n,
+                        false,
+                        (q.add(i0 * rs), rs, 1),
+                        (k, 1, rs),
+                    );
+                }
+                for (r, row) in s.chunks_exact_mut(n).enumerate() {
+                    let len = i0 + r + 1;
+                    let (seen, masked) = row.split_at_mut(len);
+                    let max = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+                    let mut sum = 0f32;
+                    for p in seen.iter_mut() {
+                        *p = fastmath::exp(scale * (*p - max));
+                        sum += *p;
+                    }
+                    let inv = 1.0 / sum;
+                    seen.iter_mut().for_each(|p| *p *= inv);
+                    masked.fill(0.0);
+                    lse[i0 + r] = scale * max + sum.ln();
+                }
+                // SAFETY: as above.
+                unsafe {
+                    // Y_blk = P V[..n].
+                    mm(
+                        (m, hd, n),
+                        y.add(i0 * d),
+                        d,
+                        false,
+                        (s.as_ptr(), n, 1),
+                        (v, rs, 1),
+                    );
+                }
+            }
+        });
+    (y, lse)
+}
+
 impl CustomOp1 for CausalAttention {
     fn name(&self) -> &'static str {
         "causal-attention"
@@ -168,73 +248,10 @@ impl CustomOp1 for CausalAttention {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let dm = dims(l, self.batch, self.heads, self.block)?;
-        let Dims {
-            t,
-            d,
-            heads,
-            hd,
-            block,
-            scale,
-        } = dm;
         let x = f32_slice(s, l, "causal_attention")?;
-        let rs = 3 * d;
-        let mut y = vec![0f32; self.batch * t * d];
-        let mut lse = vec![0f32; self.batch * heads * t];
-        let out = Shared(y.as_mut_ptr());
-        lse.par_chunks_mut(t.max(1))
-            .enumerate()
-            .for_each(|(task, lse)| {
-                let (bi, h) = (task / heads, task % heads);
-                let q = x[bi * t * rs + h * hd..].as_ptr();
-                // SAFETY: k and v start d and 2 d further along the same rows.
-                let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
-                let y = out.at(bi * t * d + h * hd);
-                let mut scores = vec![0f32; block.min(t) * t];
-                for (i0, m, n) in query_blocks(t, block) {
-                    let s = &mut scores[..m * n];
-                    // SAFETY: rows i0..i0 + m of q and 0..n of k and v are
-                    // inside this sequence; y's rows likewise.
-                    unsafe {
-                        // S = Q_blk K[..n]^T: K^T's row c is column c of K.
-                        mm(
-                            (m, n, hd),
-                            s.as_mut_ptr(),
-                            n,
-                            false,
-                            (q.add(i0 * rs), rs, 1),
-                            (k, 1, rs),
-                        );
-                    }
-                    for (r, row) in s.chunks_exact_mut(n).enumerate() {
-                        let len = i0 + r + 1;
-                        let (seen, masked) = row.split_at_mut(len);
-                        let max = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                        let mut sum = 0f32;
-                        for p in seen.iter_mut() {
-                            *p = fastmath::exp(scale * (*p - max));
-                            sum += *p;
-                        }
-                        let inv = 1.0 / sum;
-                        seen.iter_mut().for_each(|p| *p *= inv);
-                        masked.fill(0.0);
-                        lse[i0 + r] = scale * max + sum.ln();
-                    }
-                    // SAFETY: as above.
-                    unsafe {
-                        // Y_blk = P V[..n].
-                        mm(
-                            (m, hd, n),
-                            y.add(i0 * d),
-                            d,
-                            false,
-                            (s.as_ptr(), n, 1),
-                            (v, rs, 1),
-                        );
-                    }
-                }
-            });
+        let (y, lse) = forward(x, self.batch, dm);
         *self.lse.lock().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(lse));
-        Ok((CpuStorage::F32(y), Shape::from((self.batch * t, d))))
+        Ok((CpuStorage::F32(y), Shape::from((self.batch * dm.t, dm.d))))
     }
 
     fn bwd(&self, qkv: &Tensor, y: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
@@ -263,6 +280,121 @@ struct CausalAttentionBackward {
     lse: Arc<Vec<f32>>,
 }
 
+/// The backward pass: qkv `x`, output `yv`, its gradient `dy` and the
+/// forward's log-sum-exp `lse_all`; returns d qkv.
+pub(super) fn backward(
+    x: &[f32],
+    yv: &[f32],
+    dy: &[f32],
+    lse_all: &[f32],
+    batch: usize,
+    dm: Dims,
+) -> Vec<f32> {
+    let Dims {
+        t,
+        d,
+        heads,
+        hd,
+        block,
+        scale,
+    } = dm;
+    let rs = 3 * d;
+    let mut dqkv = vec![0f32; batch * t * rs];
+    let out = Shared(dqkv.as_mut_ptr());
+    (0..batch * heads).into_par_iter().for_each(|task| {
+        let (bi, h) = (task / heads, task % heads);
+        let head = bi * t * rs + h * hd;
+        let q = x[head..].as_ptr();
+        // SAFETY: k and v start d and 2 d further along the same rows.
+        let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
+        let (dq, dk, dv) = (out.at(head), out.at(head + d), out.at(head + 2 * d));
+        let o = &yv[bi * t * d + h * hd..];
+        let dout = &dy[bi * t * d + h * hd..];
+        let lse = &lse_all[task * t..(task + 1) * t];
+        let dd: Vec<f32> = (0..t)
+            .map(|i| {
+                let (a, b) = (&dout[i * d..i * d + hd], &o[i * d..i * d + hd]);
+                a.iter().zip(b).map(|(a, b)| a * b).sum()
+            })
+            .collect();
+        let mut probs = vec![0f32; block.min(t) * t];
+        let mut dscores = vec![0f32; block.min(t) * t];
+        for (i0, m, n) in query_blocks(t, block) {
+            let (p, ds) = (&mut probs[..m * n], &mut dscores[..m * n]);
+            // SAFETY: all rows addressed are inside this sequence; the
+            // destinations are this task's own head columns.
+            unsafe {
+                mm(
+                    (m, n, hd),
+                    p.as_mut_ptr(),
+                    n,
+                    false,
+                    (q.add(i0 * rs), rs, 1),
+                    (k, 1, rs),
+                );
+            }
+            for (r, row) in p.chunks_exact_mut(n).enumerate() {
+                let len = i0 + r + 1;
+                let (seen, masked) = row.split_at_mut(len);
+                let l = lse[i0 + r];
+                for p in seen.iter_mut() {
+                    *p = fastmath::exp(scale * *p - l);
+                }
+                masked.fill(0.0);
+            }
+            // SAFETY: as above.
+            unsafe {
+                // dV[..n] += P^T dY_blk (P^T's row j is column j of P).
+                mm(
+                    (n, hd, m),
+                    dv,
+                    rs,
+                    true,
+                    (p.as_ptr(), 1, n),
+                    (dout[i0 * d..].as_ptr(), d, 1),
+                );
+                // dP = dY_blk V[..n]^T.
+                mm(
+                    (m, n, hd),
+                    ds.as_mut_ptr(),
+                    n,
+                    false,
+                    (dout[i0 * d..].as_ptr(), d, 1),
+                    (v, 1, rs),
+                );
+            }
+            for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
+                let di = dd[i0 + r];
+                for (g, &p) in dsr.iter_mut().zip(pr) {
+                    *g = scale * p * (*g - di);
+                }
+            }
+            // SAFETY: as above.
+            unsafe {
+                // dQ_blk = dS K[..n].
+                mm(
+                    (m, hd, n),
+                    dq.add(i0 * rs),
+                    rs,
+                    false,
+                    (ds.as_ptr(), n, 1),
+                    (k, rs, 1),
+                );
+                // dK[..n] += dS^T Q_blk.
+                mm(
+                    (n, hd, m),
+                    dk,
+                    rs,
+                    true,
+                    (ds.as_ptr(), 1, n),
+                    (q.add(i0 * rs), rs, 1),
+                );
+            }
+        }
+    });
+    dqkv
+}
+
 impl CustomOp3 for CausalAttentionBackward {
     fn name(&self) -> &'static str {
         "causal-attention-backward"
@@ -278,115 +410,14 @@ impl CustomOp3 for CausalAttentionBackward {
         gl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dm = dims(ql, self.batch, self.heads, self.block)?;
-        let Dims {
-            t,
-            d,
-            heads,
-            hd,
-            block,
-            scale,
-        } = dm;
         let x = f32_slice(qs, ql, "causal_attention backward")?;
         let yv = f32_slice(ys, yl, "causal_attention backward")?;
         let dy = f32_slice(gs, gl, "causal_attention backward")?;
-        let rows = self.batch * t;
-        if yv.len() != rows * d || dy.len() != rows * d || self.lse.len() != rows * heads {
+        let rows = self.batch * dm.t;
+        if yv.len() != rows * dm.d || dy.len() != rows * dm.d || self.lse.len() != rows * dm.heads {
             bail!("causal_attention backward: output, gradient or statistics do not fit");
         }
-        let rs = 3 * d;
-        let mut dqkv = vec![0f32; rows * rs];
-        let out = Shared(dqkv.as_mut_ptr());
-        (0..self.batch * heads).into_par_iter().for_each(|task| {
-            let (bi, h) = (task / heads, task % heads);
-            let head = bi * t * rs + h * hd;
-            let q = x[head..].as_ptr();
-            // SAFETY: k and v start d and 2 d further along the same rows.
-            let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
-            let (dq, dk, dv) = (out.at(head), out.at(head + d), out.at(head + 2 * d));
-            let o = &yv[bi * t * d + h * hd..];
-            let dout = &dy[bi * t * d + h * hd..];
-            let lse = &self.lse[task * t..(task + 1) * t];
-            let dd: Vec<f32> = (0..t)
-                .map(|i| {
-                    let (a, b) = (&dout[i * d..i * d + hd], &o[i * d..i * d + hd]);
-                    a.iter().zip(b).map(|(a, b)| a * b).sum()
-                })
-                .collect();
-            let mut probs = vec![0f32; block.min(t) * t];
-            let mut dscores = vec![0f32; block.min(t) * t];
-            for (i0, m, n) in query_blocks(t, block) {
-                let (p, ds) = (&mut probs[..m * n], &mut dscores[..m * n]);
-                // SAFETY: all rows addressed are inside this sequence; the
-                // destinations are this task's own head columns.
-                unsafe {
-                    mm(
-                        (m, n, hd),
-                        p.as_mut_ptr(),
-                        n,
-                        false,
-                        (q.add(i0 * rs), rs, 1),
-                        (k, 1, rs),
-                    );
-                }
-                for (r, row) in p.chunks_exact_mut(n).enumerate() {
-                    let len = i0 + r + 1;
-                    let (seen, masked) = row.split_at_mut(len);
-                    let l = lse[i0 + r];
-                    for p in seen.iter_mut() {
-                        *p = fastmath::exp(scale * *p - l);
-                    }
-                    masked.fill(0.0);
-                }
-                // SAFETY: as above.
-                unsafe {
-                    // dV[..n] += P^T dY_blk (P^T's row j is column j of P).
-                    mm(
-                        (n, hd, m),
-                        dv,
-                        rs,
-                        true,
-                        (p.as_ptr(), 1, n),
-                        (dout[i0 * d..].as_ptr(), d, 1),
-                    );
-                    // dP = dY_blk V[..n]^T.
-                    mm(
-                        (m, n, hd),
-                        ds.as_mut_ptr(),
-                        n,
-                        false,
-                        (dout[i0 * d..].as_ptr(), d, 1),
-                        (v, 1, rs),
-                    );
-                }
-                for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
-                    let di = dd[i0 + r];
-                    for (g, &p) in dsr.iter_mut().zip(pr) {
-                        *g = scale * p * (*g - di);
-                    }
-                }
-                // SAFETY: as above.
-                unsafe {
-                    // dQ_blk = dS K[..n].
-                    mm(
-                        (m, hd, n),
-                        dq.add(i0 * rs),
-                        rs,
-                        false,
-                        (ds.as_ptr(), n, 1),
-                        (k, rs, 1),
-                    );
-                    // dK[..n] += dS^T Q_blk.
-                    mm(
-                        (n, hd, m),
-                        dk,
-                        rs,
-                        true,
-                        (ds.as_ptr(), 1, n),
-                        (q.add(i0 * rs), rs, 1),
-                    );
-                }
-            }
-        });
+        let dqkv = backward(x, yv, dy, &self.lse, self.batch, dm);
         Ok((CpuStorage::F32(dqkv), ql.shape().clone()))
     }
 }

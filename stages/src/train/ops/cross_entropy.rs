@@ -51,7 +51,7 @@ fn check<'a>(
 
 /// log(sum(exp(row))) computed stably.
 #[inline]
-fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+pub(super) fn log_sum_exp(row: &[f32]) -> (f32, f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
     let sum: f32 = row.iter().map(|&x| fastmath::exp(x - max)).sum();
     (max, max + sum.ln())
