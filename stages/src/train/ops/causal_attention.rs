@@ -25,8 +25,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::f32_slice;
-use crate::train::fastmath;
+use super::{f32_slice, vector};
 
 /// Query rows per block: big enough for efficient block products, small
 /// enough that the diagonal blocks (computed whole, then masked) waste little
@@ -213,12 +212,9 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
                 for (r, row) in s.chunks_exact_mut(n).enumerate() {
                     let len = i0 + r + 1;
                     let (seen, masked) = row.split_at_mut(len);
-                    let max = seen.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-                    let mut sum = 0f32;
-                    for p in seen.iter_mut() {
-                        *p = fastmath::exp(scale * (*p - max));
-                        sum += *p;
-                    }
+                    let max = vector::max(seen);
+                    vector::exp_affine(seen, scale, scale * max);
+                    let sum = vector::sum(seen);
                     let inv = 1.0 / sum;
                     seen.iter_mut().for_each(|p| *p *= inv);
                     masked.fill(0.0);
@@ -337,9 +333,7 @@ pub(super) fn backward(
                 let len = i0 + r + 1;
                 let (seen, masked) = row.split_at_mut(len);
                 let l = lse[i0 + r];
-                for p in seen.iter_mut() {
-                    *p = fastmath::exp(scale * *p - l);
-                }
+                vector::exp_affine(seen, scale, l);
                 masked.fill(0.0);
             }
             // SAFETY: as above.

@@ -18,8 +18,7 @@ use rayon::prelude::*;
 use super::add_bias::column_sums;
 use super::causal_attention::{self, BLOCK};
 use super::cross_entropy::log_sum_exp;
-use super::gelu::{slope, value};
-use super::{layer_norm, rows_per_task};
+use super::{layer_norm, rows_per_task, vector};
 use crate::train::fastmath;
 
 /// One block's weights, in `ModelConfig::parameter_shapes` order.
@@ -187,10 +186,7 @@ fn cross_entropy_in_place(logits: &mut [f32], targets: &[u32], v: usize) -> f32 
             for (row, &t) in lc.chunks_exact_mut(v).zip(tc) {
                 let (max, lse) = log_sum_exp(row);
                 sum += (lse - row[t as usize]) as f64;
-                let inv = fastmath::exp(max - lse);
-                for x in row.iter_mut() {
-                    *x = scale * fastmath::exp(*x - max) * inv;
-                }
+                vector::scaled_exp(row, scale * fastmath::exp(max - lse), max);
                 row[t as usize] -= scale;
             }
             sum
@@ -288,7 +284,7 @@ pub fn train_step(
         let mut g = vec![0f32; u.len()];
         g.par_chunks_mut(16_384)
             .zip(u.par_chunks(16_384))
-            .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, &u)| *g = value(u)));
+            .for_each(|(g, u)| vector::gelu_forward(g, u));
         let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
         let mlp_mask = mask(n * d);
         if let Some(m) = &mlp_mask {
@@ -346,7 +342,7 @@ pub fn train_step(
         drop(dm);
         du.par_chunks_mut(16_384)
             .zip(s.u.par_chunks(16_384))
-            .for_each(|(g, u)| g.iter_mut().zip(u).for_each(|(g, &u)| *g *= slope(u)));
+            .for_each(|(g, u)| vector::gelu_backward(g, u));
         drop(s.u);
         let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
         let d_fc_b = column_sums(&du, hidden);
@@ -444,7 +440,10 @@ mod tests {
             let (fused_loss, fused) = model.train_step(&ids, &targets, Some(dropout)).unwrap();
             assert_eq!(rng_a.state(), rng_b.state(), "p {p}: same draws");
             let loss = loss.to_scalar::<f32>().unwrap();
-            assert!((loss - fused_loss).abs() < 1e-5, "p {p}: {loss} vs {fused_loss}");
+            assert!(
+                (loss - fused_loss).abs() < 1e-5,
+                "p {p}: {loss} vs {fused_loss}"
+            );
             assert_eq!(fused.len(), vars.len());
             for ((name, var), ours) in vars.iter().zip(&fused) {
                 let expected: Vec<f32> = grads

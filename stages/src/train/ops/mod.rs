@@ -13,6 +13,7 @@ mod cross_entropy;
 mod fused_step;
 mod gelu;
 mod layer_norm;
+mod vector;
 
 pub use add_bias::add_bias;
 pub use bias_gelu::bias_gelu;
