@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows_per_task};
+use super::{f32_slice, rows_per_task, vector};
 
 const EPS: f32 = 1e-5;
 
@@ -14,15 +14,6 @@ pub fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 struct LayerNorm;
-
-/// Mean and 1/std of one row.
-#[inline]
-fn stats(row: &[f32]) -> (f32, f32) {
-    let d = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / d;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
-    (mean, 1.0 / (var + EPS).sqrt())
-}
 
 fn dims(x: &Layout, g: &Layout, b: &Layout) -> Result<(usize, usize)> {
     let d = *x.dims().last().unwrap_or(&0);
@@ -46,10 +37,7 @@ pub(super) fn forward(x: &[f32], g: &[f32], b: &[f32], d: usize) -> Vec<f32> {
         .zip(x.par_chunks(chunk.max(1)))
         .for_each(|(yc, xc)| {
             for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
-                let (mean, rstd) = stats(xr);
-                for i in 0..d {
-                    yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
-                }
+                vector::layer_norm_row(yr, xr, g, b, EPS);
             }
         });
     y
@@ -79,29 +67,7 @@ pub(super) fn backward(
                 .zip(xc.chunks_exact(d))
                 .zip(dyc.chunks_exact(d))
             {
-                let (mean, rstd) = stats(xr);
-                let mut sum_dxhat = 0f32;
-                let mut sum_dxhat_xhat = 0f32;
-                for i in 0..d {
-                    let xhat = (xr[i] - mean) * rstd;
-                    let dxhat = dyr[i] * g[i];
-                    sum_dxhat += dxhat;
-                    sum_dxhat_xhat += dxhat * xhat;
-                    dg[i] += dyr[i] * xhat;
-                    db[i] += dyr[i];
-                }
-                let (m1, m2) = (sum_dxhat / d as f32, sum_dxhat_xhat / d as f32);
-                if accumulate {
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        dxr[i] += rstd * (dyr[i] * g[i] - m1 - xhat * m2);
-                    }
-                } else {
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        dxr[i] = rstd * (dyr[i] * g[i] - m1 - xhat * m2);
-                    }
-                }
+                vector::layer_norm_row_backward(dxr, xr, dyr, g, &mut dg, &mut db, EPS, accumulate);
             }
             (dg, db)
         })

@@ -95,7 +95,75 @@ dispatch! {
     }
 }
 
+dispatch! {
+    /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
+    fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+        let (mean, rstd) = row_stats(x, eps);
+        for i in 0..x.len() {
+            y[i] = (x[i] - mean) * rstd * g[i] + b[i];
+        }
+    }
+}
+
+dispatch! {
+    /// One LayerNorm row backward: writes (or adds to) `dx` and adds to the
+    /// gain and bias gradients `dg` and `db`.
+    fn layer_norm_row_backward(
+        dx: &mut [f32],
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        dg: &mut [f32],
+        db: &mut [f32],
+        eps: f32,
+        accumulate: bool
+    ) {
+        let n = x.len();
+        let (mean, rstd) = row_stats(x, eps);
+        let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
+        for c in (0..n).step_by(LANES) {
+            for l in 0..LANES.min(n - c) {
+                let i = c + l;
+                let xhat = (x[i] - mean) * rstd;
+                let dxhat = dy[i] * g[i];
+                s1[l] += dxhat;
+                s2[l] += dxhat * xhat;
+                dg[i] += dy[i] * xhat;
+                db[i] += dy[i];
+            }
+        }
+        let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+        if accumulate {
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] += rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            }
+        } else {
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            }
+        }
+    }
+}
+
+/// Mean and 1 / sqrt(variance + eps) of a row, in lanes.
+#[inline(always)]
+pub fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum(x) / n;
+    let mut acc = [0f32; LANES];
+    for c in (0..x.len()).step_by(LANES) {
+        for l in 0..LANES.min(x.len() - c) {
+            let v = x[c + l] - mean;
+            acc[l] += v * v;
+        }
+    }
+    (mean, 1.0 / (reduce(acc) / n + eps).sqrt())
+}
+
 /// The sum of `xs` in 16 lanes (vectorizes on any x86-64).
+#[inline(always)]
 pub fn sum(xs: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = xs.chunks_exact(LANES);
