@@ -189,9 +189,8 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
         .enumerate()
         .for_each(|(task, lse)| {
             let (bi, h) = (task / heads, task % heads);
-            let q = x[bi * t * rs + h * hd..].as_ptr();
-            // SAFETY: k and v start d and 2 d further along the same rows.
-            let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
+            let (qh, kh, vh) = head_matrices(x, bi * t * rs + h * hd, t, d, hd);
+            let (q, k, v) = (qh.as_ptr(), kh.as_ptr(), vh.as_ptr());
             let y = out.at(bi * t * d + h * hd);
             let mut scores = vec![0f32; block.min(t) * t];
             for (i0, m, n) in query_blocks(t, block) {
@@ -205,8 +204,8 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
                         s.as_mut_ptr(),
                         n,
                         false,
-                        (q.add(i0 * rs), rs, 1),
-                        (k, 1, rs),
+                        (q.add(i0 * hd), hd, 1),
+                        (k, 1, hd),
                     );
                 }
                 for (r, row) in s.chunks_exact_mut(n).enumerate() {
@@ -229,7 +228,7 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
                         d,
                         false,
                         (s.as_ptr(), n, 1),
-                        (v, rs, 1),
+                        (v, hd, 1),
                     );
                 }
             }
@@ -300,16 +299,21 @@ pub(super) fn backward(
     (0..batch * heads).into_par_iter().for_each(|task| {
         let (bi, h) = (task / heads, task % heads);
         let head = bi * t * rs + h * hd;
-        let q = x[head..].as_ptr();
-        // SAFETY: k and v start d and 2 d further along the same rows.
-        let (k, v) = unsafe { (q.add(d), q.add(2 * d)) };
-        let (dq, dk, dv) = (out.at(head), out.at(head + d), out.at(head + 2 * d));
+        let (qh, kh, vh) = head_matrices(x, head, t, d, hd);
+        let (q, k, v) = (qh.as_ptr(), kh.as_ptr(), vh.as_ptr());
         let o = &yv[bi * t * d + h * hd..];
-        let dout = &dy[bi * t * d + h * hd..];
+        let mut douth = vec![0f32; t * hd];
+        for (i, r) in douth.chunks_exact_mut(hd).enumerate() {
+            r.copy_from_slice(&dy[(bi * t + i) * d + h * hd..][..hd]);
+        }
+        let dout = &douth[..];
+        let (mut dqh, mut dkh, mut dvh) =
+            (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
+        let (dq, dk, dv) = (dqh.as_mut_ptr(), dkh.as_mut_ptr(), dvh.as_mut_ptr());
         let lse = &lse_all[task * t..(task + 1) * t];
         let dd: Vec<f32> = (0..t)
             .map(|i| {
-                let (a, b) = (&dout[i * d..i * d + hd], &o[i * d..i * d + hd]);
+                let (a, b) = (&dout[i * hd..(i + 1) * hd], &o[i * d..i * d + hd]);
                 a.iter().zip(b).map(|(a, b)| a * b).sum()
             })
             .collect();
@@ -325,8 +329,8 @@ pub(super) fn backward(
                     p.as_mut_ptr(),
                     n,
                     false,
-                    (q.add(i0 * rs), rs, 1),
-                    (k, 1, rs),
+                    (q.add(i0 * hd), hd, 1),
+                    (k, 1, hd),
                 );
             }
             for (r, row) in p.chunks_exact_mut(n).enumerate() {
@@ -342,10 +346,10 @@ pub(super) fn backward(
                 mm(
                     (n, hd, m),
                     dv,
-                    rs,
+                    hd,
                     true,
                     (p.as_ptr(), 1, n),
-                    (dout[i0 * d..].as_ptr(), d, 1),
+                    (dout[i0 * hd..].as_ptr(), hd, 1),
                 );
                 // dP = dY_blk V[..n]^T.
                 mm(
@@ -353,8 +357,8 @@ pub(super) fn backward(
                     ds.as_mut_ptr(),
                     n,
                     false,
-                    (dout[i0 * d..].as_ptr(), d, 1),
-                    (v, 1, rs),
+                    (dout[i0 * hd..].as_ptr(), hd, 1),
+                    (v, 1, hd),
                 );
             }
             for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
@@ -368,25 +372,52 @@ pub(super) fn backward(
                 // dQ_blk = dS K[..n].
                 mm(
                     (m, hd, n),
-                    dq.add(i0 * rs),
-                    rs,
+                    dq.add(i0 * hd),
+                    hd,
                     false,
                     (ds.as_ptr(), n, 1),
-                    (k, rs, 1),
+                    (k, hd, 1),
                 );
                 // dK[..n] += dS^T Q_blk.
                 mm(
                     (n, hd, m),
                     dk,
-                    rs,
+                    hd,
                     true,
                     (ds.as_ptr(), 1, n),
-                    (q.add(i0 * rs), rs, 1),
+                    (q.add(i0 * hd), hd, 1),
                 );
+            }
+        }
+        for (off, m) in [(0, &dqh), (d, &dkh), (2 * d, &dvh)] {
+            for (i, r) in m.chunks_exact(hd).enumerate() {
+                // SAFETY: row i of this head's q, k or v columns, inside dqkv.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(r.as_ptr(), out.at(head + off + i * rs), hd)
+                };
             }
         }
     });
     dqkv
+}
+
+/// One head's q, k and v as contiguous `(t, hd)` matrices (the block
+/// products pack them much faster than rows `3 d` apart).
+fn head_matrices(
+    x: &[f32],
+    head: usize,
+    t: usize,
+    d: usize,
+    hd: usize,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let gather = |off: usize| {
+        let mut m = vec![0f32; t * hd];
+        for (i, r) in m.chunks_exact_mut(hd).enumerate() {
+            r.copy_from_slice(&x[head + off + i * 3 * d..][..hd]);
+        }
+        m
+    };
+    (gather(0), gather(d), gather(2 * d))
 }
 
 impl CustomOp3 for CausalAttentionBackward {
