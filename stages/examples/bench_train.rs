@@ -1,9 +1,11 @@
 //! Training throughput of the reference configuration (vocabulary 512,
 //! d_model 256, 4 layers, 4 heads, context 256, batch 16, f32) on random
 //! data, through the real training loop. Prints tokens/s after a warm-up and
-//! the peak RSS.
+//! the peak RSS. `context` and `batch` may be changed (the long-context
+//! configuration is context 1024, batch 4); `benches/train_torch.py` is the
+//! same model and step in PyTorch, `benches/train_vs_torch.sh` runs both.
 //!
-//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup]
+//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup] [context] [batch]
 
 use std::sync::Mutex;
 use std::time::Instant;
@@ -21,7 +23,9 @@ fn main() {
         .collect();
     let threads = args.first().copied().unwrap_or(2);
     let steps = args.get(1).copied().unwrap_or(10);
-    let warmup_steps = args.get(2).copied().unwrap_or(2);
+    let warmup_steps = args.get(2).copied().unwrap_or(2).max(1);
+    let context = args.get(3).copied().unwrap_or(256);
+    let batch = args.get(4).copied().unwrap_or(16);
     memory::tune_allocator();
 
     let vocab_size = 512;
@@ -46,9 +50,9 @@ fn main() {
         d_model: 256,
         layers: 4,
         heads: 4,
-        context: 256,
+        context,
         dropout: 0.0,
-        batch: 16,
+        batch,
         steps: warmup_steps + steps,
         lr: 1e-3,
         warmup: 10,
@@ -64,7 +68,8 @@ fn main() {
     let state = std::env::temp_dir().join(format!("bench_train-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
     let marks = Mutex::new(Vec::new());
-    let step_done = |_: usize, _: usize, _: f64| marks.lock().unwrap().push(Instant::now());
+    let step_done =
+        |_: usize, _: usize, _: f64| marks.lock().unwrap().push((Instant::now(), cpu_seconds()));
     let hooks = Hooks {
         cancelled: &|| false,
         log: &|_| {},
@@ -82,19 +87,34 @@ fn main() {
     let timed = &marks[warmup_steps - 1..];
     let per_step: Vec<f64> = timed
         .windows(2)
-        .map(|w| (w[1] - w[0]).as_secs_f64())
+        .map(|w| (w[1].0 - w[0].0).as_secs_f64())
         .collect();
+    // Process CPU time per step (all threads): steadier than the wall clock
+    // on a shared machine, but it counts the pool's idle spinning too.
+    let cpu_per_step = (timed[timed.len() - 1].1 - timed[0].1) / per_step.len() as f64;
     let mut sorted = per_step.clone();
     sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let median = sorted[sorted.len() / 2];
     let tokens = (settings.batch * settings.context) as f64;
     let mean = per_step.iter().sum::<f64>() / per_step.len() as f64;
     println!(
-        "threads {threads}: {} timed steps, median {:.3} s/step = {:.0} tokens/s (mean {:.0} tokens/s), peak RSS {:.0} MiB",
+        "threads {threads}: {} timed steps, median {:.3} s/step = {:.0} tokens/s (mean {:.0} tokens/s), peak RSS {:.0} MiB, CPU {:.3} s/step",
         per_step.len(),
         median,
         tokens / median,
         tokens / mean,
-        memory::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64
+        memory::peak_rss_bytes().unwrap_or(0) as f64 / (1 << 20) as f64,
+        cpu_per_step
     );
+}
+
+/// CPU seconds used by this process so far, all threads together.
+fn cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }

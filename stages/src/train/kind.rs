@@ -20,7 +20,7 @@ use crate::dataset::{Dataset, write_json};
 
 pub struct TrainKind;
 
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 impl StageKind for TrainKind {
     fn name(&self) -> &'static str {

@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Storage, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{add_bias, bias_gelu, causal_softmax, layer_norm};
+use super::ops::{
+    BlockWeights, StepDims, Weights, add_bias, bias_gelu, causal_attention, layer_norm, train_step,
+};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -105,9 +107,10 @@ pub struct Dropout<'a> {
 }
 
 impl Dropout<'_> {
-    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+    /// `n` mask values, `1 / keep` or 0, drawn from the training RNG.
+    pub fn mask(&mut self, n: usize) -> Vec<f32> {
         let keep = 1.0 - self.p;
-        let mask: Vec<f32> = (0..x.elem_count())
+        (0..n)
             .map(|_| {
                 if self.rng.uniform() < keep {
                     1.0 / keep
@@ -115,7 +118,11 @@ impl Dropout<'_> {
                     0.0
                 }
             })
-            .collect();
+            .collect()
+    }
+
+    fn apply(&mut self, x: &Tensor) -> Result<Tensor> {
+        let mask = self.mask(x.elem_count());
         x.mul(&Tensor::from_vec(mask, x.shape(), x.device())?)
     }
 }
@@ -219,7 +226,7 @@ impl Gpt {
         let x = tokens.broadcast_add(&self.pos_emb.narrow(0, 0, t)?)?;
         let mut x = maybe_drop(x.reshape((b * t, d))?, &mut dropout)?;
         for block in &self.blocks {
-            x = self.block_forward(block, &x, b, t, &mut dropout)?;
+            x = self.block_forward(block, &x, b, &mut dropout)?;
         }
         layer_norm(&x, &self.ln_f.0, &self.ln_f.1)?.matmul(&self.head)
     }
@@ -236,31 +243,106 @@ impl Gpt {
         blk: &Block,
         x: &Tensor,
         b: usize,
-        t: usize,
         dropout: &mut Option<Dropout>,
     ) -> Result<Tensor> {
-        let (d, heads, hd) = (
-            self.config.d_model,
-            self.config.heads,
-            self.config.head_dim(),
-        );
         let h = layer_norm(x, &blk.ln1.0, &blk.ln1.1)?;
-        let qkv = linear(&h, &blk.qkv)?
-            .reshape((b, t, 3, heads, hd))?
-            .permute((2, 0, 3, 1, 4))?
-            .contiguous()?;
-        let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
-        let scale = 1.0 / (hd as f32).sqrt();
-        let att = causal_softmax(&q.matmul(&k.t()?)?, scale)?;
-        let y = att
-            .matmul(&v)?
-            .transpose(1, 2)?
-            .contiguous()?
-            .reshape((b * t, d))?;
+        // (b t, 3 d) straight into the fused attention, (b t, d) out of it.
+        let y = causal_attention(&linear(&h, &blk.qkv)?, b, self.config.heads)?;
         let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
         let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
         let m = linear(&bias_gelu(&h.matmul(&blk.fc.0)?, &blk.fc.1)?, &blk.mlp_proj)?;
         x + maybe_drop(m, dropout)?
+    }
+
+    /// The parameters in `ModelConfig::parameter_shapes` order.
+    fn parameter_tensors(&self) -> Vec<&Tensor> {
+        let mut all = vec![&self.tok_emb, &self.pos_emb];
+        for b in &self.blocks {
+            for (w, bias) in [&b.ln1, &b.qkv, &b.proj, &b.ln2, &b.fc, &b.mlp_proj] {
+                all.push(w);
+                all.push(bias);
+            }
+        }
+        all.extend([&self.ln_f.0, &self.ln_f.1, &self.head]);
+        all
+    }
+
+    /// One training step on the CPU: the loss of `targets` (`(b t,)`, u32)
+    /// after `ids` (`(b, t)`, u32) and the gradient of every parameter, in
+    /// `ModelConfig::parameter_shapes` order. The same model, kernels and
+    /// dropout masks as `forward_flat` + `cross_entropy` + `backward`, in
+    /// one pass each way without candle's graph (see `ops::train_step`).
+    pub fn train_step(
+        &self,
+        ids: &Tensor,
+        targets: &Tensor,
+        mut dropout: Option<Dropout>,
+    ) -> Result<(f32, Vec<Vec<f32>>)> {
+        let (b, t) = ids.dims2()?;
+        let c = &self.config;
+        if t > c.context {
+            candle_core::bail!(
+                "sequence of {t} tokens is longer than the context of {}",
+                c.context
+            );
+        }
+        let ids: Vec<u32> = ids.flatten_all()?.to_vec1()?;
+        let targets: Vec<u32> = targets.flatten_all()?.to_vec1()?;
+        if targets.len() != ids.len() {
+            candle_core::bail!("{} targets for {} inputs", targets.len(), ids.len());
+        }
+        if let Some(bad) = ids
+            .iter()
+            .chain(&targets)
+            .find(|&&i| i as usize >= c.vocab_size)
+        {
+            candle_core::bail!("token id {bad} outside the vocabulary of {}", c.vocab_size);
+        }
+        let tensors = self.parameter_tensors();
+        let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
+        let mut slices = Vec::with_capacity(guards.len());
+        for (storage, layout) in &guards {
+            let Storage::Cpu(cpu) = &**storage else {
+                candle_core::bail!("train_step runs on the CPU");
+            };
+            let Some((start, end)) = layout.contiguous_offsets() else {
+                candle_core::bail!("train_step needs contiguous weights");
+            };
+            slices.push(&cpu.as_slice::<f32>()?[start..end]);
+        }
+        let pair = |i: usize| (slices[i], slices[i + 1]);
+        let weights = Weights {
+            tok_emb: slices[0],
+            pos_emb: slices[1],
+            blocks: (0..c.layers)
+                .map(|l| {
+                    let o = 2 + 12 * l;
+                    BlockWeights {
+                        ln1: pair(o),
+                        qkv: pair(o + 2),
+                        proj: pair(o + 4),
+                        ln2: pair(o + 6),
+                        fc: pair(o + 8),
+                        mlp_proj: pair(o + 10),
+                    }
+                })
+                .collect(),
+            ln_f: pair(2 + 12 * c.layers),
+            head: slices[4 + 12 * c.layers],
+        };
+        let dims = StepDims {
+            vocab: c.vocab_size,
+            d: c.d_model,
+            heads: c.heads,
+            hidden: c.mlp_hidden,
+            batch: b,
+            t,
+        };
+        let mut mask = |n: usize| match &mut dropout {
+            Some(d) if d.p > 0.0 => Some(d.mask(n)),
+            _ => None,
+        };
+        Ok(train_step(&weights, dims, &ids, &targets, &mut mask))
     }
 
     pub fn device(&self) -> &Device {

@@ -85,11 +85,56 @@ impl AdamW {
         }
         let mut sum = 0f64;
         for g in &all {
-            with_f32(g, |g| {
-                // One running sum in parameter order, as before.
-                sum = g.iter().fold(sum, |s, &x| s + x as f64 * x as f64);
-            })?;
+            with_f32(g, |g| sum = add_squares(sum, g))?;
         }
+        let (clip, bc1, bc2) = self.begin(sum, grad_clip)?;
+        for (slot, g) in self.slots.iter_mut().zip(all) {
+            with_f32(&g, |g| update(slot, g, lr, weight_decay, clip, bc1, bc2))??;
+        }
+        Ok(StepStats {
+            grad_norm: sum.sqrt() as f32,
+        })
+    }
+
+    /// [`AdamW::step`] with the gradients as vectors, in slot order (what
+    /// `Gpt::train_step` returns). Same arithmetic, same bits.
+    pub fn step_flat(
+        &mut self,
+        grads: &[Vec<f32>],
+        lr: f32,
+        weight_decay: f32,
+        grad_clip: f32,
+    ) -> Result<StepStats> {
+        if grads.len() != self.slots.len() {
+            candle_core::bail!(
+                "{} gradients for {} parameters",
+                grads.len(),
+                self.slots.len()
+            );
+        }
+        for (slot, g) in self.slots.iter().zip(grads) {
+            if g.len() != slot.m.len() {
+                candle_core::bail!(
+                    "`{}`: gradient of {} values for {}",
+                    slot.name,
+                    g.len(),
+                    slot.m.len()
+                );
+            }
+        }
+        let sum = grads.iter().fold(0f64, |s, g| add_squares(s, g));
+        let (clip, bc1, bc2) = self.begin(sum, grad_clip)?;
+        for (slot, g) in self.slots.iter_mut().zip(grads) {
+            update(slot, g, lr, weight_decay, clip, bc1, bc2)?;
+        }
+        Ok(StepStats {
+            grad_norm: sum.sqrt() as f32,
+        })
+    }
+
+    /// Checks the norm from the sum of squares, counts the step; returns the
+    /// clip factor and the two bias corrections.
+    fn begin(&mut self, sum: f64, grad_clip: f32) -> Result<(f32, f32, f32)> {
         let norm = sum.sqrt() as f32;
         if !norm.is_finite() {
             candle_core::bail!("the gradient is not finite (norm {norm}): lower `lr`");
@@ -102,35 +147,49 @@ impl AdamW {
         self.t += 1;
         let bc1 = 1.0 - BETA1.powi(self.t as i32);
         let bc2 = 1.0 - BETA2.powi(self.t as i32);
-        for (slot, g) in self.slots.iter_mut().zip(all) {
-            let decay = if slot.decay { lr * weight_decay } else { 0.0 };
-            let weights = slot.var.as_tensor().contiguous()?;
-            let mut w = Vec::new();
-            with_f32(&weights, |old| {
-                with_f32(&g, |g| {
-                    w = vec![0f32; old.len()];
-                    let (m, v) = (&mut slot.m[..], &mut slot.v[..]);
-                    // Elementwise, so the result is the same for any split.
-                    w.par_chunks_mut(CHUNK)
-                        .zip(old.par_chunks(CHUNK))
-                        .zip(g.par_chunks(CHUNK))
-                        .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-                        .for_each(|(((w, old), g), (m, v))| {
-                            for i in 0..w.len() {
-                                let g = g[i] * clip;
-                                m[i] = BETA1 * m[i] + (1.0 - BETA1) * g;
-                                v[i] = BETA2 * v[i] + (1.0 - BETA2) * g * g;
-                                let update = (m[i] / bc1) / ((v[i] / bc2).sqrt() + EPS);
-                                w[i] = old[i] - (lr * update + decay * old[i]);
-                            }
-                        });
-                })
-            })??;
-            slot.var
-                .set(&Tensor::from_vec(w, slot.var.shape(), slot.var.device())?)?;
-        }
-        Ok(StepStats { grad_norm: norm })
+        Ok((clip, bc1, bc2))
     }
+}
+
+/// `sum` plus the squares of `g`, one running sum in order.
+fn add_squares(sum: f64, g: &[f32]) -> f64 {
+    g.iter().fold(sum, |s, &x| s + x as f64 * x as f64)
+}
+
+/// One slot's AdamW update from its gradient `g`.
+fn update(
+    slot: &mut Slot,
+    g: &[f32],
+    lr: f32,
+    weight_decay: f32,
+    clip: f32,
+    bc1: f32,
+    bc2: f32,
+) -> Result<()> {
+    let decay = if slot.decay { lr * weight_decay } else { 0.0 };
+    let weights = slot.var.as_tensor().contiguous()?;
+    let mut w = Vec::new();
+    with_f32(&weights, |old| {
+        w = vec![0f32; old.len()];
+        let (m, v) = (&mut slot.m[..], &mut slot.v[..]);
+        // Elementwise, so the result is the same for any split.
+        w.par_chunks_mut(CHUNK)
+            .zip(old.par_chunks(CHUNK))
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
+            .for_each(|(((w, old), g), (m, v))| {
+                for i in 0..w.len() {
+                    let g = g[i] * clip;
+                    m[i] = BETA1 * m[i] + (1.0 - BETA1) * g;
+                    v[i] = BETA2 * v[i] + (1.0 - BETA2) * g * g;
+                    let update = (m[i] / bc1) / ((v[i] / bc2).sqrt() + EPS);
+                    w[i] = old[i] - (lr * update + decay * old[i]);
+                }
+            });
+    })?;
+    drop(weights);
+    slot.var
+        .set(&Tensor::from_vec(w, slot.var.shape(), slot.var.device())?)
 }
 
 #[cfg(test)]

@@ -235,12 +235,22 @@ pub fn train(
             rng: &mut rng,
             p: s.dropout,
         });
-        let logits = model.forward_flat(&batch.inputs, dropout).map_err(err)?;
-        let loss = cross_entropy(&logits, &batch.targets).map_err(err)?;
-        let train_loss = loss.to_scalar::<f32>().map_err(err)? as f64;
-        let grads = loss.backward().map_err(err)?;
-        opt.step(&grads, lr as f32, s.weight_decay as f32, s.grad_clip as f32)
-            .map_err(err)?;
+        let (lr32, wd, clip) = (lr as f32, s.weight_decay as f32, s.grad_clip as f32);
+        let train_loss = if device.is_cpu() {
+            // Forward and backward in one fused pass each (ops::train_step).
+            let (loss, grads) = model
+                .train_step(&batch.inputs, &batch.targets, dropout)
+                .map_err(err)?;
+            opt.step_flat(&grads, lr32, wd, clip).map_err(err)?;
+            loss as f64
+        } else {
+            let logits = model.forward_flat(&batch.inputs, dropout).map_err(err)?;
+            let loss = cross_entropy(&logits, &batch.targets).map_err(err)?;
+            let train_loss = loss.to_scalar::<f32>().map_err(err)? as f64;
+            let grads = loss.backward().map_err(err)?;
+            opt.step(&grads, lr32, wd, clip).map_err(err)?;
+            train_loss
+        };
         train_seconds += started.elapsed().as_secs_f64();
         tokens_trained += (s.batch * s.context) as u64;
         let done = step + 1;

@@ -60,6 +60,24 @@ pub(super) struct ColumnSum;
 /// Columns per parallel task: a strip that stays in L1 while the rows stream.
 const COLUMNS_PER_TASK: usize = 128;
 
+/// Column sums of a (rows, n) matrix, each column summed over the rows in
+/// order, in parallel over strips of columns.
+pub(super) fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
+    let mut sums = vec![0f32; n];
+    sums.par_chunks_mut(COLUMNS_PER_TASK)
+        .enumerate()
+        .for_each(|(c, strip)| {
+            let first = c * COLUMNS_PER_TASK;
+            for row in g.chunks_exact(n.max(1)) {
+                let row = &row[first..first + strip.len()];
+                for (s, &v) in strip.iter_mut().zip(row) {
+                    *s += v;
+                }
+            }
+        });
+    sums
+}
+
 impl candle_core::CustomOp1 for ColumnSum {
     fn name(&self) -> &'static str {
         "column-sum"
@@ -71,18 +89,7 @@ impl candle_core::CustomOp1 for ColumnSum {
             [] => bail!("column_sum: a scalar has no columns"),
         };
         let g = f32_slice(s, l, "column_sum")?;
-        let mut sums = vec![0f32; n];
-        sums.par_chunks_mut(COLUMNS_PER_TASK)
-            .enumerate()
-            .for_each(|(c, strip)| {
-                let first = c * COLUMNS_PER_TASK;
-                for row in g.chunks_exact(n.max(1)) {
-                    let row = &row[first..first + strip.len()];
-                    for (s, &v) in strip.iter_mut().zip(row) {
-                        *s += v;
-                    }
-                }
-            });
+        let sums = column_sums(g, n);
         Ok((CpuStorage::F32(sums), Shape::from(n)))
     }
 }

@@ -5,7 +5,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows_per_task};
+use super::{f32_slice, rows_per_task, vector};
 use crate::train::fastmath;
 
 /// The mean negative log-likelihood (nats) of `targets` (u32) under `logits`.
@@ -49,12 +49,11 @@ fn check<'a>(
     Ok((logits, targets, v))
 }
 
-/// log(sum(exp(row))) computed stably.
+/// (max, log(sum(exp(row)))) computed stably.
 #[inline]
-fn log_sum_exp(row: &[f32]) -> (f32, f32) {
-    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-    let sum: f32 = row.iter().map(|&x| fastmath::exp(x - max)).sum();
-    (max, max + sum.ln())
+pub(super) fn log_sum_exp(row: &[f32]) -> (f32, f32) {
+    let max = vector::max(row);
+    (max, max + vector::sum_exp(row, max).ln())
 }
 
 impl CustomOp2 for CrossEntropy {

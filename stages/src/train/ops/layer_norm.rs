@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{f32_slice, rows_per_task};
+use super::{f32_slice, rows_per_task, vector};
 
 const EPS: f32 = 1e-5;
 
@@ -14,15 +14,6 @@ pub fn layer_norm(x: &Tensor, g: &Tensor, b: &Tensor) -> Result<Tensor> {
 }
 
 struct LayerNorm;
-
-/// Mean and 1/std of one row.
-#[inline]
-fn stats(row: &[f32]) -> (f32, f32) {
-    let d = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / d;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / d;
-    (mean, 1.0 / (var + EPS).sqrt())
-}
 
 fn dims(x: &Layout, g: &Layout, b: &Layout) -> Result<(usize, usize)> {
     let d = *x.dims().last().unwrap_or(&0);
@@ -35,6 +26,60 @@ fn dims(x: &Layout, g: &Layout, b: &Layout) -> Result<(usize, usize)> {
         );
     }
     Ok((x.shape().elem_count() / d.max(1), d))
+}
+
+/// The forward pass on rows of width `d`.
+pub(super) fn forward(x: &[f32], g: &[f32], b: &[f32], d: usize) -> Vec<f32> {
+    let rows = x.len() / d.max(1);
+    let mut y = vec![0f32; rows * d];
+    let chunk = rows_per_task(rows, d) * d;
+    y.par_chunks_mut(chunk.max(1))
+        .zip(x.par_chunks(chunk.max(1)))
+        .for_each(|(yc, xc)| {
+            for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
+                vector::layer_norm_row(yr, xr, g, b, EPS);
+            }
+        });
+    y
+}
+
+/// The backward pass: writes (or with `accumulate`, adds) `dx` and returns
+/// the gain and bias gradients.
+pub(super) fn backward(
+    x: &[f32],
+    g: &[f32],
+    dy: &[f32],
+    d: usize,
+    dx: &mut [f32],
+    accumulate: bool,
+) -> (Vec<f32>, Vec<f32>) {
+    let rows = x.len() / d.max(1);
+    let rows_per_block = rows.div_ceil(BLOCKS).max(1);
+    let chunk = rows_per_block * d;
+    let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
+        .par_chunks_mut(chunk.max(1))
+        .zip(x.par_chunks(chunk.max(1)).zip(dy.par_chunks(chunk.max(1))))
+        .map(|(dxc, (xc, dyc))| {
+            let mut dg = vec![0f32; d];
+            let mut db = vec![0f32; d];
+            for ((dxr, xr), dyr) in dxc
+                .chunks_exact_mut(d)
+                .zip(xc.chunks_exact(d))
+                .zip(dyc.chunks_exact(d))
+            {
+                vector::layer_norm_row_backward(dxr, xr, dyr, g, &mut dg, &mut db, EPS, accumulate);
+            }
+            (dg, db)
+        })
+        .collect();
+    let (mut dg, mut db) = (vec![0f32; d], vec![0f32; d]);
+    for (pg, pb) in &partials {
+        for i in 0..d {
+            dg[i] += pg[i];
+            db[i] += pb[i];
+        }
+    }
+    (dg, db)
 }
 
 impl CustomOp3 for LayerNorm {
@@ -51,22 +96,11 @@ impl CustomOp3 for LayerNorm {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (rows, d) = dims(xl, gl, bl)?;
+        let (_, d) = dims(xl, gl, bl)?;
         let x = f32_slice(xs, xl, "layer_norm")?;
         let g = f32_slice(gs, gl, "layer_norm")?;
         let b = f32_slice(bs, bl, "layer_norm")?;
-        let mut y = vec![0f32; rows * d];
-        let chunk = rows_per_task(rows, d) * d;
-        y.par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_exact_mut(d).zip(xc.chunks_exact(d)) {
-                    let (mean, rstd) = stats(xr);
-                    for i in 0..d {
-                        yr[i] = (xr[i] - mean) * rstd * g[i] + b[i];
-                    }
-                }
-            });
+        let y = forward(x, g, b, d);
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
 
@@ -114,47 +148,10 @@ impl CustomOp3 for LayerNormBackward {
         let g = f32_slice(gs, gl, "layer_norm backward")?;
         let dy = f32_slice(dys, dyl, "layer_norm backward")?;
         let mut out = vec![0f32; rows * d + 2 * d];
-        let (dx, _) = out.split_at_mut(rows * d);
-        let rows_per_block = rows.div_ceil(BLOCKS).max(1);
-        let chunk = rows_per_block * d;
-        let partials: Vec<(Vec<f32>, Vec<f32>)> = dx
-            .par_chunks_mut(chunk)
-            .zip(x.par_chunks(chunk).zip(dy.par_chunks(chunk)))
-            .map(|(dxc, (xc, dyc))| {
-                let mut dg = vec![0f32; d];
-                let mut db = vec![0f32; d];
-                for ((dxr, xr), dyr) in dxc
-                    .chunks_exact_mut(d)
-                    .zip(xc.chunks_exact(d))
-                    .zip(dyc.chunks_exact(d))
-                {
-                    let (mean, rstd) = stats(xr);
-                    let mut sum_dxhat = 0f32;
-                    let mut sum_dxhat_xhat = 0f32;
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        let dxhat = dyr[i] * g[i];
-                        sum_dxhat += dxhat;
-                        sum_dxhat_xhat += dxhat * xhat;
-                        dg[i] += dyr[i] * xhat;
-                        db[i] += dyr[i];
-                    }
-                    let (m1, m2) = (sum_dxhat / d as f32, sum_dxhat_xhat / d as f32);
-                    for i in 0..d {
-                        let xhat = (xr[i] - mean) * rstd;
-                        dxr[i] = rstd * (dyr[i] * g[i] - m1 - xhat * m2);
-                    }
-                }
-                (dg, db)
-            })
-            .collect();
-        let (dg, db) = out[rows * d..].split_at_mut(d);
-        for (pg, pb) in &partials {
-            for i in 0..d {
-                dg[i] += pg[i];
-                db[i] += pb[i];
-            }
-        }
+        let (dx, rest) = out.split_at_mut(rows * d);
+        let (dg, db) = backward(x, g, dy, d, dx, false);
+        rest[..d].copy_from_slice(&dg);
+        rest[d..].copy_from_slice(&db);
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }

@@ -7,15 +7,20 @@
 
 mod add_bias;
 mod bias_gelu;
+mod causal_attention;
 mod causal_softmax;
 mod cross_entropy;
+mod fused_step;
 mod gelu;
 mod layer_norm;
+mod vector;
 
 pub use add_bias::add_bias;
 pub use bias_gelu::bias_gelu;
+pub use causal_attention::{causal_attention, causal_attention_blocked};
 pub use causal_softmax::causal_softmax;
 pub use cross_entropy::{cross_entropy, cross_entropy_bwd_op};
+pub use fused_step::{BlockWeights, Dims as StepDims, Weights, train_step};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
 

@@ -1,0 +1,467 @@
+//! One training step of the whole model, forward and backward, on plain f32
+//! buffers: the same arithmetic as the autograd path (`Gpt::forward_flat`,
+//! `cross_entropy`, `backward`) through the same kernels, without candle's
+//! graph. That graph gives every node's gradient a zero-filled tensor plus a
+//! separate add (a third of a gradient's memory traffic, on candle's own
+//! thread pool) and allocates each intermediate afresh; here every gradient
+//! is written once where it is needed, residual gradients accumulate in
+//! place, bias rows are the starting value of their matrix products, and the
+//! weight gradients come back as one vector per parameter for AdamW.
+//!
+//! Kept between the passes, per layer: the block input, both LayerNorm
+//! outputs, the QKV projection, the attention output and its per-row
+//! log-sum-exp, the residual after attention, the MLP pre-activation and its
+//! GELU.
+
+use rayon::prelude::*;
+
+use super::add_bias::column_sums;
+use super::causal_attention::{self, BLOCK};
+use super::cross_entropy::log_sum_exp;
+use super::{layer_norm, rows_per_task, vector};
+use crate::train::fastmath;
+
+/// One block's weights, in `ModelConfig::parameter_shapes` order.
+pub struct BlockWeights<'a> {
+    pub ln1: (&'a [f32], &'a [f32]),
+    pub qkv: (&'a [f32], &'a [f32]),
+    pub proj: (&'a [f32], &'a [f32]),
+    pub ln2: (&'a [f32], &'a [f32]),
+    pub fc: (&'a [f32], &'a [f32]),
+    pub mlp_proj: (&'a [f32], &'a [f32]),
+}
+
+/// The model's weights as slices.
+pub struct Weights<'a> {
+    pub tok_emb: &'a [f32],
+    pub pos_emb: &'a [f32],
+    pub blocks: Vec<BlockWeights<'a>>,
+    pub ln_f: (&'a [f32], &'a [f32]),
+    pub head: &'a [f32],
+}
+
+/// Sizes of the step.
+#[derive(Clone, Copy, Debug)]
+pub struct Dims {
+    pub vocab: usize,
+    pub d: usize,
+    pub heads: usize,
+    pub hidden: usize,
+    pub batch: usize,
+    pub t: usize,
+}
+
+/// What the forward keeps of one block for the backward.
+struct Saved {
+    x_in: Vec<f32>,
+    h1: Vec<f32>,
+    qkv: Vec<f32>,
+    y: Vec<f32>,
+    lse: Vec<f32>,
+    attn_mask: Option<Vec<f32>>,
+    x1: Vec<f32>,
+    h2: Vec<f32>,
+    u: Vec<f32>,
+    g: Vec<f32>,
+    mlp_mask: Option<Vec<f32>>,
+}
+
+/// Threads for one matrix product: the current pool's.
+fn parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// `c (m x n) [+]= a (m x k) @ b (k x n)` for row-major operands given with
+/// their (row, column) strides.
+#[allow(clippy::too_many_arguments)]
+fn product(
+    c: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    a: &[f32],
+    (a_rs, a_cs): (usize, usize),
+    b: &[f32],
+    (b_rs, b_cs): (usize, usize),
+) {
+    assert!(c.len() >= m * n, "product: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    assert!(
+        k == 0 || last(a_rs, a_cs, m, k) < a.len(),
+        "product: lhs too small"
+    );
+    assert!(
+        k == 0 || last(b_rs, b_cs, k, n) < b.len(),
+        "product: rhs too small"
+    );
+    // SAFETY: the asserts keep every addressed element inside its slice, and
+    // `c` is borrowed mutably, so it cannot overlap `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
+}
+
+/// `x (rows, i) @ w (i, o) + b`, the bias being the products' start value.
+fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
+    let rows = x.len() / i;
+    let mut y = match b {
+        Some(b) => {
+            let mut y = vec![0f32; rows * o];
+            y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
+            y
+        }
+        None => vec![0f32; rows * o],
+    };
+    product(&mut y, (rows, o, i), b.is_some(), x, (i, 1), w, (o, 1));
+    y
+}
+
+/// `dx (rows, i) [+]= dy (rows, o) @ w^T` for `w` (i, o).
+fn grad_input(dx: &mut [f32], dy: &[f32], w: &[f32], i: usize, o: usize, accumulate: bool) {
+    let rows = dy.len() / o;
+    product(dx, (rows, i, o), accumulate, dy, (o, 1), w, (1, o));
+}
+
+/// `dw (i, o) = x^T (i, rows) @ dy (rows, o)`.
+fn grad_weight(x: &[f32], dy: &[f32], i: usize, o: usize) -> Vec<f32> {
+    let rows = dy.len() / o;
+    let mut dw = vec![0f32; i * o];
+    product(&mut dw, (i, o, rows), false, x, (1, i), dy, (o, 1));
+    dw
+}
+
+/// `a *= m` elementwise, in parallel.
+fn mul_in_place(a: &mut [f32], m: &[f32]) {
+    a.par_chunks_mut(16_384)
+        .zip(m.par_chunks(16_384))
+        .for_each(|(a, m)| a.iter_mut().zip(m).for_each(|(a, m)| *a *= m));
+}
+
+/// `a += b` elementwise, in parallel.
+fn add_in_place(a: &mut [f32], b: &[f32]) {
+    a.par_chunks_mut(16_384)
+        .zip(b.par_chunks(16_384))
+        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+}
+
+/// The mean cross-entropy of `targets` under `logits` (n, v), and its
+/// gradient written over the logits: `(softmax - onehot) / n`. Same chunking
+/// and f64 partial sums as the `cross_entropy` op, so the same loss.
+fn cross_entropy_in_place(logits: &mut [f32], targets: &[u32], v: usize) -> f32 {
+    let n = targets.len();
+    let rows = rows_per_task(n, v);
+    let scale = 1.0 / n.max(1) as f32;
+    let partial: Vec<f64> = logits
+        .par_chunks_mut(rows * v)
+        .zip(targets.par_chunks(rows))
+        .map(|(lc, tc)| {
+            let mut sum = 0f64;
+            for (row, &t) in lc.chunks_exact_mut(v).zip(tc) {
+                let (max, lse) = log_sum_exp(row);
+                sum += (lse - row[t as usize]) as f64;
+                vector::scaled_exp(row, scale * fastmath::exp(max - lse), max);
+                row[t as usize] -= scale;
+            }
+            sum
+        })
+        .collect();
+    (partial.iter().sum::<f64>() / n.max(1) as f64) as f32
+}
+
+/// `out[idx(r)] += dx[r]` for every row `r` of `dx` (width `d`), rows in
+/// order, in parallel over column strips (deterministic for any threads).
+fn scatter_rows(out: &mut [f32], dx: &[f32], d: usize, idx: impl Fn(usize) -> usize + Sync) {
+    const STRIP: usize = 64;
+    let strips = d.div_ceil(STRIP);
+    let rows_out = out.len() / d;
+    // Each task owns columns [s*STRIP, ..) of every output row.
+    let mut columns: Vec<Vec<f32>> = (0..strips)
+        .into_par_iter()
+        .map(|s| {
+            let (c0, c1) = (s * STRIP, ((s + 1) * STRIP).min(d));
+            let w = c1 - c0;
+            let mut acc = vec![0f32; rows_out * w];
+            for (r, row) in dx.chunks_exact(d).enumerate() {
+                let o = idx(r) * w;
+                for (a, &g) in acc[o..o + w].iter_mut().zip(&row[c0..c1]) {
+                    *a += g;
+                }
+            }
+            acc
+        })
+        .collect();
+    for (s, acc) in columns.iter_mut().enumerate() {
+        let (c0, c1) = (s * STRIP, ((s + 1) * STRIP).min(d));
+        let w = c1 - c0;
+        for (r, src) in acc.chunks_exact(w).enumerate() {
+            out[r * d + c0..r * d + c1].copy_from_slice(src);
+        }
+    }
+}
+
+/// Runs the forward and backward of one batch: `ids` and `targets` are
+/// `batch * t` ids; `mask(len)` draws a dropout mask of `len` values (or
+/// `None`) in the order of the autograd path: after the embeddings, then
+/// per block after the attention projection and after the MLP. Returns the
+/// mean loss and the gradients in `ModelConfig::parameter_shapes` order.
+pub fn train_step(
+    w: &Weights,
+    dims: Dims,
+    ids: &[u32],
+    targets: &[u32],
+    mask: &mut dyn FnMut(usize) -> Option<Vec<f32>>,
+) -> (f32, Vec<Vec<f32>>) {
+    let Dims {
+        vocab,
+        d,
+        heads,
+        hidden,
+        batch,
+        t,
+    } = dims;
+    let n = batch * t;
+    assert_eq!(ids.len(), n);
+    assert_eq!(targets.len(), n);
+
+    // Embeddings.
+    let mut x = vec![0f32; n * d];
+    x.par_chunks_mut(d).enumerate().for_each(|(r, row)| {
+        let tok = &w.tok_emb[ids[r] as usize * d..][..d];
+        let pos = &w.pos_emb[(r % t) * d..][..d];
+        for ((x, a), b) in row.iter_mut().zip(tok).zip(pos) {
+            *x = a + b;
+        }
+    });
+    let emb_mask = mask(n * d);
+    if let Some(m) = &emb_mask {
+        mul_in_place(&mut x, m);
+    }
+
+    // Blocks.
+    let attn_dims = causal_attention::dims_of(n, 3 * d, batch, heads, BLOCK)
+        .expect("train_step: attention shapes");
+    let mut saved = Vec::with_capacity(w.blocks.len());
+    for blk in &w.blocks {
+        let x_in = x;
+        let h1 = layer_norm::forward(&x_in, blk.ln1.0, blk.ln1.1, d);
+        let qkv = linear(&h1, blk.qkv.0, Some(blk.qkv.1), d, 3 * d);
+        let (y, lse) = causal_attention::forward(&qkv, batch, attn_dims);
+        let mut x1 = linear(&y, blk.proj.0, Some(blk.proj.1), d, d);
+        let attn_mask = mask(n * d);
+        if let Some(m) = &attn_mask {
+            mul_in_place(&mut x1, m);
+        }
+        add_in_place(&mut x1, &x_in);
+        let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
+        let u = linear(&h2, blk.fc.0, Some(blk.fc.1), d, hidden);
+        let mut g = vec![0f32; u.len()];
+        g.par_chunks_mut(16_384)
+            .zip(u.par_chunks(16_384))
+            .for_each(|(g, u)| vector::gelu_forward(g, u));
+        let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
+        let mlp_mask = mask(n * d);
+        if let Some(m) = &mlp_mask {
+            mul_in_place(&mut x2, m);
+        }
+        add_in_place(&mut x2, &x1);
+        x = x2;
+        saved.push(Saved {
+            x_in,
+            h1,
+            qkv,
+            y,
+            lse,
+            attn_mask,
+            x1,
+            h2,
+            u,
+            g,
+            mlp_mask,
+        });
+    }
+    let hf = layer_norm::forward(&x, w.ln_f.0, w.ln_f.1, d);
+    let mut logits = linear(&hf, w.head, None, d, vocab);
+    let loss = cross_entropy_in_place(&mut logits, targets, vocab);
+    let dlogits = logits;
+
+    // Backward, collecting the gradients from the last parameter back.
+    let mut rev: Vec<Vec<f32>> = Vec::with_capacity(3 + 12 * w.blocks.len() + 2);
+    rev.push(grad_weight(&hf, &dlogits, d, vocab));
+    drop(hf);
+    let mut dhf = vec![0f32; n * d];
+    grad_input(&mut dhf, &dlogits, w.head, d, vocab, false);
+    drop(dlogits);
+    let mut dx = vec![0f32; n * d];
+    let (dg, db) = layer_norm::backward(&x, w.ln_f.0, &dhf, d, &mut dx, false);
+    rev.push(db);
+    rev.push(dg);
+    drop(x);
+    let mut scratch = dhf; // (n, d), reused for each block's input gradients
+    for (blk, s) in w.blocks.iter().zip(saved).rev() {
+        // x2 = x1 + mask * (g @ Wm + bm)
+        let dm = match &s.mlp_mask {
+            Some(m) => {
+                let mut dm = dx.clone();
+                mul_in_place(&mut dm, m);
+                Some(dm)
+            }
+            None => None,
+        };
+        let dm_ref = dm.as_deref().unwrap_or(&dx);
+        let d_mlp_w = grad_weight(&s.g, dm_ref, hidden, d);
+        let d_mlp_b = column_sums(dm_ref, d);
+        let mut du = s.g; // reuse the GELU buffer for its gradient
+        grad_input(&mut du, dm_ref, blk.mlp_proj.0, hidden, d, false);
+        drop(dm);
+        du.par_chunks_mut(16_384)
+            .zip(s.u.par_chunks(16_384))
+            .for_each(|(g, u)| vector::gelu_backward(g, u));
+        drop(s.u);
+        let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
+        let d_fc_b = column_sums(&du, hidden);
+        grad_input(&mut scratch, &du, blk.fc.0, d, hidden, false);
+        drop(du);
+        let (d_ln2_g, d_ln2_b) = layer_norm::backward(&s.x1, blk.ln2.0, &scratch, d, &mut dx, true);
+        // x1 = x_in + mask * (y @ Wp + bp)
+        let da = match &s.attn_mask {
+            Some(m) => {
+                let mut da = dx.clone();
+                mul_in_place(&mut da, m);
+                Some(da)
+            }
+            None => None,
+        };
+        let da_ref = da.as_deref().unwrap_or(&dx);
+        let d_proj_w = grad_weight(&s.y, da_ref, d, d);
+        let d_proj_b = column_sums(da_ref, d);
+        grad_input(&mut scratch, da_ref, blk.proj.0, d, d, false);
+        drop(da);
+        let dqkv = causal_attention::backward(&s.qkv, &s.y, &scratch, &s.lse, batch, attn_dims);
+        let d_qkv_w = grad_weight(&s.h1, &dqkv, d, 3 * d);
+        let d_qkv_b = column_sums(&dqkv, 3 * d);
+        grad_input(&mut scratch, &dqkv, blk.qkv.0, d, 3 * d, false);
+        drop(dqkv);
+        let (d_ln1_g, d_ln1_b) =
+            layer_norm::backward(&s.x_in, blk.ln1.0, &scratch, d, &mut dx, true);
+        rev.extend([
+            d_mlp_b, d_mlp_w, d_fc_b, d_fc_w, d_ln2_b, d_ln2_g, d_proj_b, d_proj_w, d_qkv_b,
+            d_qkv_w, d_ln1_b, d_ln1_g,
+        ]);
+    }
+    if let Some(m) = &emb_mask {
+        mul_in_place(&mut dx, m);
+    }
+    let mut d_pos = vec![0f32; w.pos_emb.len()];
+    scatter_rows(&mut d_pos, &dx, d, |r| r % t);
+    let mut d_tok = vec![0f32; w.tok_emb.len()];
+    scatter_rows(&mut d_tok, &dx, d, |r| ids[r] as usize);
+    rev.push(d_pos);
+    rev.push(d_tok);
+    rev.reverse();
+    (loss, rev)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{Device, Tensor, Var};
+
+    use crate::train::model::{Dropout, Gpt, ModelConfig};
+    use crate::train::ops::cross_entropy;
+    use crate::train::rng::Rng;
+
+    /// The fused step gives the autograd path's loss and gradients (to
+    /// rounding), with and without dropout, and draws the same masks.
+    #[test]
+    fn equals_the_autograd_path() {
+        let config = ModelConfig {
+            vocab_size: 13,
+            d_model: 16,
+            layers: 2,
+            heads: 2,
+            context: 12,
+            mlp_hidden: 64,
+        };
+        let mut rng = Rng::new(1);
+        let vars: Vec<(String, Var)> = config
+            .initial_values(&mut rng)
+            .into_iter()
+            .map(|(n, shape, v)| {
+                // Gains and biases off their 1 and 0, weights bigger: every
+                // term of the gradients matters.
+                let v = v.iter().map(|x| 5.0 * x + 0.1 * rng.normal()).collect();
+                (n, Var::from_vec(v, shape, &Device::Cpu).unwrap())
+            })
+            .collect();
+        let tensors: HashMap<String, Tensor> = vars
+            .iter()
+            .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
+            .collect();
+        let model = Gpt::from_tensors(config, &tensors).unwrap();
+        let all: Vec<u32> = (0..23).map(|i| (i * 7 % 13) as u32).collect();
+        let ids = Tensor::from_vec(all[..22].to_vec(), (2, 11), &Device::Cpu).unwrap();
+        let targets = Tensor::from_vec(all[1..].to_vec(), 22, &Device::Cpu).unwrap();
+        for p in [0.0, 0.3] {
+            let mut rng_a = Rng::new(9);
+            let dropout = Dropout { rng: &mut rng_a, p };
+            let logits = model.forward_flat(&ids, Some(dropout)).unwrap();
+            let loss = cross_entropy(&logits, &targets).unwrap();
+            let grads = loss.backward().unwrap();
+            let mut rng_b = Rng::new(9);
+            let dropout = Dropout { rng: &mut rng_b, p };
+            let (fused_loss, fused) = model.train_step(&ids, &targets, Some(dropout)).unwrap();
+            assert_eq!(rng_a.state(), rng_b.state(), "p {p}: same draws");
+            let loss = loss.to_scalar::<f32>().unwrap();
+            assert!(
+                (loss - fused_loss).abs() < 1e-5,
+                "p {p}: {loss} vs {fused_loss}"
+            );
+            assert_eq!(fused.len(), vars.len());
+            for ((name, var), ours) in vars.iter().zip(&fused) {
+                let expected: Vec<f32> = grads
+                    .get(var)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert_eq!(expected.len(), ours.len(), "{name}");
+                let scale = expected.iter().fold(0f32, |m, x| m.max(x.abs()));
+                for (i, (a, b)) in expected.iter().zip(ours).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * scale + 1e-7,
+                        "p {p}: {name}[{i}]: autograd {a}, fused {b}"
+                    );
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,246 @@
+//! Row loops of the kernels, compiled for AVX-512 and AVX2 as well as the
+//! baseline and picked at run time (the crate is built for plain x86-64,
+//! where these loops get 4-wide SSE). Each loop is elementwise or sums into
+//! a fixed set of lanes, and no multiply-add is contracted, so every version
+//! gives the same bits.
+
+use super::gelu;
+use crate::train::fastmath;
+
+/// Defines `pub fn $name` that runs `$body` with the widest vector unit the
+/// CPU has.
+macro_rules! dispatch {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? $body:block) => {
+        $(#[$doc])*
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+const LANES: usize = 16;
+
+dispatch! {
+    /// `x = exp(a x - b)` for every element.
+    fn exp_affine(xs: &mut [f32], a: f32, b: f32) {
+        for x in xs.iter_mut() {
+            *x = fastmath::exp(a * *x - b);
+        }
+    }
+}
+
+dispatch! {
+    /// `x = s exp(x - b)` for every element.
+    fn scaled_exp(xs: &mut [f32], s: f32, b: f32) {
+        for x in xs.iter_mut() {
+            *x = s * fastmath::exp(*x - b);
+        }
+    }
+}
+
+dispatch! {
+    /// The sum of `exp(x - b)` over `xs`, in 16 lanes.
+    fn sum_exp(xs: &[f32], b: f32) -> f32 {
+        let mut acc = [0f32; LANES];
+        let chunks = xs.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for c in chunks {
+            for i in 0..LANES {
+                acc[i] += fastmath::exp(c[i] - b);
+            }
+        }
+        for (a, &x) in acc.iter_mut().zip(tail) {
+            *a += fastmath::exp(x - b);
+        }
+        reduce(acc)
+    }
+}
+
+dispatch! {
+    /// `g = gelu(u)` for every element.
+    fn gelu_forward(g: &mut [f32], u: &[f32]) {
+        for (g, &u) in g.iter_mut().zip(u) {
+            *g = gelu::value(u);
+        }
+    }
+}
+
+dispatch! {
+    /// `du *= gelu'(u)` for every element.
+    fn gelu_backward(du: &mut [f32], u: &[f32]) {
+        for (g, &u) in du.iter_mut().zip(u) {
+            *g *= gelu::slope(u);
+        }
+    }
+}
+
+dispatch! {
+    /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
+    fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+        let (mean, rstd) = row_stats(x, eps);
+        for i in 0..x.len() {
+            y[i] = (x[i] - mean) * rstd * g[i] + b[i];
+        }
+    }
+}
+
+dispatch! {
+    /// One LayerNorm row backward: writes (or adds to) `dx` and adds to the
+    /// gain and bias gradients `dg` and `db`.
+    fn layer_norm_row_backward(
+        dx: &mut [f32],
+        x: &[f32],
+        dy: &[f32],
+        g: &[f32],
+        dg: &mut [f32],
+        db: &mut [f32],
+        eps: f32,
+        accumulate: bool
+    ) {
+        let n = x.len();
+        let (mean, rstd) = row_stats(x, eps);
+        let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
+        for c in (0..n).step_by(LANES) {
+            for l in 0..LANES.min(n - c) {
+                let i = c + l;
+                let xhat = (x[i] - mean) * rstd;
+                let dxhat = dy[i] * g[i];
+                s1[l] += dxhat;
+                s2[l] += dxhat * xhat;
+                dg[i] += dy[i] * xhat;
+                db[i] += dy[i];
+            }
+        }
+        let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+        if accumulate {
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] += rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            }
+        } else {
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            }
+        }
+    }
+}
+
+/// Mean and 1 / sqrt(variance + eps) of a row, in lanes.
+#[inline(always)]
+pub fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
+    let n = x.len() as f32;
+    let mean = sum(x) / n;
+    let mut acc = [0f32; LANES];
+    for c in (0..x.len()).step_by(LANES) {
+        for l in 0..LANES.min(x.len() - c) {
+            let v = x[c + l] - mean;
+            acc[l] += v * v;
+        }
+    }
+    (mean, 1.0 / (reduce(acc) / n + eps).sqrt())
+}
+
+/// The sum of `xs` in 16 lanes (vectorizes on any x86-64).
+#[inline(always)]
+pub fn sum(xs: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] += c[i];
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(tail) {
+        *a += x;
+    }
+    reduce(acc)
+}
+
+/// The maximum of `xs` (NEG_INFINITY when empty), in 16 lanes.
+pub fn max(xs: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..LANES {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    for (a, &x) in acc.iter_mut().zip(tail) {
+        *a = if x > *a { x } else { *a };
+    }
+    acc.into_iter().fold(f32::NEG_INFINITY, f32::max)
+}
+
+/// Pairwise sum of the lanes, in a fixed order.
+#[inline(always)]
+fn reduce(mut acc: [f32; LANES]) -> f32 {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            acc[i] += acc[i + w];
+        }
+        w /= 2;
+    }
+    acc[0]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lane_sums_and_maxima_are_right() {
+        for n in [0, 1, 15, 16, 17, 100] {
+            let xs: Vec<f32> = (0..n).map(|i| ((i * 37 % 11) as f32 - 5.0) / 4.0).collect();
+            let plain: f32 = xs.iter().sum();
+            assert!((sum(&xs) - plain).abs() < 1e-4, "n {n}");
+            assert_eq!(
+                max(&xs),
+                xs.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
+            );
+            let se: f32 = xs.iter().map(|x| (x - 0.5).exp()).sum();
+            assert!((sum_exp(&xs, 0.5) - se).abs() < 1e-4 * (1.0 + se), "n {n}");
+        }
+    }
+
+    /// Every dispatched version gives the plain loop's bits.
+    #[test]
+    fn dispatched_loops_equal_the_plain_ones() {
+        let u: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 61.0).collect();
+        let mut e = u.clone();
+        exp_affine(&mut e, 0.7, 0.2);
+        let mut g = vec![0f32; u.len()];
+        gelu_forward(&mut g, &u);
+        let mut d = vec![1.5f32; u.len()];
+        gelu_backward(&mut d, &u);
+        for i in 0..u.len() {
+            assert_eq!(e[i].to_bits(), fastmath::exp(0.7 * u[i] - 0.2).to_bits());
+            assert_eq!(g[i].to_bits(), gelu::value(u[i]).to_bits());
+            assert_eq!(d[i].to_bits(), (1.5 * gelu::slope(u[i])).to_bits());
+        }
+    }
+}
