@@ -386,10 +386,10 @@ impl SongState {
         }
     }
 
-    /// The tokens that end the song validly from here. On/off: a one-step
-    /// wait when a sounding note started at this very step (so that it is
-    /// not empty), an `end:` for every sounding note by (program, pitch),
-    /// then `finish`. Duration: a length for a note start still waiting for
+    /// The tokens that end the song validly from here. On/off: an `end:`
+    /// for every sounding note that started before this step, then a
+    /// one-step wait and the ends of those that started at it (so that none
+    /// is empty), each by (program, pitch), then `finish`. Duration: a length for a note start still waiting for
     /// one (a beat, or less under the note-length guard), then `finish`.
     pub fn closing_tokens(&self, end_velocity: bool) -> Vec<Token> {
         let mut out = Vec::new();
@@ -413,15 +413,18 @@ impl SongState {
             .filter_map(|&s| self.sounding[s].map(|n| (s, n)))
             .collect();
         open.sort_unstable_by_key(|o| o.0);
-        if open.iter().any(|(_, n)| n.start >= self.now) {
+        let end = |(i, n): &(usize, Sound)| Token::NoteOff {
+            program: (i / 128) as u8,
+            velocity: end_velocity.then_some(n.velocity),
+            pitch: (i % 128) as u8,
+        };
+        // Older notes end before the wait, so that none grows past the
+        // note-length guard.
+        let (fresh, old): (Vec<_>, Vec<_>) = open.iter().partition(|(_, n)| n.start >= self.now);
+        out.extend(old.iter().map(|o| end(o)));
+        if !fresh.is_empty() {
             out.push(Token::Wait(1));
-        }
-        for (i, n) in open {
-            out.push(Token::NoteOff {
-                program: (i / 128) as u8,
-                velocity: end_velocity.then_some(n.velocity),
-                pitch: (i % 128) as u8,
-            });
+            out.extend(fresh.iter().map(|o| end(o)));
         }
         out.push(Token::Finish);
         out
@@ -485,11 +488,11 @@ mod tests {
             .collect();
         assert_eq!(
             text,
-            ["wait:1", "end:i80:v100:60", "end:i80:v100:64", "finish"]
+            ["end:i80:v100:64", "wait:1", "end:i80:v100:60", "finish"]
         );
         assert_eq!(
-            s.closing_tokens(false)[1].to_string(),
-            "end:i80:60",
+            s.closing_tokens(false)[0].to_string(),
+            "end:i80:64",
             "the vocabulary's end form"
         );
     }
