@@ -35,7 +35,8 @@ use crate::midi::parse_tokens;
 use crate::songs::SongSet;
 use crate::train::rng::Rng;
 
-/// The overlap `overlap_mean` reports: "kde" (Yang & Lerch) or "bins".
+/// The overlap `overlap_mean` reports: "kde" (Yang & Lerch) or "bins"
+/// (KDE falls back to bins with fewer than two validation songs).
 pub const HEADLINE: &str = "kde";
 
 /// The real lines of both splits, and where they came from.
@@ -222,7 +223,6 @@ pub fn report(
     val_unknown: &[usize],
     train: &[(SongMetrics, Result<(), String>)],
 ) -> Json {
-    let k = if HEADLINE == "kde" { 0 } else { 1 };
     let sample_metrics: Vec<&SongMetrics> = samples.iter().map(|s| &s.1).collect();
     let val: Vec<&SongMetrics> = validation.iter().map(|v| &v.0).collect();
     let tr: Vec<&SongMetrics> = train.iter().map(|v| &v.0).collect();
@@ -243,6 +243,8 @@ pub fn report(
             .fold(None, |a: Option<f64>, b| Some(a.map_or(b, |a| a.max(b))))
     };
     let (per, overlap_means) = overlaps(&sample_metrics, &val);
+    // KDE needs two reference songs; with fewer, the shared bins.
+    let k = if HEADLINE == "kde" && overlap_means[0].is_some() { 0 } else { 1 };
     let (ceiling_per, ceiling_means) = overlaps(&tr, &val);
     // The ceiling at the samples' set size: random sets of training songs.
     let size = samples.len().min(tr.len());
@@ -277,7 +279,7 @@ pub fn report(
     let ceiling_at_size = mean(&at_size[k]);
     json!({
         "validity": validity(&sample_metrics),
-        "overlap_method": HEADLINE,
+        "overlap_method": (["kde", "bins"])[k],
         "overlap_mean": overlap_mean,
         "overlap": method(&per, k),
         "overlap_kde_mean": overlap_means[0],
