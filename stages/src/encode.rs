@@ -159,7 +159,8 @@ impl StageKind for EncodeKind {
             let result = match std::fs::read(&path) {
                 Ok(bytes) => {
                     let hash = blake3::hash(&bytes);
-                    let outcome = encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options, format);
+                    let outcome =
+                        encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options, format);
                     (hash.to_hex().to_string(), outcome)
                 }
                 Err(e) => (
@@ -304,8 +305,12 @@ fn write_outputs(
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
     write_lines(out, &songs)?;
-    SongSet::from_lines(&songs, infos, CodecInfo::from_options(options).with_format(format))
-        .write(out)?;
+    SongSet::from_lines(
+        &songs,
+        infos,
+        CodecInfo::from_options(options).with_format(format),
+    )
+    .write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped

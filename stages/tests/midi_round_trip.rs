@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use vgmake_stages::midi::{
-    self, DecodeOptions, EncodeOptions, InstrumentGroups, NoteFormat, Transpose, encoder,
-    read_song,
+    self, DecodeOptions, EncodeOptions, InstrumentGroups, NoteFormat, Transpose, encoder, read_song,
 };
 use vgmake_stages::sample::check::check_line;
 
@@ -94,8 +93,7 @@ fn check_round_trip(name: &str, bytes: &[u8]) -> [usize; 2] {
         let parsed = midi::parse_tokens(&line).unwrap().notes;
         assert_eq!(parsed.len(), expected.len(), "{name}");
         assert_eq!(parsed, expected, "{name}");
-        let from_decoded =
-            encoder::grid_notes_as(&read_song(&decoded).unwrap(), &options, format);
+        let from_decoded = encoder::grid_notes_as(&read_song(&decoded).unwrap(), &options, format);
         assert_eq!(from_decoded, expected, "{name}");
         // The same notes as the on/off format, only lengths rounded (with
         // transpose = c the key is estimated on the rounded lengths, and a

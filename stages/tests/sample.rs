@@ -129,7 +129,10 @@ fn input(kind: &str, dir: &Path) -> Input {
 /// Runs the sample stage with `overrides`; returns its output folder.
 fn sample(overrides: &[(&str, Value)]) -> Result<(tempfile::TempDir, PathBuf), String> {
     let t = trained();
-    sample_with(&[input("train", &t.train), input("vocab", &t.vocab)], overrides)
+    sample_with(
+        &[input("train", &t.train), input("vocab", &t.vocab)],
+        overrides,
+    )
 }
 
 fn sample_with(
@@ -329,7 +332,10 @@ fn real_validation_songs_come_from_limit_and_are_valid() {
     let m = metrics(&ids_only);
     assert_eq!(m["reference_songs_from"], "vocab");
     let unknown = m["validation"][0]["unknown_tokens"].as_u64().unwrap();
-    assert!(unknown > 0, "the validation song has tokens unseen in training");
+    assert!(
+        unknown > 0,
+        "the validation song has tokens unseen in training"
+    );
     let notes_from_ids = m["validation"][0]["notes"].as_u64().unwrap();
     // With the song set beside it: the real lines, valid.
     let inputs = [
@@ -337,13 +343,17 @@ fn real_validation_songs_come_from_limit_and_are_valid() {
         input("vocab", &t.vocab),
         input("limit", &t.songs),
     ];
-    let (_d2, out) = sample_with(&inputs, &[("count", 4.into()), ("max_tokens", 200.into())]).unwrap();
+    let (_d2, out) =
+        sample_with(&inputs, &[("count", 4.into()), ("max_tokens", 200.into())]).unwrap();
     let m = metrics(&out);
     assert_eq!(m["reference_songs_from"], "limit");
     assert_eq!(m["validation_validity"], 1.0, "{}", m["validation"][0]);
     assert_eq!(m["validation"][0]["unknown_tokens"], unknown);
     let notes = m["validation"][0]["notes"].as_u64().unwrap();
-    assert!(notes > notes_from_ids, "the real song has its unseen notes: {notes} vs {notes_from_ids}");
+    assert!(
+        notes > notes_from_ids,
+        "the real song has its unseen notes: {notes} vs {notes_from_ids}"
+    );
     assert_eq!(m["train_songs"], 4);
     // The ceiling: training songs against the validation song. KDE of
     // distances needs two validation songs: with one, shared bins.
@@ -366,7 +376,10 @@ fn real_validation_songs_come_from_limit_and_are_valid() {
 fn duration_songs_sample_valid_with_guards_and_continuations() {
     let t = trained_durations();
     let vocab = fs::read_to_string(t.vocab.join("vocab.json")).unwrap();
-    assert!(vocab.contains("\"d:4\"") && !vocab.contains("end:"), "a duration vocabulary");
+    assert!(
+        vocab.contains("\"d:4\"") && !vocab.contains("end:"),
+        "a duration vocabulary"
+    );
     let inputs = [
         input("train", &t.train),
         input("vocab", &t.vocab),
@@ -393,7 +406,10 @@ fn duration_songs_sample_valid_with_guards_and_continuations() {
         assert!(!line.contains("end:"), "{line}");
         for (i, w) in words.iter().enumerate() {
             if w.starts_with('i') {
-                assert!(words[i + 1].starts_with("d:"), "a start without length: {line}");
+                assert!(
+                    words[i + 1].starts_with("d:"),
+                    "a start without length: {line}"
+                );
             }
         }
     }
@@ -401,7 +417,8 @@ fn duration_songs_sample_valid_with_guards_and_continuations() {
     // most 2 beats = 32 steps, so no tie either.
     for (line, s) in text.lines().zip(m["samples"].as_array().unwrap()) {
         let words: Vec<&str> = line.split(' ').collect();
-        let generated = (s["drawn"].as_u64().unwrap() + s["closing_tokens"].as_u64().unwrap()) as usize;
+        let generated =
+            (s["drawn"].as_u64().unwrap() + s["closing_tokens"].as_u64().unwrap()) as usize;
         for w in &words[words.len() - generated..] {
             if let Some(d) = w.strip_prefix("d:") {
                 assert!(d.parse::<u32>().unwrap() <= 32, "{w} in {line}");
@@ -410,8 +427,15 @@ fn duration_songs_sample_valid_with_guards_and_continuations() {
     }
     assert_eq!(m["guards"]["max_note_beats"], 2.0);
     assert_eq!(m["guards"]["max_polyphony"], 2);
-    assert!(m["guards"]["polyphony"]["draws"].as_u64().unwrap() > 0, "{}", m["guards"]);
+    assert!(
+        m["guards"]["polyphony"]["draws"].as_u64().unwrap() > 0,
+        "{}",
+        m["guards"]
+    );
     let c = &m["continuation"];
     assert!(c["true_notes"].as_u64().unwrap() > 0, "{c}");
-    assert!(c["metrics"]["note_length_mean"]["samples"].is_number(), "{c}");
+    assert!(
+        c["metrics"]["note_length_mean"]["samples"].is_number(),
+        "{c}"
+    );
 }

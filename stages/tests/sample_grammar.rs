@@ -42,9 +42,18 @@ fn vocab() -> Vec<String> {
 /// A duration-format vocabulary: lengths up to a bar (16 steps at 4
 /// steps per beat) and ties, drums, no end tokens.
 fn duration_vocab() -> Vec<String> {
-    let mut v: Vec<String> = ["<pad>", "<unk>", "start", "finish", "wait:1", "wait:3", "tempo:120", "junk"]
-        .map(String::from)
-        .to_vec();
+    let mut v: Vec<String> = [
+        "<pad>",
+        "<unk>",
+        "start",
+        "finish",
+        "wait:1",
+        "wait:3",
+        "tempo:120",
+        "junk",
+    ]
+    .map(String::from)
+    .to_vec();
     for d in [1, 2, 4, 8, 16] {
         v.push(format!("d:{d}"));
     }
@@ -184,7 +193,10 @@ fn polyphony_and_longest(line: &str) -> (usize, u64) {
 
 #[test]
 fn guards_hold_in_both_formats_and_are_counted() {
-    for (vocab, format) in [(vocab(), NoteFormat::OnOff), (duration_vocab(), NoteFormat::Duration)] {
+    for (vocab, format) in [
+        (vocab(), NoteFormat::OnOff),
+        (duration_vocab(), NoteFormat::Duration),
+    ] {
         let plain = Grammar::new(&vocab);
         assert_eq!(plain.rules.format, format);
         let guarded = plain.clone().with_guards(4, 10, 2);
@@ -200,8 +212,14 @@ fn guards_hold_in_both_formats_and_are_counted() {
                     sampling: SamplingOptions::default(),
                     max_tokens: 80,
                 };
-                let song = generate(&mut source, grammar, &[], &options, &mut Rng::new(seed + 7)).unwrap();
-                assert_eq!(check_line(&song.text, 4), Ok(()), "{format:?} {}", song.text);
+                let song =
+                    generate(&mut source, grammar, &[], &options, &mut Rng::new(seed + 7)).unwrap();
+                assert_eq!(
+                    check_line(&song.text, 4),
+                    Ok(()),
+                    "{format:?} {}",
+                    song.text
+                );
                 let (p, l) = polyphony_and_longest(&song.text);
                 if g == 1 {
                     assert!(p <= 2, "{format:?} polyphony {p}: {}", song.text);
@@ -219,7 +237,10 @@ fn guards_hold_in_both_formats_and_are_counted() {
         }
         // Without guards the random songs break both limits; with them the
         // guards fired.
-        assert!(most.0 > 2 && longest.0 > 10, "{format:?} {most:?} {longest:?}");
+        assert!(
+            most.0 > 2 && longest.0 > 10,
+            "{format:?} {most:?} {longest:?}"
+        );
         assert!(fired_length > 0 && fired_polyphony > 0, "{format:?}");
     }
 }

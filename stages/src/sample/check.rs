@@ -68,7 +68,9 @@ impl LineChecker {
                 return fail("a length in an on/off song");
             }
             let Some((key, _)) = self.pending else {
-                return fail("a length that follows no note start (or a tie after less than a bar)");
+                return fail(
+                    "a length that follows no note start (or a tie after less than a bar)",
+                );
             };
             if d as u64 > self.bar {
                 return fail("a length longer than a bar (tie whole bars instead)");
@@ -215,11 +217,20 @@ mod tests {
                 "after finish",
             ),
             ("start <unk> finish", "not a token"),
-            ("start i80:v100:60 d:4 wait:2 end:i80:v100:60 finish", "end token"),
-            ("start i80:v100:60 d:4 i80:v100:62 wait:1 finish", "without its length"),
+            (
+                "start i80:v100:60 d:4 wait:2 end:i80:v100:60 finish",
+                "end token",
+            ),
+            (
+                "start i80:v100:60 d:4 i80:v100:62 wait:1 finish",
+                "without its length",
+            ),
             ("start i80:v100:60 d:4 d:4 finish", "follows no note start"),
             ("start i80:v100:60 d:65 finish", "longer than a bar"),
-            ("start i80:v100:60 d:8 wait:4 i80:v100:60 d:1 finish", "already sounding"),
+            (
+                "start i80:v100:60 d:8 wait:4 i80:v100:60 d:1 finish",
+                "already sounding",
+            ),
             ("start i80:v100:60 d:4 i81:v100:60", "does not end"),
             ("start i80:v100:60 wait:2 d:4 finish", "in an on/off song"),
         ] {

@@ -93,9 +93,14 @@ pub fn reference(ctx: &StageContext, data: &Dataset, vocab_dir: &Path) -> Refere
 
 /// Both splits' lines from a song set, by the paths of `split.json`; `None`
 /// when something does not match (another song set).
-fn real_lines(songs_dir: &Path, vocab_dir: &Path, data: &Dataset) -> Option<(Vec<String>, Vec<String>)> {
+fn real_lines(
+    songs_dir: &Path,
+    vocab_dir: &Path,
+    data: &Dataset,
+) -> Option<(Vec<String>, Vec<String>)> {
     let set = SongSet::read(songs_dir).ok()?;
-    let split: Json = serde_json::from_slice(&std::fs::read(vocab_dir.join("split.json")).ok()?).ok()?;
+    let split: Json =
+        serde_json::from_slice(&std::fs::read(vocab_dir.join("split.json")).ok()?).ok()?;
     let index: BTreeMap<&str, usize> = set
         .infos
         .iter()
@@ -191,7 +196,10 @@ fn mean(v: &[f64]) -> Option<f64> {
 
 /// Per metric overlap of `a` with the reference `b` in both methods, and
 /// each method's mean.
-fn overlaps(a: &[&SongMetrics], b: &[&SongMetrics]) -> (BTreeMap<&'static str, [Option<f64>; 2]>, [Option<f64>; 2]) {
+fn overlaps(
+    a: &[&SongMetrics],
+    b: &[&SongMetrics],
+) -> (BTreeMap<&'static str, [Option<f64>; 2]>, [Option<f64>; 2]) {
     let mut per = BTreeMap::new();
     for name in METRICS {
         let (x, y) = (values(a, name), values(b, name));
@@ -204,7 +212,10 @@ fn overlaps(a: &[&SongMetrics], b: &[&SongMetrics]) -> (BTreeMap<&'static str, [
     (per, means)
 }
 
-fn method(per: &BTreeMap<&'static str, [Option<f64>; 2]>, k: usize) -> BTreeMap<&'static str, Option<f64>> {
+fn method(
+    per: &BTreeMap<&'static str, [Option<f64>; 2]>,
+    k: usize,
+) -> BTreeMap<&'static str, Option<f64>> {
     per.iter().map(|(n, v)| (*n, v[k])).collect()
 }
 
@@ -244,7 +255,11 @@ pub fn report(
     };
     let (per, overlap_means) = overlaps(&sample_metrics, &val);
     // KDE needs two reference songs; with fewer, the shared bins.
-    let k = if HEADLINE == "kde" && overlap_means[0].is_some() { 0 } else { 1 };
+    let k = if HEADLINE == "kde" && overlap_means[0].is_some() {
+        0
+    } else {
+        1
+    };
     let (ceiling_per, ceiling_means) = overlaps(&tr, &val);
     // The ceiling at the samples' set size: random sets of training songs.
     let size = samples.len().min(tr.len());
@@ -351,7 +366,8 @@ pub fn continuation(samples: &[String], truth: &str, prompt_steps: u64, spb: u32
         .max()
         .unwrap_or(0);
     let truth_notes = window(&notes_of(truth), prompt_steps, prompt_steps + span);
-    let sample_metrics: Vec<SongMetrics> = generated.iter().map(|n| measure(n, spb, true)).collect();
+    let sample_metrics: Vec<SongMetrics> =
+        generated.iter().map(|n| measure(n, spb, true)).collect();
     let refs: Vec<&SongMetrics> = sample_metrics.iter().collect();
     let truth_metrics = measure(&truth_notes, spb, true);
     let mut side = BTreeMap::new();
@@ -387,7 +403,10 @@ mod tests {
         // Mostly one voice: two for 1 step of 196.
         let long = notes_of("start i0:v80:60 d:64 d:64 d:64 d:4 i1:v80:60 d:1 finish");
         assert_eq!(derived_guards(&[long]), (196, 1));
-        assert_eq!(steps_of_prefix("start i0:v80:60 d:12 wait:8 i0:v80:64 wait:3", 5), 8);
+        assert_eq!(
+            steps_of_prefix("start i0:v80:60 d:12 wait:8 i0:v80:64 wait:3", 5),
+            8
+        );
     }
 
     #[test]

@@ -235,8 +235,20 @@ pub fn generate_until(
             grammar.mask_with(&state, last, Guards::NONE, &mut plain);
             if plain != allowed {
                 for (only, count) in [
-                    (Guards { note_length: true, polyphony: false }, &mut note_length_guard),
-                    (Guards { note_length: false, polyphony: true }, &mut polyphony_guard),
+                    (
+                        Guards {
+                            note_length: true,
+                            polyphony: false,
+                        },
+                        &mut note_length_guard,
+                    ),
+                    (
+                        Guards {
+                            note_length: false,
+                            polyphony: true,
+                        },
+                        &mut polyphony_guard,
+                    ),
                 ] {
                     grammar.mask_with(&state, last, only, &mut one_guard);
                     count_guard(count, &logits, &plain, &one_guard, t);

@@ -78,7 +78,11 @@ impl Grammar {
             _ => None,
         });
         let end_velocity = ends.next().is_none_or(|first| first || ends.any(|v| v));
-        let format = if tokens.iter().flatten().any(|t| matches!(t, Token::Duration(_))) {
+        let format = if tokens
+            .iter()
+            .flatten()
+            .any(|t| matches!(t, Token::Duration(_)))
+        {
             NoteFormat::Duration
         } else {
             NoteFormat::OnOff
@@ -94,7 +98,12 @@ impl Grammar {
     }
 
     /// The same grammar with `steps_per_beat` and the guards (0 = off).
-    pub fn with_guards(mut self, steps_per_beat: u32, max_note_steps: u64, max_polyphony: usize) -> Self {
+    pub fn with_guards(
+        mut self,
+        steps_per_beat: u32,
+        max_note_steps: u64,
+        max_polyphony: usize,
+    ) -> Self {
         self.rules.steps_per_beat = steps_per_beat;
         self.rules.max_note_steps = max_note_steps;
         self.rules.max_polyphony = max_polyphony;
@@ -124,7 +133,13 @@ impl Grammar {
     }
 
     /// [`Grammar::mask`] with only the given guards.
-    pub fn mask_with(&self, state: &SongState, last: bool, guards: Guards, allowed: &mut Vec<bool>) {
+    pub fn mask_with(
+        &self,
+        state: &SongState,
+        last: bool,
+        guards: Guards,
+        allowed: &mut Vec<bool>,
+    ) {
         let notes_only = last && !state.has_played();
         allowed.clear();
         allowed.extend(self.tokens.iter().map(|t| {
@@ -258,10 +273,7 @@ impl SongState {
             .filter_map(|&s| self.sounding[s].map(|n| n.start))
             .min();
         match oldest {
-            Some(start) => self
-                .rules
-                .max_note_steps
-                .saturating_sub(self.now - start),
+            Some(start) => self.rules.max_note_steps.saturating_sub(self.now - start),
             None => u64::MAX,
         }
     }

@@ -5,7 +5,8 @@
 //! Outputs: `tokens.txt` (one sample per line, as encode writes songs) and
 //! per sample `sample_NNN.txt` (its tokens), `.mid`, `.wav` and `.png`; and `metrics.json` with `validity`,
 //! `samples`, `validation`, `overlap`, `overlap_mean`, the means of each
-//! metric on both sides, and `validation_validity`.
+//! metric on both sides, and `validation_validity`; the ceiling, guard
+//! counts and continuation metrics come from [`super::evaluate`].
 
 use std::path::Path;
 use std::time::Instant;
@@ -16,7 +17,7 @@ use serde_json::{Value as Json, json};
 
 use super::check::check_line;
 use super::evaluate;
-use super::generate::{CANCELLED, Cached, GenerateOptions, GuardCount, Generated, generate_until};
+use super::generate::{CANCELLED, Cached, GenerateOptions, Generated, GuardCount, generate_until};
 use super::grammar::Grammar;
 use super::metrics::{SongMetrics, measure};
 use super::roll::write_roll;
@@ -140,7 +141,11 @@ impl StageKind for SampleKind {
         let spb = steps_per_beat(vocab_dir)?;
         ctx.progress.log(&format!("{spb} grid steps per beat"));
         let reference = evaluate::reference(ctx, &data, vocab_dir);
-        let train_notes: Vec<_> = reference.train.iter().map(|l| evaluate::notes_of(l)).collect();
+        let train_notes: Vec<_> = reference
+            .train
+            .iter()
+            .map(|l| evaluate::notes_of(l))
+            .collect();
         let (longest, polyphony) = evaluate::derived_guards(&train_notes);
         let max_note_steps = match params.float("max_note_beats") {
             b if b > 0.0 => (b * spb as f64).ceil() as u64,
@@ -221,7 +226,8 @@ impl StageKind for SampleKind {
         let cap = params.usize("validation_songs").min(reference.val.len());
         let validation = pool.install(|| evaluate::measure_lines(&reference.val[..cap], spb));
         let train = pool.install(|| evaluate::measure_lines(&reference.train, spb));
-        let mut metrics = evaluate::report(&sample_entries, &validation, &reference.val_unknown, &train);
+        let mut metrics =
+            evaluate::report(&sample_entries, &validation, &reference.val_unknown, &train);
         metrics["reference_songs_from"] = json!(reference.source);
         let mut guards = [GuardCount::default(); 2];
         for song in &songs {
