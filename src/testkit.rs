@@ -121,6 +121,7 @@ impl StageKind for Transform {
             name: "text",
             kinds: &["source", "transform"],
             what: "a value",
+            optional: false,
         }])
     }
     fn state_ignores(&self) -> &'static [&'static str] {

@@ -77,7 +77,10 @@ fn reads(kind: &dyn StageKind) -> String {
         Inputs::Slots([]) => "nothing (a source stage: no deps)".into(),
         Inputs::Slots(slots) => slots
             .iter()
-            .map(|s| format!("{} from {}", s.what, s.kinds.join(" or ")))
+            .map(|s| {
+                let optional = if s.optional { " (optional)" } else { "" };
+                format!("{} from {}{optional}", s.what, s.kinds.join(" or "))
+            })
             .collect::<Vec<_>>()
             .join("; "),
     }

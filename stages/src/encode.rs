@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::*;
 use crate::dataset::write_json;
-use crate::midi::{self, EncodeOptions, InstrumentGroups, Transpose};
+use crate::midi::{self, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 use crate::songs::{CodecInfo, SongInfo, SongSet, write_lines};
 use crate::walk;
 
@@ -64,6 +64,11 @@ pub fn options_from(params: &Params) -> EncodeOptions {
             .unwrap_or_default(),
         transpose: Transpose::parse(params.str("transpose")).unwrap_or_default(),
     }
+}
+
+/// The note format from the stage's parameters.
+pub fn note_format_from(params: &Params) -> NoteFormat {
+    NoteFormat::parse(params.str("note_format")).unwrap_or_default()
 }
 
 impl StageKind for EncodeKind {
@@ -118,6 +123,14 @@ impl StageKind for EncodeKind {
                 "none",
                 "\"c\": move each song to C major / A minor (estimated key, smallest shift)",
             ),
+            ParamSpec::new(
+                "note_format",
+                ParamType::Str {
+                    choices: &["on_off", "duration"],
+                },
+                "on_off",
+                "on_off: start and end tokens; duration: a start then its length (d:N steps, long notes tied by bars), no end tokens",
+            ),
         ]
     }
 
@@ -126,6 +139,7 @@ impl StageKind for EncodeKind {
             name: "songs",
             kinds: &["scrape", "command"],
             what: "a folder of MIDI files",
+            optional: false,
         }])
     }
 
@@ -136,6 +150,7 @@ impl StageKind for EncodeKind {
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let input = ctx.input("songs")?;
         let options = options_from(ctx.params);
+        let format = note_format_from(ctx.params);
         let files = walk::midi_files(&input.dir)
             .ctx(|| format!("listing MIDI files in {}", input.dir.display()))?;
         if files.is_empty() {
@@ -145,7 +160,7 @@ impl StageKind for EncodeKind {
             )));
         }
         ctx.progress.set_total(files.len() as u64);
-        let fingerprint = options.fingerprint();
+        let fingerprint = options.fingerprint_as(format);
         let cancelled = AtomicBool::new(false);
         let encode_one = |rel: &std::path::PathBuf| -> Option<(SongInfo, Outcome)> {
             if ctx.is_cancelled() {
@@ -158,7 +173,8 @@ impl StageKind for EncodeKind {
             let result = match midi::read::read_file(&path) {
                 Ok(bytes) => {
                     let hash = blake3::hash(&bytes);
-                    let outcome = encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options);
+                    let outcome =
+                        encode_memoized(ctx.memo, &fingerprint, &hash, &bytes, &options, format);
                     (hash.to_hex().to_string(), outcome)
                 }
                 Err(e) => (
@@ -187,7 +203,7 @@ impl StageKind for EncodeKind {
             return Err(StageError::Cancelled);
         }
         let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
-        write_outputs(ctx, &options, &results)
+        write_outputs(ctx, &options, format, &results)
     }
 }
 
@@ -198,6 +214,7 @@ fn encode_memoized(
     file_hash: &blake3::Hash,
     bytes: &[u8],
     options: &EncodeOptions,
+    format: NoteFormat,
 ) -> Outcome {
     let mut hasher = blake3::Hasher::new();
     hasher.update(b"vgmake-encode\0");
@@ -212,7 +229,7 @@ fn encode_memoized(
     }
     let outcome = match midi::read_song(bytes) {
         Ok(song) => Outcome::Encoded {
-            tokens: midi::encoder::encode_song(&song, options),
+            tokens: midi::encoder::encode_song_as(&song, options, format),
             warnings: song.warnings,
         },
         Err(e) => Outcome::Skipped {
@@ -236,6 +253,7 @@ fn reason_kind(reason: &str) -> String {
 fn write_outputs(
     ctx: &StageContext,
     options: &EncodeOptions,
+    format: NoteFormat,
     results: &[(SongInfo, Outcome)],
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
@@ -301,7 +319,12 @@ fn write_outputs(
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
     write_lines(out, &songs)?;
-    SongSet::from_lines(&songs, infos, CodecInfo::from_options(options)).write(out)?;
+    SongSet::from_lines(
+        &songs,
+        infos,
+        CodecInfo::from_options(options).with_format(format),
+    )
+    .write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped

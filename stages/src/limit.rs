@@ -129,6 +129,7 @@ impl StageKind for LimitKind {
             name: "songs",
             kinds: &["encode", "limit"],
             what: "encoded songs",
+            optional: false,
         }])
     }
 

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
 use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
-use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, Transpose};
+use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
 pub const TABLE_FILE: &str = "token_table.txt";
 pub const IDS_FILE: &str = "ids.npy";
@@ -54,6 +54,18 @@ pub struct CodecInfo {
     pub note_off_velocity: bool,
     pub instrument_groups: String,
     pub transpose: String,
+    /// "on_off" (absent in files written before the duration format) or
+    /// "duration".
+    #[serde(default = "on_off", skip_serializing_if = "is_on_off")]
+    pub note_format: String,
+}
+
+fn on_off() -> String {
+    NoteFormat::OnOff.name().into()
+}
+
+fn is_on_off(format: &str) -> bool {
+    format == NoteFormat::OnOff.name()
 }
 
 impl CodecInfo {
@@ -66,7 +78,18 @@ impl CodecInfo {
             note_off_velocity: options.note_off_velocity,
             instrument_groups: options.instrument_groups.name().into(),
             transpose: options.transpose.name().into(),
+            note_format: on_off(),
         }
+    }
+
+    /// The same with a note format.
+    pub fn with_format(mut self, format: NoteFormat) -> Self {
+        self.note_format = format.name().into();
+        self
+    }
+
+    pub fn note_format(&self) -> NoteFormat {
+        NoteFormat::parse(&self.note_format).unwrap_or_default()
     }
 
     pub fn options(&self) -> EncodeOptions {

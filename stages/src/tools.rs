@@ -10,7 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use crate::midi::{self, DecodeOptions, EncodeOptions, InstrumentGroups, Transpose};
+use crate::midi::{self, DecodeOptions, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
 /// Exit codes, as the engine's: 1 = the file could not be used, 2 = bad arguments.
 const EXIT_FAILED: u8 = 1;
@@ -61,6 +61,9 @@ pub struct EncodeArgs {
     /// none, or c (move the song to C major / A minor).
     #[arg(long, default_value = "none")]
     pub transpose: String,
+    /// on_off (start and end events) or duration (`d:N` lengths, no end tokens).
+    #[arg(long, default_value = "on_off")]
+    pub note_format: String,
 }
 
 /// Runs one tool; its exit code.
@@ -94,6 +97,12 @@ fn encode(args: &EncodeArgs) -> ExitCode {
             args.instrument_groups
         ));
     };
+    let Some(format) = NoteFormat::parse(&args.note_format) else {
+        return usage_error(format!(
+            "--note-format: expected on_off or duration, found `{}`",
+            args.note_format
+        ));
+    };
     let Some(transpose) = Transpose::parse(&args.transpose) else {
         return usage_error(format!(
             "--transpose: expected none or c, found `{}`",
@@ -108,7 +117,9 @@ fn encode(args: &EncodeArgs) -> ExitCode {
         instrument_groups,
         transpose,
     };
-    match midi::encode_file(&args.file, &options) {
+    let encoded = midi::read::read_file(&args.file)
+        .and_then(|bytes| midi::encode_bytes_as(&bytes, &options, format));
+    match encoded {
         Ok(line) => print_line(&line),
         // An I/O error names the file already.
         Err(e @ midi::MidiError::Io(_)) => usage_error(e),

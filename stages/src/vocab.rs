@@ -213,6 +213,7 @@ impl StageKind for VocabKind {
             name: "songs",
             kinds: &["encode", "limit"],
             what: "encoded songs",
+            optional: false,
         }])
     }
 

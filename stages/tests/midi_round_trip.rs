@@ -5,8 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use vgmake_stages::midi::{
-    self, DecodeOptions, EncodeOptions, InstrumentGroups, Transpose, encoder, read_song,
+    self, DecodeOptions, EncodeOptions, InstrumentGroups, NoteFormat, Transpose, encoder, read_song,
 };
+use vgmake_stages::sample::check::check_line;
 
 fn corpus_dir() -> Option<PathBuf> {
     // `../shared` beside the repository (stages/ is one level down).
@@ -57,33 +58,64 @@ fn option_sets() -> Vec<EncodeOptions> {
     ]
 }
 
-/// Checks the round trip of one file's bytes under every option set.
-fn check_round_trip(name: &str, bytes: &[u8]) {
-    for options in option_sets() {
+/// Checks the round trip of one file's bytes under every option set, in
+/// both note formats; returns the tokens of each format (summed over the
+/// option sets).
+fn check_round_trip(name: &str, bytes: &[u8]) -> [usize; 2] {
+    let mut tokens = [0; 2];
+    for (options, format) in option_sets()
+        .into_iter()
+        .flat_map(|o| [(o, NoteFormat::OnOff), (o, NoteFormat::Duration)])
+    {
         let song = read_song(bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let line = encoder::encode_song(&song, &options);
+        let line = encoder::encode_song_as(&song, &options, format);
+        tokens[(format == NoteFormat::Duration) as usize] += line.split(' ').count();
         let decode = DecodeOptions {
             steps_per_beat: options.steps_per_beat,
         };
+        // Every encoded song passes the sampler's validity check.
+        if let Err(why) = check_line(&line, options.steps_per_beat) {
+            panic!("{name} ({}): {why}", options.fingerprint_as(format));
+        }
         let decoded = midi::decode_tokens(&line, &decode).unwrap();
-        let again = midi::encode_bytes(&decoded, &options).unwrap();
+        let again = midi::encode_bytes_as(&decoded, &options, format).unwrap();
         assert!(
             line == again,
             "{name} ({}): round trip differs at token {}",
-            options.fingerprint(),
+            options.fingerprint_as(format),
             line.split(' ')
                 .zip(again.split(' '))
                 .position(|(a, b)| a != b)
                 .unwrap_or(usize::MAX)
         );
         // The notes survive: count, pitch, program, onset and length on the grid.
-        let expected = encoder::grid_notes(&song, &options);
+        let expected = encoder::grid_notes_as(&song, &options, format);
         let parsed = midi::parse_tokens(&line).unwrap().notes;
         assert_eq!(parsed.len(), expected.len(), "{name}");
         assert_eq!(parsed, expected, "{name}");
-        let from_decoded = encoder::grid_notes(&read_song(&decoded).unwrap(), &options);
+        let from_decoded = encoder::grid_notes_as(&read_song(&decoded).unwrap(), &options, format);
         assert_eq!(from_decoded, expected, "{name}");
+        // The same notes as the on/off format, only lengths rounded (with
+        // transpose = c the key is estimated on the rounded lengths, and a
+        // close call may choose another key).
+        if format == NoteFormat::Duration && options.transpose == Transpose::None {
+            let on_off = encoder::grid_notes(&song, &options);
+            assert_eq!(on_off.len(), expected.len(), "{name}");
+            for (a, b) in on_off.iter().zip(&expected) {
+                assert_eq!(
+                    (a.program, a.pitch, a.start, a.velocity),
+                    (b.program, b.pitch, b.start, b.velocity),
+                    "{name}"
+                );
+                let (la, lb) = (a.end - a.start, b.end - b.start);
+                let spb = options.steps_per_beat as u64;
+                // Less than a sixteenth off up to a bar, a beat beyond.
+                let unit = if la <= 4 * spb { (spb / 4).max(1) } else { spb };
+                assert!(la.abs_diff(lb) < unit, "{name}: length {la} -> {lb}");
+            }
+        }
     }
+    tokens
 }
 
 #[test]
@@ -94,9 +126,20 @@ fn corpus_round_trips() {
     };
     let files = midi_files(&dir);
     assert!(files.len() >= 100, "found only {} files", files.len());
+    let mut tokens = [0; 2];
     for path in &files {
-        check_round_trip(&path.display().to_string(), &std::fs::read(path).unwrap());
+        let t = check_round_trip(&path.display().to_string(), &std::fs::read(path).unwrap());
+        tokens[0] += t[0];
+        tokens[1] += t[1];
     }
+    // Durations replace end tokens: songs get shorter.
+    eprintln!(
+        "corpus tokens: on/off {}, duration {} ({:.1}%)",
+        tokens[0],
+        tokens[1],
+        100.0 * tokens[1] as f64 / tokens[0] as f64
+    );
+    assert!(tokens[1] < tokens[0]);
 }
 
 #[test]

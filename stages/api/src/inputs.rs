@@ -22,6 +22,8 @@ pub struct Slot {
     pub kinds: &'static [&'static str],
     /// What it is, for error messages: "the dataset to train on".
     pub what: &'static str,
+    /// Whether the kind works without it (reads it when it is there).
+    pub optional: bool,
 }
 
 /// Why a list of dependencies does not fit a kind's [`Inputs`].
@@ -64,7 +66,7 @@ impl Inputs {
             }
         }
         for (s, slot) in slots.iter().enumerate() {
-            if !filled[s] {
+            if !filled[s] && !slot.optional {
                 errors.push(InputError::Missing { slot: *slot });
             }
         }
@@ -85,11 +87,19 @@ mod tests {
             name: "model",
             kinds: &["train"],
             what: "the trained model",
+            optional: false,
         },
         Slot {
             name: "dataset",
             kinds: &["vocab"],
             what: "the vocabulary",
+            optional: false,
+        },
+        Slot {
+            name: "songs",
+            kinds: &["limit"],
+            what: "the real songs",
+            optional: true,
         },
     ]);
 
@@ -98,6 +108,10 @@ mod tests {
         assert_eq!(
             SAMPLE.assign(&["vocab", "train"]).unwrap(),
             vec![Some("dataset"), Some("model")]
+        );
+        assert_eq!(
+            SAMPLE.assign(&["limit", "vocab", "train"]).unwrap(),
+            vec![Some("songs"), Some("dataset"), Some("model")]
         );
         assert_eq!(Inputs::Any.assign(&["x", "y"]).unwrap(), vec![None, None]);
     }

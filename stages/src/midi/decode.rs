@@ -38,33 +38,37 @@ pub struct GridSong {
     pub tempos: Vec<(u64, u32)>,
 }
 
-/// Parses a token line. A token outside the grammar is an error naming it;
-/// musical slips are repaired: an `end:` for a silent note is ignored, a
-/// start of a sounding note ends it first, notes still sounding at `finish`
-/// (or the end of the text) end there, zero-length notes are dropped, and
-/// tokens after `finish` are ignored.
+/// Parses a token line, in either note format (or a mix). A token outside
+/// the grammar is an error naming it; musical slips are repaired: an `end:`
+/// for a silent note is ignored, a start of a sounding note ends it first,
+/// a `d:` that follows no note start is ignored, notes with no length that
+/// are still sounding at `finish` (or the end of the text) end there,
+/// zero-length notes are dropped, and tokens after `finish` are ignored.
+/// A note start followed by `d:` tokens lasts their sum.
 pub fn parse_tokens(text: &str) -> Result<GridSong, MidiError> {
     let mut song = GridSong::default();
-    let mut sounding: Vec<Option<(u64, u8)>> = vec![None; 129 * 128];
+    // Per slot: the index in `notes` of its last note; `None` ends are open.
+    let mut last: Vec<Option<usize>> = vec![None; 129 * 128];
+    let mut notes: Vec<(GridNote, Option<u64>)> = Vec::new();
+    // The note whose `d:` tokens may follow.
+    let mut pending: Option<usize> = None;
     let mut now = 0u64;
-    let close = |song: &mut GridSong, program: u8, pitch: u8, start: u64, velocity, now| {
-        if now > start {
-            song.notes.push(GridNote {
-                program,
-                pitch,
-                start,
-                end: now,
-                velocity,
-            });
-        }
-    };
     for (index, text) in text.split_ascii_whitespace().enumerate() {
         let token = Token::parse(text).ok_or_else(|| MidiError::BadToken {
             index,
             token: text.chars().take(40).collect(),
         })?;
+        if let Token::Duration(d) = token {
+            if let Some(i) = pending {
+                let note = &mut notes[i];
+                let end = note.1.unwrap_or(note.0.start).saturating_add(d as u64);
+                note.1 = Some(end.min(MAX_STEP));
+            }
+            continue;
+        }
+        pending = None;
         match token {
-            Token::Start => {}
+            Token::Start | Token::Duration(_) => {}
             Token::Finish => break,
             Token::Wait(n) => {
                 now += n as u64;
@@ -85,30 +89,41 @@ pub fn parse_tokens(text: &str) -> Result<GridSong, MidiError> {
                 velocity,
                 pitch,
             } => {
-                let slot = &mut sounding[program as usize * 128 + pitch as usize];
-                if let Some((start, v)) = slot.replace((now, velocity)) {
-                    close(&mut song, program, pitch, start, v, now);
+                let slot = &mut last[program as usize * 128 + pitch as usize];
+                if let Some(i) = *slot {
+                    let end = &mut notes[i].1;
+                    if end.is_none_or(|e| e > now) {
+                        *end = Some(now);
+                    }
                 }
+                *slot = Some(notes.len());
+                pending = Some(notes.len());
+                let note = GridNote {
+                    program,
+                    pitch,
+                    start: now,
+                    end: now,
+                    velocity,
+                };
+                notes.push((note, None));
             }
             Token::NoteOff { program, pitch, .. } => {
-                if let Some((start, v)) = sounding[program as usize * 128 + pitch as usize].take() {
-                    close(&mut song, program, pitch, start, v, now);
+                if let Some(i) = last[program as usize * 128 + pitch as usize]
+                    && notes[i].1.is_none()
+                {
+                    notes[i].1 = Some(now);
                 }
             }
         }
     }
-    for (slot, entry) in sounding.iter().enumerate() {
-        if let Some((start, v)) = *entry {
-            close(
-                &mut song,
-                (slot / 128) as u8,
-                (slot % 128) as u8,
-                start,
-                v,
-                now,
-            );
-        }
-    }
+    song.notes = notes
+        .into_iter()
+        .map(|(mut note, end)| {
+            note.end = end.unwrap_or(now);
+            note
+        })
+        .filter(|n| n.end > n.start)
+        .collect();
     song.notes
         .sort_unstable_by_key(|n| (n.start, n.program, n.pitch));
     Ok(song)
@@ -334,6 +349,33 @@ mod tests {
         assert_eq!(song.tempos, vec![(0, 90)]);
         let err = parse_tokens("start i1:v10:60 wiat:4 finish").unwrap_err();
         assert_eq!(err.to_string(), "token 2 `wiat:4` is not a valid token");
+    }
+
+    #[test]
+    fn duration_notes_tie_cut_and_mix_with_ends() {
+        let song = parse_tokens(
+            "start d:4 i1:v10:60 d:64 d:32 i1:v10:62 d:2 wait:1 i1:v10:62 d:8 \
+             i2:v10:40 wait:4 end:i2:v10:40 i1:v10:60 d:1 wait:2 finish",
+        )
+        .unwrap();
+        let notes: Vec<_> = song
+            .notes
+            .iter()
+            .map(|n| (n.program, n.pitch, n.start, n.end))
+            .collect();
+        // The orphan d:4 is ignored; d:64 d:32 tie into 96 steps, cut at
+        // step 5 by the next start of pitch 60; pitch 62 is cut at step 1.
+        // A note with a length outlasts `finish`.
+        assert_eq!(
+            notes,
+            vec![
+                (1, 60, 0, 5),
+                (1, 62, 0, 1),
+                (1, 62, 1, 9),
+                (2, 40, 1, 5),
+                (1, 60, 5, 6)
+            ]
+        );
     }
 
     #[test]

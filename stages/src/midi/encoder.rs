@@ -8,6 +8,7 @@
 //! starts, each sorted by (program, pitch).
 
 use super::EncodeOptions;
+use super::duration::{self, NoteFormat};
 use super::read::{DEFAULT_MICROS_PER_QUARTER, Song};
 use super::tokens::Token;
 use super::transpose::{self, Transpose};
@@ -29,6 +30,18 @@ pub const MAX_STEP: u64 = (1 << 40) - 1;
 /// The notes of `song` on the grid, sorted by (start, program, pitch), with
 /// no two notes of one (program, pitch) sounding at once.
 pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
+    grid_notes_as(song, options, NoteFormat::OnOff)
+}
+
+/// [`grid_notes`] in a note format: with [`NoteFormat::Duration`] the
+/// lengths are rounded to what `d:` tokens hold ([`duration::round_length`]).
+pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Vec<GridNote> {
+    let spb = options.steps_per_beat;
+    let round = |notes: &mut Vec<GridNote>| {
+        if format == NoteFormat::Duration {
+            round_lengths(notes, spb);
+        }
+    };
     let spb = options.steps_per_beat;
     // `song.notes` is sorted by start tick, so this is sorted by start.
     let mut notes: Vec<GridNote> = song
@@ -46,6 +59,7 @@ pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
         })
         .collect();
     resolve_overlaps(&mut notes);
+    round(&mut notes);
     if options.transpose == Transpose::C {
         let lengths = notes.iter().map(|n| (n.program, n.pitch, n.end - n.start));
         let key = transpose::estimate_key(&transpose::histogram(lengths));
@@ -58,6 +72,7 @@ pub fn grid_notes(song: &Song, options: &EncodeOptions) -> Vec<GridNote> {
             }
             // Octave wrapping at the range ends can make new overlaps.
             resolve_overlaps(&mut notes);
+            round(&mut notes);
         }
     }
     // Within one start, by (program, pitch); starts are already in order.
@@ -91,6 +106,20 @@ fn resolve_overlaps(notes: &mut Vec<GridNote>) {
         kept.push(*note);
     }
     *notes = kept;
+}
+
+/// Given notes sorted by start with no overlaps, rounds every length to a
+/// note length of the duration format, never past the next start of the
+/// same (program, pitch).
+fn round_lengths(notes: &mut [GridNote], spb: u32) {
+    let mut next_start: Vec<u64> = vec![MAX_STEP; 129 * 128];
+    for note in notes.iter_mut().rev() {
+        let slot = &mut next_start[note.program as usize * 128 + note.pitch as usize];
+        let length = note.end - note.start;
+        let limit = (*slot).min(MAX_STEP) - note.start;
+        note.end = note.start + duration::round_length(length, limit, spb);
+        *slot = note.start;
+    }
 }
 
 /// Velocity rounded to a multiple of `step`, within 1..=127.
@@ -133,13 +162,21 @@ fn grid_tempos(song: &Song, options: &EncodeOptions) -> Vec<(u64, u32)> {
     tempos
 }
 
-/// The token line of `song` (no trailing newline).
+/// The token line of `song` (no trailing newline), in the on/off format.
 pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
-    let notes = grid_notes(song, options);
+    encode_song_as(song, options, NoteFormat::OnOff)
+}
+
+/// The token line of `song` in a note format.
+pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -> String {
+    let notes = grid_notes_as(song, options, format);
     let mut tempos = grid_tempos(song, options);
     // A tempo change after the last note changes nothing audible.
     let last_end = notes.iter().map(|n| n.end).max().unwrap_or(0);
     tempos.retain(|t| t.0 == 0 || t.0 < last_end);
+    if format == NoteFormat::Duration {
+        return duration_line(&notes, &tempos, options.steps_per_beat);
+    }
     // Packed (position, program, pitch, velocity), sorted as numbers.
     let pack = |step: u64, n: &GridNote| {
         (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
@@ -209,6 +246,51 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     }
     out.extend_from_slice(b" finish");
     // Tokens are ASCII by construction.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// The duration-format line: per grid position, tempo, then each start
+/// (by program, pitch) followed by its `d:` tokens.
+fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String {
+    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 24 + 32);
+    let push = |token: Token, out: &mut Vec<u8>| {
+        out.push(b' ');
+        token.write_to(out);
+    };
+    out.extend_from_slice(b"start");
+    let (mut s, mut t) = (0, 0);
+    let mut now = 0u64;
+    loop {
+        let next = [tempos.get(t).map(|x| x.0), notes.get(s).map(|n| n.start)]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(position) = next else { break };
+        if position > now {
+            let wait = (position - now).min(u32::MAX as u64) as u32;
+            push(Token::Wait(wait), &mut out);
+            now = position;
+        }
+        while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
+            push(Token::Tempo(bpm), &mut out);
+            t += 1;
+        }
+        while let Some(n) = notes.get(s).filter(|n| n.start == position) {
+            push(
+                Token::NoteOn {
+                    program: n.program,
+                    velocity: n.velocity,
+                    pitch: n.pitch,
+                },
+                &mut out,
+            );
+            for d in duration::tie(n.end - n.start, spb) {
+                push(Token::Duration(d), &mut out);
+            }
+            s += 1;
+        }
+    }
+    out.extend_from_slice(b" finish");
     String::from_utf8(out).unwrap_or_default()
 }
 

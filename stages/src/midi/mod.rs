@@ -4,12 +4,14 @@
 //! - [`encoder`]: a note list to a token line on a grid;
 //! - [`tokens`]: the token grammar (text <-> [`tokens::Token`]);
 //! - [`decode`]: a token line to SMF bytes;
+//! - [`duration`]: note lengths of the `note_format = "duration"` tokens;
 //! - [`instruments`], [`transpose`]: vocabulary-shrinking options.
 //!
 //! The CLI's `vgmake encode` / `vgmake decode` call [`encode_file`] and
 //! [`decode_tokens`].
 
 pub mod decode;
+pub mod duration;
 pub mod encoder;
 pub mod instruments;
 mod radix;
@@ -20,6 +22,7 @@ pub mod transpose;
 use std::path::Path;
 
 pub use decode::{DecodeOptions, decode_tokens, parse_tokens};
+pub use duration::NoteFormat;
 pub use instruments::InstrumentGroups;
 pub use read::{DRUM_PROGRAM, read_song};
 pub use transpose::Transpose;
@@ -89,12 +92,30 @@ impl EncodeOptions {
             self.transpose.name()
         )
     }
+
+    /// [`EncodeOptions::fingerprint`] with the note format (the on/off
+    /// format's is the plain fingerprint, so its memo keys stay).
+    pub fn fingerprint_as(&self, format: NoteFormat) -> String {
+        match format {
+            NoteFormat::OnOff => self.fingerprint(),
+            NoteFormat::Duration => format!("{} format=duration", self.fingerprint()),
+        }
+    }
 }
 
-/// Encodes the bytes of a MIDI file into one token line.
+/// Encodes the bytes of a MIDI file into one token line (on/off format).
 pub fn encode_bytes(bytes: &[u8], options: &EncodeOptions) -> Result<String, MidiError> {
+    encode_bytes_as(bytes, options, NoteFormat::OnOff)
+}
+
+/// Encodes the bytes of a MIDI file into one token line in a note format.
+pub fn encode_bytes_as(
+    bytes: &[u8],
+    options: &EncodeOptions,
+    format: NoteFormat,
+) -> Result<String, MidiError> {
     let song = read_song(bytes)?;
-    Ok(encoder::encode_song(&song, options))
+    Ok(encoder::encode_song_as(&song, options, format))
 }
 
 /// Encodes a MIDI file into one token line.

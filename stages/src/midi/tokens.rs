@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! start tempo:150 i80:v100:64 i33:v90:40 wait:8 end:i80:v100:64 ... finish
+//! start tempo:150 i80:v100:64 d:8 i33:v90:40 d:16 wait:8 ... finish   (note_format = "duration")
 //! ```
 //!
 //! Limit, vocab, decode and the sampler's grammar mask all parse tokens here.
@@ -23,6 +24,10 @@ pub enum Token {
         velocity: u8,
         pitch: u8,
     },
+    /// The length of the note that starts just before, in grid steps (>= 1;
+    /// `note_format = "duration"`). Several in a row add up: a long note is
+    /// tied from whole bars.
+    Duration(u32),
     /// A note ends; `velocity` is the start's velocity, or `None` when the
     /// song was encoded with `note_off_velocity = false`.
     NoteOff {
@@ -42,6 +47,9 @@ impl Token {
         }
         if let Some(n) = text.strip_prefix("wait:") {
             return number(n, 1, u32::MAX as u64).map(|n| Token::Wait(n as u32));
+        }
+        if let Some(n) = text.strip_prefix("d:") {
+            return number(n, 1, u32::MAX as u64).map(|n| Token::Duration(n as u32));
         }
         if let Some(n) = text.strip_prefix("tempo:") {
             return number(n, 1, u32::MAX as u64).map(|n| Token::Tempo(n as u32));
@@ -128,6 +136,10 @@ impl Token {
             }
             Token::Wait(n) => {
                 buf.push_str(b"wait:");
+                buf.push_number(n);
+            }
+            Token::Duration(n) => {
+                buf.push_str(b"d:");
                 buf.push_number(n);
             }
             Token::NoteOn {
@@ -218,6 +230,7 @@ mod tests {
             Token::Finish,
             Token::Tempo(150),
             Token::Wait(8),
+            Token::Duration(64),
             Token::NoteOn {
                 program: 128,
                 velocity: 100,
@@ -239,6 +252,7 @@ mod tests {
             assert_eq!(Token::parse(&text), Some(token), "{text}");
         }
         assert_eq!(Token::Wait(8).to_string(), "wait:8");
+        assert_eq!(Token::Duration(3).to_string(), "d:3");
         assert_eq!(
             Token::NoteOff {
                 program: 80,
@@ -266,6 +280,9 @@ mod tests {
             "end:i1",
             "x",
             "wait:08",
+            "d:0",
+            "d:",
+            "d:01",
             "i1:v10:6a",
             "START",
         ] {

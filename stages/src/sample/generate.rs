@@ -4,7 +4,7 @@
 
 use candle_core::{Device, Tensor};
 
-use super::grammar::{Grammar, SongState};
+use super::grammar::{Grammar, Guards};
 use super::sampler::{SamplingOptions, draw};
 use crate::midi::tokens::Token;
 use crate::train::rng::Rng;
@@ -101,6 +101,61 @@ pub struct Generated {
     /// Tokens appended to close open notes (and `finish`).
     pub closed: usize,
     pub stop: Stop,
+    /// How often the note-length guard changed what could be drawn.
+    pub note_length_guard: GuardCount,
+    /// How often the polyphony guard changed what could be drawn.
+    pub polyphony_guard: GuardCount,
+}
+
+/// How often a guard fired while one song was written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct GuardCount {
+    /// Draws where the guard masked a token the grammar alone allows.
+    pub draws: usize,
+    /// The model's probability (after temperature, over the grammar's
+    /// tokens) that the guard masked, summed over draws: the expected
+    /// number of tokens it changed.
+    pub blocked_probability: f64,
+}
+
+impl GuardCount {
+    pub fn add(&mut self, other: &GuardCount) {
+        self.draws += other.draws;
+        self.blocked_probability += other.blocked_probability;
+    }
+}
+
+/// Adds to `count` the probability of the tokens `grammar` allows and
+/// `guarded` does not.
+fn count_guard(
+    count: &mut GuardCount,
+    logits: &[f32],
+    grammar: &[bool],
+    guarded: &[bool],
+    temperature: f32,
+) {
+    if grammar == guarded {
+        return;
+    }
+    let finite = |i: usize| grammar[i] && logits[i].is_finite();
+    let top = (0..logits.len())
+        .filter(|&i| finite(i))
+        .map(|i| logits[i])
+        .fold(f32::NEG_INFINITY, f32::max);
+    if !top.is_finite() {
+        return;
+    }
+    let t = temperature.max(1e-3) as f64;
+    let (mut total, mut blocked) = (0.0, 0.0);
+    for i in (0..logits.len()).filter(|&i| finite(i)) {
+        let w = ((logits[i] - top) as f64 / t).exp();
+        total += w;
+        if !guarded[i] {
+            blocked += w;
+        }
+    }
+    count.draws += 1;
+    count.blocked_probability += blocked / total;
 }
 
 /// What to generate.
@@ -142,7 +197,7 @@ pub fn generate_until(
         .ok_or("the vocabulary has no `start` token")?;
     let model_err = |e: candle_core::Error| format!("running the model: {e}");
     source.reset();
-    let mut state = SongState::new();
+    let mut state = grammar.state();
     let mut line: Vec<Token> = Vec::new();
     let mut logits = Vec::new();
     let prompt = std::iter::once(start_id).chain(prompt.iter().copied());
@@ -161,6 +216,10 @@ pub fn generate_until(
         logits = source.feed(id).map_err(model_err)?;
     }
     let mut allowed = Vec::with_capacity(grammar.tokens.len());
+    let (mut plain, mut one_guard) = (Vec::new(), Vec::new());
+    let mut note_length_guard = GuardCount::default();
+    let mut polyphony_guard = GuardCount::default();
+    let guarded = grammar.rules.max_note_steps > 0 || grammar.rules.max_polyphony > 0;
     let mut drawn = 0;
     let stop = loop {
         if line.len() >= options.max_tokens {
@@ -171,6 +230,31 @@ pub fn generate_until(
         }
         let last = line.len() + 1 >= options.max_tokens;
         grammar.mask(&state, last, &mut allowed);
+        if guarded && !logits.is_empty() {
+            let t = options.sampling.temperature;
+            grammar.mask_with(&state, last, Guards::NONE, &mut plain);
+            if plain != allowed {
+                for (only, count) in [
+                    (
+                        Guards {
+                            note_length: true,
+                            polyphony: false,
+                        },
+                        &mut note_length_guard,
+                    ),
+                    (
+                        Guards {
+                            note_length: false,
+                            polyphony: true,
+                        },
+                        &mut polyphony_guard,
+                    ),
+                ] {
+                    grammar.mask_with(&state, last, only, &mut one_guard);
+                    count_guard(count, &logits, &plain, &one_guard, t);
+                }
+            }
+        }
         let Some(id) = draw(&logits, &allowed, &options.sampling, rng) else {
             break Stop::NoValidToken;
         };
@@ -200,5 +284,7 @@ pub fn generate_until(
         drawn,
         closed,
         stop,
+        note_length_guard,
+        polyphony_guard,
     })
 }

@@ -5,9 +5,9 @@
 //! Outputs: `tokens.txt` (one sample per line, as encode writes songs) and
 //! per sample `sample_NNN.txt` (its tokens), `.mid`, `.wav` and `.png`; and `metrics.json` with `validity`,
 //! `samples`, `validation`, `overlap`, `overlap_mean`, the means of each
-//! metric on both sides, and `validation_validity`.
+//! metric on both sides, and `validation_validity`; the ceiling, guard
+//! counts and continuation metrics come from [`super::evaluate`].
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Instant;
 
@@ -16,17 +16,17 @@ use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
 use super::check::check_line;
-use super::generate::{CANCELLED, Cached, GenerateOptions, Generated, generate_until};
+use super::evaluate;
+use super::generate::{CANCELLED, Cached, GenerateOptions, Generated, GuardCount, generate_until};
 use super::grammar::Grammar;
-use super::metrics::{METRICS, SongMetrics, measure};
-use super::overlap::overlapped_area;
+use super::metrics::{SongMetrics, measure};
 use super::roll::write_roll;
 use super::sampler::SamplingOptions;
 use super::score::Score;
 use super::synth::render;
 use super::wav::write_wav;
 use crate::api::*;
-use crate::dataset::{Dataset, PAD_ID, UNK_ID, write_json};
+use crate::dataset::{Dataset, write_json};
 use crate::midi::{DecodeOptions, decode_tokens, parse_tokens};
 use crate::songs::{CODEC_FILE, CodecInfo};
 use crate::train::Gpt;
@@ -34,7 +34,7 @@ use crate::train::rng::Rng;
 
 pub struct SampleKind;
 
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Grid steps per beat when the dataset does not say (encode's default).
 pub const DEFAULT_STEPS_PER_BEAT: u32 = 16;
 
@@ -98,6 +98,21 @@ impl StageKind for SampleKind {
                 50,
                 "validation songs measured for comparison (the first N)",
             ),
+            ParamSpec::new(
+                "max_note_beats",
+                ParamType::Float {
+                    min: 0.0,
+                    max: 1_000_000.0,
+                },
+                0.0,
+                "no sampled note lasts longer, in beats (0 = the longest note of the training songs)",
+            ),
+            ParamSpec::new(
+                "max_polyphony",
+                int(0, 10_000),
+                0,
+                "no new melodic note while this many sound (0 = what 99% of the training songs' sounding time stays within)",
+            ),
         ]
     }
     fn validate(&self, params: &Params) -> Result<(), String> {
@@ -109,11 +124,19 @@ impl StageKind for SampleKind {
                 name: "model",
                 kinds: &["train"],
                 what: "the trained model",
+                optional: false,
             },
             Slot {
                 name: "dataset",
                 kinds: &["vocab"],
                 what: "the vocabulary and validation songs the model was trained on",
+                optional: false,
+            },
+            Slot {
+                name: "songs",
+                kinds: &["limit", "encode"],
+                what: "the real token lines of the songs (measured against instead of the ids, which lose tokens unseen in training)",
+                optional: true,
             },
         ])
     }
@@ -145,7 +168,27 @@ impl StageKind for SampleKind {
         }
         let spb = steps_per_beat(vocab_dir)?;
         ctx.progress.log(&format!("{spb} grid steps per beat"));
-        let grammar = Grammar::new(&data.vocab.tokens);
+        let reference = evaluate::reference(ctx, &data, vocab_dir);
+        let train_notes: Vec<_> = reference
+            .train
+            .iter()
+            .map(|l| evaluate::notes_of(l))
+            .collect();
+        let (longest, polyphony) = evaluate::derived_guards(&train_notes);
+        let max_note_steps = match params.float("max_note_beats") {
+            b if b > 0.0 => (b * spb as f64).ceil() as u64,
+            _ => longest,
+        };
+        let max_polyphony = match params.usize("max_polyphony") {
+            0 => polyphony,
+            p => p,
+        };
+        ctx.progress.log(&format!(
+            "reference songs from {}; guards: notes at most {max_note_steps} steps, {max_polyphony} melodic notes at once",
+            reference.source
+        ));
+        let grammar =
+            Grammar::new(&data.vocab.tokens).with_guards(spb, max_note_steps, max_polyphony);
         let prompt = prompt_ids(&data, params)?;
         let options = GenerateOptions {
             sampling: SamplingOptions {
@@ -208,16 +251,30 @@ impl StageKind for SampleKind {
                 .map(|(i, song)| write_sample(out, i, song, spb))
                 .collect::<Result<_, _>>()
         })?;
-        let validation = pool.install(|| validation_metrics(&data, params, spb));
-        let unreadable = validation.iter().filter(|m| m.is_none()).count();
-        if unreadable > 0 {
-            ctx.progress.log(&format!(
-                "{unreadable} validation songs skipped: their tokens do not parse"
-            ));
+        let cap = params.usize("validation_songs").min(reference.val.len());
+        let validation = pool.install(|| evaluate::measure_lines(&reference.val[..cap], spb));
+        let train = pool.install(|| evaluate::measure_lines(&reference.train, spb));
+        let mut metrics =
+            evaluate::report(&sample_entries, &validation, &reference.val_unknown, &train);
+        metrics["reference_songs_from"] = json!(reference.source);
+        let mut guards = [GuardCount::default(); 2];
+        for song in &songs {
+            guards[0].add(&song.note_length_guard);
+            guards[1].add(&song.polyphony_guard);
         }
-        let validation: Vec<SongMetrics> = validation.into_iter().flatten().collect();
-        let mut metrics = report(&sample_entries, &validation);
-        metrics["validation_skipped"] = json!(unreadable);
+        metrics["guards"] = json!({
+            "max_note_beats": max_note_steps as f64 / spb as f64,
+            "max_polyphony": max_polyphony,
+            "note_length": guards[0],
+            "polyphony": guards[1],
+        });
+        if let Some(n) = parse_prompt(params.str("prompt")).ok().flatten() {
+            let prompt_tokens = params.usize("prompt_tokens");
+            let truth = &reference.val[n];
+            let steps = evaluate::steps_of_prefix(truth, prompt_tokens);
+            let texts: Vec<String> = songs.iter().map(|s| s.text.clone()).collect();
+            metrics["continuation"] = evaluate::continuation(&texts, truth, steps, spb);
+        }
         write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
         ctx.progress.message(&format!(
             "{count} samples, validity {}, overlap {}",
@@ -307,6 +364,8 @@ fn write_sample(
         "drawn": song.drawn,
         "closing_tokens": song.closed,
         "stop": song.stop,
+        "note_length_guard": song.note_length_guard,
+        "polyphony_guard": song.polyphony_guard,
     });
     if let Err(why) = check {
         entry["invalid_because"] = json!(why);
@@ -315,67 +374,8 @@ fn write_sample(
     Ok((entry, metrics))
 }
 
-/// Metrics of the first `validation_songs` validation songs (special ids
-/// dropped); `None` for a song the codec cannot parse.
-fn validation_metrics(data: &Dataset, params: &Params, spb: u32) -> Vec<Option<SongMetrics>> {
-    let cap = params.usize("validation_songs").min(data.val.songs());
-    (0..cap)
-        .into_par_iter()
-        .map(|i| {
-            let text: Vec<&str> = data
-                .val
-                .song(i)
-                .iter()
-                .filter(|&&id| id != PAD_ID && id != UNK_ID)
-                .map(|&id| data.vocab.tokens[id as usize].as_str())
-                .collect();
-            let text = text.join(" ");
-            let grid = parse_tokens(&text).ok()?;
-            Some(measure(&grid.notes, spb, check_line(&text, spb).is_ok()))
-        })
-        .collect()
-}
-
 fn merge(entry: &mut Json, metrics: &SongMetrics) {
     if let (Json::Object(e), Ok(Json::Object(m))) = (entry, serde_json::to_value(metrics)) {
         e.extend(m);
     }
-}
-
-/// The `metrics.json` object.
-fn report(samples: &[(Json, SongMetrics)], validation: &[SongMetrics]) -> Json {
-    let sample_metrics: Vec<&SongMetrics> = samples.iter().map(|s| &s.1).collect();
-    let validity = |songs: &[&SongMetrics]| {
-        songs.iter().filter(|m| m.valid).count() as f64 / songs.len().max(1) as f64
-    };
-    let values = |songs: &[&SongMetrics], name: &str| -> Vec<f64> {
-        songs.iter().filter_map(|m| m.get(name)).collect()
-    };
-    let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
-    let validation: Vec<&SongMetrics> = validation.iter().collect();
-    let mut overlap = BTreeMap::new();
-    let mut sample_means = BTreeMap::new();
-    let mut validation_means = BTreeMap::new();
-    for name in METRICS {
-        let (s, v) = (values(&sample_metrics, name), values(&validation, name));
-        overlap.insert(name, overlapped_area(&s, &v));
-        sample_means.insert(name, mean(&s));
-        validation_means.insert(name, mean(&v));
-    }
-    let known: Vec<f64> = overlap.values().flatten().copied().collect();
-    let validation_entries: Vec<Json> = validation
-        .iter()
-        .map(|m| serde_json::to_value(m).unwrap_or(Json::Null))
-        .collect();
-    json!({
-        "validity": validity(&sample_metrics),
-        "overlap_mean": mean(&known),
-        "overlap": overlap,
-        "sample_means": sample_means,
-        "validation_means": validation_means,
-        "validation_validity": validity(&validation),
-        "validation_songs": validation.len(),
-        "samples": samples.iter().map(|s| s.0.clone()).collect::<Vec<_>>(),
-        "validation": validation_entries,
-    })
 }

@@ -17,7 +17,7 @@ use crate::midi::encoder::GridNote;
 pub const BEATS_PER_BAR: u64 = 4;
 
 /// The metric names, in report order (the keys of `overlap`).
-pub const METRICS: [&str; 9] = [
+pub const METRICS: [&str; 12] = [
     "pitch_count",
     "pitch_range",
     "pitch_classes",
@@ -27,7 +27,13 @@ pub const METRICS: [&str; 9] = [
     "empty_beat_rate",
     "groove_consistency",
     "notes_per_beat",
+    "note_length_mean",
+    "note_length_p95",
+    "long_note_share",
 ];
+
+/// A note longer than this many beats counts in `long_note_share`.
+pub const LONG_NOTE_BEATS: f64 = 4.0;
 
 /// The metrics of one song.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -63,6 +69,14 @@ pub struct SongMetrics {
     pub groove_consistency: Option<f64>,
     /// Notes per beat.
     pub notes_per_beat: Option<f64>,
+    /// Mean note length in beats (every note, drums included).
+    pub note_length_mean: Option<f64>,
+    /// 95th percentile of the note lengths in beats (nearest rank).
+    pub note_length_p95: Option<f64>,
+    /// Share of the notes longer than [`LONG_NOTE_BEATS`] beats.
+    pub long_note_share: Option<f64>,
+    /// The longest note in beats.
+    pub note_length_max: Option<f64>,
 }
 
 impl SongMetrics {
@@ -78,6 +92,10 @@ impl SongMetrics {
             "empty_beat_rate" => self.empty_beat_rate,
             "groove_consistency" => self.groove_consistency,
             "notes_per_beat" => self.notes_per_beat,
+            "note_length_mean" => self.note_length_mean,
+            "note_length_p95" => self.note_length_p95,
+            "long_note_share" => self.long_note_share,
+            "note_length_max" => self.note_length_max,
             _ => None,
         }
     }
@@ -95,6 +113,14 @@ pub fn measure(notes: &[GridNote], steps_per_beat: u32, valid: bool) -> SongMetr
     for n in &melodic {
         class_counts[n.pitch as usize % 12] += 1;
     }
+    let mut lengths: Vec<f64> = notes
+        .iter()
+        .map(|n| (n.end - n.start) as f64 / spb as f64)
+        .collect();
+    lengths.sort_unstable_by(f64::total_cmp);
+    let p95 = lengths
+        .get(((lengths.len() as f64 * 0.95).ceil() as usize).max(1) - 1)
+        .copied();
     let pitches = melodic.iter().map(|n| n.pitch);
     let mut distinct = [false; 128];
     pitches.clone().for_each(|p| distinct[p as usize] = true);
@@ -114,6 +140,12 @@ pub fn measure(notes: &[GridNote], steps_per_beat: u32, valid: bool) -> SongMetr
         empty_beat_rate: any.then(|| empty_beat_rate(notes, spb, beats)),
         groove_consistency: groove_consistency(notes, spb * BEATS_PER_BAR, end),
         notes_per_beat: any.then(|| notes.len() as f64 / beats.max(1) as f64),
+        note_length_mean: any.then(|| lengths.iter().sum::<f64>() / lengths.len() as f64),
+        note_length_p95: p95,
+        long_note_share: any.then(|| {
+            lengths.iter().filter(|&&l| l > LONG_NOTE_BEATS).count() as f64 / lengths.len() as f64
+        }),
+        note_length_max: lengths.last().copied(),
     }
 }
 
@@ -284,6 +316,19 @@ mod tests {
         // (step 20): they differ at 0, 8, 12 -> 1 - 3/16.
         assert!(close(m.groove_consistency, 13.0 / 16.0));
         assert!(close(m.notes_per_beat, 5.0 / 6.0));
+        // Lengths 1, 1, 2, 1 and 0.25 beats: mean 1.05; the 95th percentile
+        // (nearest rank 5 of 5) is the longest.
+        assert!(close(m.note_length_mean, 1.05));
+        assert!(close(m.note_length_p95, 2.0));
+        assert!(close(m.note_length_max, 2.0));
+        assert!(close(m.long_note_share, 0.0));
+        let long = metrics(
+            "start i0:v80:60 d:64 d:16 i0:v80:64 d:4 wait:4 i0:v80:65 d:4 finish",
+            16,
+        );
+        assert!(close(long.note_length_max, 5.0));
+        assert!(close(long.long_note_share, 1.0 / 3.0));
+        assert!(close(long.note_length_p95, 5.0));
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! - [`check`]: an independent validity check of a token line;
 //! - [`score`], [`voices`], [`synth`], [`wav`]: audio without a SoundFont;
 //! - [`roll`]: piano-roll PNGs;
-//! - [`metrics`], [`overlap`]: music metrics and histogram overlap;
+//! - [`metrics`], [`overlap`]: music metrics, histogram and KDE overlap;
+//! - [`evaluate`]: reference songs, guard defaults, ceiling, continuation, report;
 //! - [`files`]: the same synth and roll for any MIDI file (`vgmake render`,
 //!   `vgmake roll`);
 //! - [`kind`]: the stage itself.
 
 pub mod check;
+pub mod evaluate;
 pub mod files;
 pub mod generate;
 pub mod grammar;

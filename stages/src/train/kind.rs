@@ -43,6 +43,7 @@ impl StageKind for TrainKind {
             name: "dataset",
             kinds: &["vocab"],
             what: "the dataset to train on",
+            optional: false,
         }])
     }
     fn state_ignores(&self) -> &'static [&'static str] {
