@@ -64,6 +64,9 @@ pub fn key_manifest(
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
         .map_err(key_error)?;
     let mut ext = BTreeMap::new();
+    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let roots = (canon(env.data_dir), canon(env.project_dir));
+    let mut folders: HashMap<PathBuf, PathBuf> = HashMap::new();
     for path in &external.paths {
         let hash = hash_path(path, &env.store.stats).map_err(|e| {
             key_error(vgmake_api::StageError::io(
@@ -72,7 +75,7 @@ pub fn key_manifest(
             ))
         })?;
         ext.insert(
-            format!("path:{}", display_name(path, env.project_dir, env.data_dir)),
+            format!("path:{}", display_name(path, &roots.1, &roots.0, &mut folders)),
             hash.to_hex().to_string(),
         );
     }
@@ -91,15 +94,32 @@ pub fn key_manifest(
     })
 }
 
-/// A path as it enters a key: relative to the project or the bundled data,
-/// so that two checkouts of one project share keys.
-fn display_name(path: &Path, project_dir: &Path, data_dir: &Path) -> String {
-    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let path = canon(path);
-    if let Ok(rel) = path.strip_prefix(canon(data_dir)) {
+/// A path as it enters a key: relative to the project or the bundled data
+/// (both given canonical), so that two checkouts of one project share keys.
+/// Its folder is resolved (once per folder, in `folders`: a corpus of
+/// 15,000 files would otherwise cost 15,000 `realpath`s per no-op); its own
+/// name is kept, so a link is named as listed, not by its target.
+fn display_name(
+    path: &Path,
+    project_dir: &Path,
+    data_dir: &Path,
+    folders: &mut HashMap<PathBuf, PathBuf>,
+) -> String {
+    let resolved;
+    let path = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            let folder = folders
+                .entry(parent.to_path_buf())
+                .or_insert_with(|| parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf()));
+            resolved = folder.join(name);
+            &resolved
+        }
+        _ => path,
+    };
+    if let Ok(rel) = path.strip_prefix(data_dir) {
         return format!("<data>/{}", rel.display());
     }
-    if let Ok(rel) = path.strip_prefix(canon(project_dir)) {
+    if let Ok(rel) = path.strip_prefix(project_dir) {
         return rel.display().to_string();
     }
     path.display().to_string()
