@@ -75,7 +75,10 @@ pub fn key_manifest(
             ))
         })?;
         ext.insert(
-            format!("path:{}", display_name(path, &roots.1, &roots.0, &mut folders)),
+            format!(
+                "path:{}",
+                display_name(path, &roots.1, &roots.0, &mut folders)
+            ),
             hash.to_hex().to_string(),
         );
     }
@@ -108,9 +111,11 @@ fn display_name(
     let resolved;
     let path = match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-            let folder = folders
-                .entry(parent.to_path_buf())
-                .or_insert_with(|| parent.canonicalize().unwrap_or_else(|_| parent.to_path_buf()));
+            let folder = folders.entry(parent.to_path_buf()).or_insert_with(|| {
+                parent
+                    .canonicalize()
+                    .unwrap_or_else(|_| parent.to_path_buf())
+            });
             resolved = folder.join(name);
             &resolved
         }
@@ -213,6 +218,9 @@ fn run_and_commit(
         .map_err(|e| {
             StageFailure::io(format!("creating staging folder {}", staging.display()), e)
         })?;
+    // The whole log goes to a file kept beside the record; the record keeps
+    // the last lines. A log that cannot be written costs only the file.
+    let _ = progress.keep_full_log(&staging.join("log.txt"));
     let inputs = inputs_of(env, stage, deps)?;
     let state_id = manifest.state_identity(stage.kind.state_ignores());
     let state_dir = env
@@ -260,6 +268,11 @@ fn run_and_commit(
         "ran in {ran_for:.3} s, stored in {:.3} s",
         seconds - ran_for
     ));
+    if let Some(log) = progress.finish_full_log()
+        && let Err(e) = env.store.keep_log(key, &log)
+    {
+        progress.log(&format!("warning: cannot keep the full log: {e}"));
+    }
     let record = ActionRecord {
         key: key.to_string(),
         stage: stage.name.clone(),

@@ -147,6 +147,22 @@ impl Store {
             .join(&key[..2])
             .join(format!("{key}.json"))
     }
+    /// The full log of the run that made the record for `key`.
+    pub fn log_path(&self, key: &str) -> PathBuf {
+        self.root
+            .join("logs")
+            .join(&key[..2])
+            .join(format!("{key}.log"))
+    }
+
+    /// Moves a finished run's full log beside its record (before the record
+    /// is written: a record never names a log that is not there yet).
+    pub fn keep_log(&self, key: &str, log: &Path) -> io::Result<()> {
+        let target = self.log_path(key);
+        fs::create_dir_all(target.parent().expect("logs live in a shard folder"))?;
+        fs::rename(log, target)
+    }
+
     pub fn memo_root(&self) -> PathBuf {
         self.root.join("memo")
     }
@@ -184,6 +200,7 @@ impl Store {
 
     pub fn remove_record(&self, key: &str) {
         let _ = fs::remove_file(self.record_path(key));
+        let _ = fs::remove_file(self.log_path(key));
     }
 
     /// Every record in the cache.

@@ -376,7 +376,7 @@ fn why_sees_a_cut_off_from_a_build_of_several_variants() {
         format!(
             "[stages.a]\nkind = \"command\"\ncmd = \"echo same > a.txt\"\nparams = {{ note = {note} }}\n\
              [stages.b]\nkind = \"command\"\ndeps = [\"a\"]\ncmd = \"cp $VGMAKE_IN_A/a.txt b.txt\"\n\
-             [variants.v]\nb.params.x = 1\n"
+             [variants.v]\na.params.other = 1\n"
         )
     };
     let p = Project::new(&pipeline(1));
@@ -386,4 +386,28 @@ fn why_sees_a_cut_off_from_a_build_of_several_variants() {
     assert!(run.stdout.contains("\"cutoff\""), "{}", run.stdout);
     let why = p.run(&["why", "b"]);
     assert!(why.stdout.contains("cut off"), "{}", why.stdout);
+}
+
+#[test]
+fn the_record_keeps_the_last_lines_and_the_full_log_is_a_file() {
+    let p = Project::new("[stages.chatty]\nkind = \"command\"\ncmd = \"seq 1 5000; touch done\"\n");
+    p.build(&[]);
+    let show = p.run(&["show", "chatty", "--json"]);
+    let shown: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    let log = shown["log"].as_array().unwrap();
+    assert!(log.len() <= 200, "{} lines in the record", log.len());
+    assert!(log.iter().any(|l| l.as_str() == Some("5000")), "{log:?}");
+    let full = p.run(&["show", "chatty", "--log"]);
+    assert!(
+        full.stdout.contains("          1\n") && full.stdout.contains("          5000\n"),
+        "{}",
+        &full.stdout[..500.min(full.stdout.len())]
+    );
+    assert_eq!(
+        full.stdout
+            .lines()
+            .filter(|l| l.trim().parse::<u32>().is_ok())
+            .count(),
+        5000
+    );
 }

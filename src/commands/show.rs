@@ -106,7 +106,15 @@ pub fn run(host: &'static crate::Host, common: &Common, stage: &str, full_log: b
             println!("          {name}: {}", format_float(*value));
         }
     }
-    if !record.log.is_empty() {
+    let log_file = store.log_path(&record.key);
+    if full_log && log_file.is_file() {
+        println!("  log ({})", log_file.display());
+        if let Ok(text) = std::fs::read(&log_file) {
+            for line in String::from_utf8_lossy(&text).lines() {
+                println!("          {line}");
+            }
+        }
+    } else if !record.log.is_empty() {
         let skip = if full_log {
             0
         } else {
@@ -115,7 +123,10 @@ pub fn run(host: &'static crate::Host, common: &Common, stage: &str, full_log: b
         println!(
             "  log{}",
             if skip > 0 {
-                format!(" (last {SHOWN_LOG_LINES} lines; --log for all)")
+                format!(
+                    " (last {SHOWN_LOG_LINES} lines; --log for all, or {})",
+                    log_file.display()
+                )
             } else {
                 String::new()
             }
