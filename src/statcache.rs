@@ -40,6 +40,9 @@ struct Entry {
 pub struct StatCache {
     path: PathBuf,
     entries: Mutex<HashMap<PathBuf, Entry>>,
+    /// Set when an entry was added or dropped: a no-op build, which only
+    /// looks up, writes (and stats) nothing at its end.
+    changed: std::sync::atomic::AtomicBool,
 }
 
 impl StatCache {
@@ -48,6 +51,7 @@ impl StatCache {
         StatCache {
             path: PathBuf::new(),
             entries: Mutex::new(HashMap::new()),
+            changed: Default::default(),
         }
     }
 
@@ -62,6 +66,7 @@ impl StatCache {
         StatCache {
             path: path.to_path_buf(),
             entries: Mutex::new(entries),
+            changed: Default::default(),
         }
     }
 
@@ -92,6 +97,7 @@ impl StatCache {
                     hash: hash.to_hex().to_string(),
                 },
             );
+            self.mark_changed();
         }
         Ok(hash)
     }
@@ -107,7 +113,12 @@ impl StatCache {
                 hash: hash.to_hex().to_string(),
             },
         );
+        self.mark_changed();
         Ok(())
+    }
+
+    fn mark_changed(&self) {
+        self.changed.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets every path under `prefix` (a removed cache entry).
@@ -116,10 +127,15 @@ impl StatCache {
             .lock()
             .unwrap()
             .retain(|p, _| !p.starts_with(prefix));
+        self.mark_changed();
     }
 
-    /// Writes the cache, dropping entries whose files are gone.
+    /// Writes the cache, dropping entries whose files are gone; nothing
+    /// when no entry changed since it was loaded.
     pub fn save(&self) -> io::Result<()> {
+        if !self.changed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            return Ok(());
+        }
         let mut list: Vec<(PathBuf, Entry)> = {
             let mut entries = self.entries.lock().unwrap();
             entries.retain(|p, _| p.exists());
