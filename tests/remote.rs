@@ -638,7 +638,11 @@ cmd = "ls $VGMAKE_IN_MANY/d | wc -l > n.txt"
     };
     check_records();
     assert!(
-        std::fs::read_dir(&pending).unwrap().flatten().next().is_some(),
+        std::fs::read_dir(&pending)
+            .unwrap()
+            .flatten()
+            .next()
+            .is_some(),
         "the killed push left its note"
     );
 
@@ -646,7 +650,11 @@ cmd = "ls $VGMAKE_IN_MANY/d | wc -l > n.txt"
     let r = build(&a, &[]);
     assert!(!r.stderr.contains("unpushed"), "{}", r.stderr);
     assert!(
-        std::fs::read_dir(&pending).unwrap().flatten().next().is_none(),
+        std::fs::read_dir(&pending)
+            .unwrap()
+            .flatten()
+            .next()
+            .is_none(),
         "{}",
         r.stderr
     );
