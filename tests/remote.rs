@@ -559,3 +559,117 @@ fn push_sends_what_was_built_locally() {
     let r = run(&a, &["push", "--no-remote"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
 }
+
+/// `kill -9` of vgmake while its background push is in flight: no record
+/// on the remote points at a missing blob, and the next build finishes the
+/// push, so a second clone fetches everything byte-identical.
+#[test]
+fn a_push_killed_midway_leaves_no_dangling_record_and_the_next_build_finishes_it() {
+    let Some(server) = Seaweed::start(BUCKET) else {
+        return;
+    };
+    // Many files and one larger one: the push takes a while.
+    let stages = r#"
+[stages.many]
+kind = "command"
+cmd = "mkdir d; awk 'BEGIN { for (i = 0; i < 2500; i++) { f = \"d/f\" i \".txt\"; for (j = 0; j < 60; j++) print i, j, \"abcdefghijklmnopqrstuvwxyz0123456789\" > f; close(f) } }'; head -c 30000000 /dev/urandom > big.bin"
+
+[stages.after]
+kind = "command"
+deps = ["many"]
+cmd = "ls $VGMAKE_IN_MANY/d | wc -l > n.txt"
+"#;
+    let text = pipeline(&server.endpoint(), stages);
+    let a = Project::new(&text);
+    let pending = a.path().join("cache/remote-pending");
+    let mut child = a
+        .command(&["build", "--json"])
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env_remove("VGMAKE_REMOTE")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill it as soon as a push is pending (bounded: 120 s, or its exit).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut killed = false;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        let in_flight = std::fs::read_dir(&pending)
+            .map(|d| d.flatten().next().is_some())
+            .unwrap_or(false);
+        if in_flight {
+            std::thread::sleep(std::time::Duration::from_millis(30));
+            child.kill().unwrap(); // SIGKILL
+            killed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    if !killed {
+        let _ = child.kill();
+    }
+    child.wait().unwrap();
+    assert!(killed, "the build ended before its push could be caught");
+
+    // Every record on the remote points at blobs that are all there.
+    let check_records = || {
+        let records = server.list(BUCKET, "team/ac/");
+        for k in &records {
+            let (status, body) = server
+                .http("GET", &format!("/{BUCKET}/{k}"), b"", &[])
+                .unwrap();
+            assert_eq!(status, 200, "{k}");
+            let record: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            for f in record["tree"]["files"].as_array().unwrap() {
+                let hash = f["hash"].as_str().unwrap();
+                if !hash.is_empty() {
+                    let (status, _) = server
+                        .http("HEAD", &format!("/{BUCKET}/team/cas/{hash}"), b"", &[])
+                        .unwrap();
+                    assert_eq!(status, 200, "{k} points at a missing blob {hash}");
+                }
+            }
+        }
+        records.len()
+    };
+    check_records();
+    assert!(
+        std::fs::read_dir(&pending)
+            .unwrap()
+            .flatten()
+            .next()
+            .is_some(),
+        "the killed push left its note"
+    );
+
+    // The next build finishes the push (and whatever the kill stopped).
+    let r = build(&a, &[]);
+    assert!(!r.stderr.contains("unpushed"), "{}", r.stderr);
+    assert!(
+        std::fs::read_dir(&pending)
+            .unwrap()
+            .flatten()
+            .next()
+            .is_none(),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(check_records(), 2);
+    let b = Project::new(&text);
+    let r = build(&b, &[]);
+    assert_eq!(
+        r.with_status("fetched"),
+        vec!["after", "many"],
+        "{}\n{}",
+        r.stdout,
+        r.stderr
+    );
+    assert_eq!(
+        outputs(&a, &["many", "after"]),
+        outputs(&b, &["many", "after"])
+    );
+}
