@@ -74,9 +74,13 @@ deps = ["scrape"]
     assert_eq!(resumed.with_status("ran"), ["encode", "scrape"]);
     let requests = song_requests(&site);
     assert_eq!(requests.len(), listed, "every song fetched");
+    // Finished downloads are never fetched again. The scraper makes one
+    // request at a time per host, so at most the one in flight when the
+    // kill landed (requested, not yet stored) is fetched a second time.
+    let twice: Vec<_> = requests.iter().filter(|(_, n)| *n > 1).collect();
     assert!(
-        requests.iter().all(|(_, n)| *n == 1),
-        "a song was downloaded twice: {requests:?}"
+        twice.len() <= 1 && twice.iter().all(|(_, n)| *n == 2),
+        "songs downloaded again after the kill: {twice:?}"
     );
     let report: serde_json::Value = serde_json::from_slice(
         &std::fs::read(p.out("default", "scrape").join("report.json")).unwrap(),
