@@ -118,7 +118,8 @@ impl StatCache {
     }
 
     fn mark_changed(&self) {
-        self.changed.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.changed
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Forgets every path under `prefix` (a removed cache entry).
@@ -133,7 +134,10 @@ impl StatCache {
     /// Writes the cache, dropping entries whose files are gone; nothing
     /// when no entry changed since it was loaded.
     pub fn save(&self) -> io::Result<()> {
-        if !self.changed.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        if !self
+            .changed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(());
         }
         let mut list: Vec<(PathBuf, Entry)> = {

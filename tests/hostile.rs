@@ -28,6 +28,24 @@ fn processes_of(project: &Path) -> Vec<i32> {
         .collect()
 }
 
+/// `vgmake build` started in the background, its output discarded.
+fn quiet_build(p: &Project) -> std::process::Child {
+    p.command(&["build"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Within 5 s no process of the project's command stages is left.
+fn assert_no_survivors(p: &Project) {
+    assert!(
+        eventually(Duration::from_secs(5), || processes_of(p.path()).is_empty()),
+        "survivors: {:?}",
+        processes_of(p.path())
+    );
+}
+
 /// Waits (at most `limit`) until `done` holds.
 fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let start = Instant::now();
@@ -134,12 +152,7 @@ fn a_hard_link_out_of_a_command_stage_leaves_the_users_file_alone() {
 #[test]
 fn sigint_to_vgmake_alone_stops_the_command_and_its_children() {
     let p = Project::new("[stages.wait]\nkind = \"command\"\ncmd = \"sleep 1000; echo never\"\n");
-    let mut build = p
-        .command(&["build"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut build = quiet_build(&p);
     assert!(eventually(Duration::from_secs(20), || processes_of(
         p.path()
     )
@@ -155,22 +168,13 @@ fn sigint_to_vgmake_alone_stops_the_command_and_its_children() {
         "vgmake kept waiting"
     );
     assert_eq!(build.wait().unwrap().code(), Some(130));
-    assert!(
-        eventually(Duration::from_secs(5), || processes_of(p.path()).is_empty()),
-        "survivors: {:?}",
-        processes_of(p.path())
-    );
+    assert_no_survivors(&p);
 }
 
 #[test]
 fn after_kill_9_the_next_build_stops_the_survivors_first() {
     let p = Project::new("[stages.wait]\nkind = \"command\"\ncmd = \"sleep 1000; echo never\"\n");
-    let mut build = p
-        .command(&["build"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut build = quiet_build(&p);
     assert!(eventually(Duration::from_secs(20), || processes_of(
         p.path()
     )
@@ -187,22 +191,13 @@ fn after_kill_9_the_next_build_stops_the_survivors_first() {
     p.write_pipeline("[stages.quick]\nkind = \"command\"\ncmd = \"true\"\n");
     let next = p.run(&["build"]);
     assert_eq!(next.code, 0, "{}", next.stderr);
-    assert!(
-        eventually(Duration::from_secs(5), || processes_of(p.path()).is_empty()),
-        "survivors: {:?}",
-        processes_of(p.path())
-    );
+    assert_no_survivors(&p);
 }
 
 #[test]
 fn deleting_the_lock_file_does_not_let_a_second_build_in() {
     let p = Project::new("[stages.wait]\nkind = \"command\"\ncmd = \"sleep 3\"\n");
-    let mut first = p
-        .command(&["build"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = quiet_build(&p);
     assert!(eventually(Duration::from_secs(20), || !processes_of(
         p.path()
     )

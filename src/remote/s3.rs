@@ -179,27 +179,36 @@ impl Client {
         }
     }
 
+    /// A signed GET of `object`: the response to read, `None` for 404.
+    fn get_response(
+        &self,
+        object: &str,
+        what: &str,
+    ) -> Result<Option<ureq::http::Response<ureq::Body>>, S3Error> {
+        let url = self
+            .bucket
+            .get_object(self.credentials.as_ref(), object)
+            .sign(SIGN_FOR);
+        let resp = self
+            .agent
+            .get(url.as_str())
+            .call()
+            .map_err(|e| self.kind_of(&e, what))?;
+        match resp.status().as_u16() {
+            404 => Ok(None),
+            200 => Ok(Some(resp)),
+            status => Err(self.status_error(what, status)),
+        }
+    }
+
     /// The object's bytes, or `None` when it does not exist.
     pub fn get(&self, name: &str) -> Result<Option<Vec<u8>>, S3Error> {
         let object = self.object(name);
         let what = format!("GET {name}");
         self.retry(&what, || {
-            let url = self
-                .bucket
-                .get_object(self.credentials.as_ref(), &object)
-                .sign(SIGN_FOR);
-            let mut resp = self
-                .agent
-                .get(url.as_str())
-                .call()
-                .map_err(|e| self.kind_of(&e, &what))?;
-            let status = resp.status().as_u16();
-            if status == 404 {
+            let Some(mut resp) = self.get_response(&object, &what)? else {
                 return Ok(None);
-            }
-            if status != 200 {
-                return Err(self.status_error(&what, status));
-            }
+            };
             let mut buf = Vec::new();
             resp.body_mut()
                 .as_reader()
@@ -223,22 +232,9 @@ impl Client {
         let object = self.object(name);
         let what = format!("GET {name}");
         self.retry(&what, || {
-            let url = self
-                .bucket
-                .get_object(self.credentials.as_ref(), &object)
-                .sign(SIGN_FOR);
-            let mut resp = self
-                .agent
-                .get(url.as_str())
-                .call()
-                .map_err(|e| self.kind_of(&e, &what))?;
-            let status = resp.status().as_u16();
-            if status == 404 {
+            let Some(mut resp) = self.get_response(&object, &what)? else {
                 return Ok(None);
-            }
-            if status != 200 {
-                return Err(self.status_error(&what, status));
-            }
+            };
             let local =
                 |e: io::Error| S3Error::Refused(format!("{what}: writing {}: {e}", file.display()));
             let mut out =
