@@ -42,6 +42,9 @@ pub struct Common {
     /// Use no remote cache for this command (local only).
     #[arg(long, global = true)]
     pub no_remote: bool,
+    /// Where stages run: `slurm` or `local` for every stage, or `STAGE=slurm` for one (repeatable).
+    #[arg(long = "executor", global = true, value_name = "[STAGE=]EXECUTOR")]
+    pub executors: Vec<String>,
 }
 
 #[derive(Args, Clone, Default)]
@@ -124,6 +127,13 @@ pub enum Command {
     },
     /// The history of builds: when, which variant and overrides, what ran, how long.
     Log { variant: Option<String> },
+    /// Run one stage of a build from its job spec (what a Slurm job runs on its node).
+    #[command(hide = true)]
+    RunStage {
+        /// The job spec (JSON); `-` reads it from standard input.
+        #[arg(long)]
+        spec: PathBuf,
+    },
 }
 
 #[derive(ValueEnum, Clone, Copy)]

@@ -77,6 +77,9 @@ pub enum StageFailure {
     Stage(StageError),
     #[error("internal error (panic) in stage kind `{kind}`: {message}")]
     Panic { kind: String, message: String },
+    /// The cluster refused, lost or failed the stage's job.
+    #[error("{0}")]
+    Slurm(crate::slurm::SlurmError),
 }
 
 impl StageFailure {

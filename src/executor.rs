@@ -13,7 +13,7 @@ use vgmake_api::{Input, Progress};
 use crate::error::{Error, StageFailure};
 use crate::hashing::{KeyManifest, hash_path};
 use crate::lock::unix_now;
-use crate::pipeline::ResolvedStage;
+use crate::pipeline::{Executor, ResolvedStage};
 use crate::run::{StageRun, run_stage};
 use crate::stage_log::StageLog;
 use crate::store::{ActionRecord, Store};
@@ -27,6 +27,11 @@ pub struct BuildEnv<'a> {
     pub threads: usize,
     /// The remote cache, when one is configured and not turned off.
     pub remote: Option<&'a crate::remote::Remote>,
+    /// Runs `executor = "slurm"` stages; `None` runs every stage here.
+    pub slurm: Option<&'a crate::slurm::Slurm>,
+    /// Where this process runs stages, when not in the build itself
+    /// (`slurm job 12_3 on node7`): kept in their records.
+    pub ran_on: Option<String>,
 }
 
 /// A finished dependency, as its dependents see it.
@@ -34,6 +39,9 @@ pub struct BuildEnv<'a> {
 pub struct DepOutput {
     pub stage: String,
     pub kind: String,
+    /// The key it was built under (a Slurm job without a shared file
+    /// system fetches it by this).
+    pub key: String,
     pub output: String,
 }
 
@@ -133,14 +141,19 @@ fn display_name(
 /// The cached result for `key`, if its output verifies. A damaged output is
 /// discarded (and said so through `progress`) so the stage reruns.
 pub fn lookup(env: &BuildEnv, key: &str, progress: &dyn Progress) -> Option<ActionRecord> {
-    let record = env.store.record(key)?;
-    match env.store.verify_output(&record.output) {
+    lookup_store(env.store, key, progress)
+}
+
+/// [`lookup`] in `store`.
+pub fn lookup_store(store: &Store, key: &str, progress: &dyn Progress) -> Option<ActionRecord> {
+    let record = store.record(key)?;
+    match store.verify_output(&record.output) {
         Ok(()) => Some(record),
         Err(why) => {
             progress.log(&format!(
                 "cached result failed verification, rebuilding: {why}"
             ));
-            env.store.discard(key, &record.output);
+            store.discard(key, &record.output);
             None
         }
     }
@@ -185,6 +198,27 @@ pub fn execute(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+    if stage.executor == Executor::Slurm
+        && let Some(slurm) = env.slurm
+    {
+        return slurm.run(env, stage, deps, manifest, &key, progress, started);
+    }
+    run_fresh(env, stage, deps, manifest, &key, refresh, progress, started)
+}
+
+/// Runs `stage` here, in a fresh staging folder, and commits its result
+/// (a build's local stages, and a Slurm job on its node).
+#[allow(clippy::too_many_arguments)]
+pub fn run_fresh(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+    manifest: KeyManifest,
+    key: &str,
+    refresh: bool,
+    progress: &StageLog,
+    started: Instant,
+) -> Result<Done, StageFailure> {
     let n = STAGING_COUNTER.fetch_add(1, Ordering::Relaxed);
     let staging = env.store.tmp_dir().join(format!(
         "{}-{}-{}-{n}",
@@ -193,7 +227,7 @@ pub fn execute(
         std::process::id()
     ));
     let result = run_and_commit(
-        env, stage, deps, manifest, &key, &staging, refresh, progress, started,
+        env, stage, deps, manifest, key, &staging, refresh, progress, started,
     );
     let _ = crate::fsutil::remove_tree(&staging);
     result
@@ -285,6 +319,7 @@ fn run_and_commit(
         metrics,
         measurements: outcome.measurements,
         state: Some(format!("{}/{}", stage.kind.name(), state_id.to_hex())),
+        ran_on: env.ran_on.clone(),
     };
     env.store
         .write_record(&record)

@@ -23,6 +23,7 @@ mod report;
 mod results;
 mod run;
 mod scheduler;
+mod slurm;
 mod stage_log;
 mod statcache;
 mod store;
@@ -73,5 +74,6 @@ pub fn run(host: &'static Host, cli: &Cli) -> ExitCode {
         Some(Command::Log { variant }) => commands::log::run(host, common, variant.as_deref()),
         Some(Command::Verify) => commands::verify::run(host, common),
         Some(Command::Push { targets }) => commands::push::run(host, common, targets),
+        Some(Command::RunStage { spec }) => slurm::run_stage_command(host, spec),
     }
 }

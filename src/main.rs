@@ -21,6 +21,12 @@ fn main() -> ExitCode {
     // several threads: tuned malloc settings pay there (BENCHMARKS.md). They
     // are process-wide, so the binary decides, before any thread allocates.
     vgmake_stages::train::memory::tune_allocator();
+    // Like every Unix filter: `vgmake show train | head` ends quietly when
+    // the reader goes away, instead of panicking on a write to a closed pipe.
+    // SAFETY: called before any other thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 
     let command = Tool::augment_subcommands(Cli::command());
     let matches = command.get_matches();

@@ -68,6 +68,7 @@ pub fn plan(
                     deps.push(DepOutput {
                         stage: d.clone(),
                         kind: kind_of[d.as_str()].to_string(),
+                        key: p.key.clone().unwrap_or_default(),
                         output: out.clone(),
                     })
                 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::Host;
 use crate::cli::Common;
 use crate::error::{Context, Error};
-use crate::pipeline::{BuildVariants, Pipeline, Resolved};
+use crate::pipeline::{BuildVariants, Executor, Pipeline, Resolved};
 
 pub struct Project {
     pub pipeline: Pipeline,
@@ -45,6 +45,17 @@ impl Project {
             &common.sets,
             all_variants,
         )?;
+        let mut variants = variants;
+        for arg in &common.executors {
+            let (stage, executor) = parse_executor_flag(arg, &pipeline)?;
+            for resolved in std::iter::once(&mut variants.main).chain(variants.all.iter_mut()) {
+                for s in &mut resolved.stages {
+                    if stage.as_deref().is_none_or(|name| name == s.name) {
+                        s.executor = executor;
+                    }
+                }
+            }
+        }
         let dir = pipeline
             .dir
             .canonicalize()
@@ -63,6 +74,28 @@ impl Project {
             no_remote: common.no_remote,
         })
     }
+}
+
+/// `--executor slurm` (every stage) or `--executor train=slurm`.
+fn parse_executor_flag(arg: &str, pipeline: &Pipeline) -> Result<(Option<String>, Executor), Error> {
+    let (stage, name) = match arg.split_once('=') {
+        Some((stage, name)) => (Some(stage.trim()), name.trim()),
+        None => (None, arg.trim()),
+    };
+    let executor = Executor::parse(name).ok_or_else(|| {
+        Error::Usage(format!(
+            "--executor {arg}: unknown executor `{name}` (executors: {})",
+            Executor::NAMES.join(", ")
+        ))
+    })?;
+    if let Some(stage) = stage
+        && pipeline.stage(stage).is_none()
+    {
+        return Err(Error::Usage(format!(
+            "--executor {arg}: no stage is named `{stage}`"
+        )));
+    }
+    Ok((stage.map(str::to_string), executor))
 }
 
 const PIPELINE_FILE: &str = "pipeline.toml";

@@ -12,7 +12,7 @@ use crate::error::{Error, StageFailure};
 use crate::executor::{BuildEnv, DepOutput, Done, KeyLocks, execute, out_link};
 use crate::graph::StageGraph;
 use crate::outcome::{StageResult, Status};
-use crate::pipeline::{Resolved, ResolvedStage};
+use crate::pipeline::{Executor, Resolved, ResolvedStage};
 use crate::report::Display;
 use crate::stage_log::StageLog;
 use crate::store::StageRef;
@@ -74,6 +74,8 @@ pub fn build(
     let (tx, rx) = mpsc::channel::<(usize, Result<Done, String>)>();
     let key_locks = KeyLocks::default();
     let mut running = 0usize;
+    let mut running_here = 0usize;
+    let mut on_cluster_nodes = vec![false; nodes.len()];
 
     std::thread::scope(|scope| {
         loop {
@@ -109,10 +111,14 @@ pub fn build(
                     })
                     .collect();
                 let Some(deps) = deps else { continue };
-                if running >= opts.jobs.max(1) {
+                // A Slurm stage waits on the cluster, not on a core here.
+                let on_cluster = env.slurm.is_some() && node.stage.executor == Executor::Slurm;
+                if !on_cluster && running_here >= opts.jobs.max(1) {
                     continue;
                 }
                 running += 1;
+                running_here += usize::from(!on_cluster);
+                on_cluster_nodes[i] = on_cluster;
                 states[i] = State::Running;
                 let tx = tx.clone();
                 let display = display.clone();
@@ -137,6 +143,7 @@ pub fn build(
             }
             let (i, result) = rx.recv().expect("a stage thread always reports");
             running -= 1;
+            running_here -= usize::from(!on_cluster_nodes[i]);
             let node = &nodes[i];
             let r = match result {
                 Ok(done) => {
@@ -160,6 +167,7 @@ pub fn build(
                     let dep = DepOutput {
                         stage: node.stage.name.clone(),
                         kind: node.stage.kind.name().to_string(),
+                        key: done.key.clone(),
                         output: done.output.clone(),
                     };
                     states[i] = State::Finished(status, Some(dep));

@@ -61,6 +61,9 @@ pub struct ActionRecord {
     /// the record: raising `steps` resumes from it).
     #[serde(default)]
     pub state: Option<String>,
+    /// Where it ran when not in the build itself: `slurm job 12_3 on node7`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ran_on: Option<String>,
 }
 
 /// A stage's entry in `refs/<variant>.json`.

@@ -10,7 +10,10 @@ use crate::commands::{EXIT_FAILED, EXIT_INTERRUPTED, usage_error};
 use crate::executor::BuildEnv;
 use crate::history::{HistoryEntry, HistoryStage};
 use crate::lock::{ProjectLock, Wait, unix_now};
+use crate::pipeline::Executor;
 use crate::project::Project;
+use crate::remote::CacheConfig;
+use crate::slurm::{JobRemote, Slurm};
 use crate::report::{self, Status};
 use crate::scheduler::{BuildOptions, build};
 use crate::store::Store;
@@ -101,6 +104,21 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         Err(e) => return usage_error(e),
     };
 
+    let uses_slurm = project
+        .variants
+        .iter()
+        .flat_map(|v| &v.stages)
+        .any(|s| s.executor == Executor::Slurm);
+    let slurm = uses_slurm.then(|| {
+        let remote = remote.as_ref().map(|r| JobRemote {
+            url: r.url().to_string(),
+            cache: CacheConfig {
+                push: Some(true),
+                ..project.pipeline.cache.clone()
+            },
+        });
+        Slurm::new(&store.root, remote)
+    });
     let env = BuildEnv {
         store: &store,
         project_dir: &project.dir,
@@ -108,6 +126,8 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         cancel: &CANCEL,
         threads: jobs,
         remote: remote.as_ref(),
+        slurm: slurm.as_ref(),
+        ran_on: None,
     };
     let options = BuildOptions {
         targets: args.targets.clone(),

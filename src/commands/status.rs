@@ -29,6 +29,8 @@ fn plans(
         cancel: &cancel,
         threads: 1,
         remote: remote.as_ref(),
+        slurm: None,
+        ran_on: None,
     };
     let p = plan(&env, resolved, targets)?;
     Ok((store, p))

@@ -25,6 +25,8 @@ pub struct Pipeline {
     pub variants: BTreeMap<String, Vec<Override>>,
     /// The `[cache]` table (the remote cache; never part of a key).
     pub cache: crate::remote::CacheConfig,
+    /// The `[executors.slurm]` table (never part of a key).
+    pub slurm: crate::slurm::SlurmOptions,
     /// Stage name -> position in `stages`.
     index: HashMap<String, usize>,
 }
@@ -40,6 +42,36 @@ pub struct StageDecl {
     /// `resolve`).
     pub settings: Vec<Override>,
     pub origin: Origin,
+    /// Where it runs (`executor = "..."`; not part of its key).
+    pub executor: Executor,
+    /// Its own `slurm = { ... }` settings, over `[executors.slurm]`.
+    pub slurm: crate::slurm::SlurmOptions,
+}
+
+/// Where a stage runs. The result is the same either way, so it never
+/// enters a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Executor {
+    #[default]
+    Local,
+    Slurm,
+}
+
+impl Executor {
+    pub const NAMES: &[&str] = &["local", "slurm"];
+    pub fn parse(name: &str) -> Option<Executor> {
+        match name {
+            "local" => Some(Executor::Local),
+            "slurm" => Some(Executor::Slurm),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Executor::Local => "local",
+            Executor::Slurm => "slurm",
+        }
+    }
 }
 
 /// A parameter setting of one stage: from its table in the file, a
@@ -63,6 +95,9 @@ pub struct ResolvedStage {
     pub deps: Vec<String>,
     pub slots: Vec<Option<&'static str>>,
     pub params: Params,
+    pub executor: Executor,
+    /// Its job settings (`[executors.slurm]` with its own over them).
+    pub slurm: crate::slurm::SlurmOptions,
 }
 
 /// The pipeline as one build sees it.

@@ -9,12 +9,12 @@ use toml::de::DeTable;
 use vgmake_api::{InputError, Registry, Setting, Value};
 
 use super::spans::Spans;
-use super::{DEFAULT_VARIANT, MAX_NAME_LEN, Override, Pipeline, StageDecl, valid_name};
+use super::{DEFAULT_VARIANT, Executor, MAX_NAME_LEN, Override, Pipeline, StageDecl, valid_name};
 use crate::diagnostic::{Diagnostic, Diagnostics, Origin};
 
-const TOP_LEVEL_KEYS: &[&str] = &["stages", "variants", "cache"];
+const TOP_LEVEL_KEYS: &[&str] = &["stages", "variants", "cache", "executors"];
 /// Keys of a `[stages.NAME]` table that are not parameters.
-pub const STAGE_KEYS: &[&str] = &["kind", "deps"];
+pub const STAGE_KEYS: &[&str] = &["kind", "deps", "executor", "slurm"];
 
 impl Pipeline {
     /// Reads and validates `path`. Every problem found is reported at once.
@@ -64,7 +64,7 @@ impl Pipeline {
                 Diagnostic::new(
                     spans.origin(&[key]),
                     key.as_str(),
-                    "unknown top-level key (expected `[stages.NAME]`, `[variants.NAME]` or `[cache]`)",
+                    "unknown top-level key (expected `[stages.NAME]`, `[variants.NAME]`, `[cache]` or `[executors.slurm]`)",
                 )
                 .suggest(key, TOP_LEVEL_KEYS.iter().copied()),
             );
@@ -74,6 +74,7 @@ impl Pipeline {
         check_deps(&mut stages, &spans, &mut errors);
         let variants = parse_variants(&root, &spans, &stages, &mut errors);
         let cache = crate::remote::config::parse(&root, &spans, &mut errors);
+        let slurm = parse_executors(&root, &spans, &mut errors);
         if errors.is_empty() {
             let graph = crate::graph::StageGraph::new(
                 stages.iter().map(|s| (s.name.as_str(), s.deps.as_slice())),
@@ -102,6 +103,7 @@ impl Pipeline {
             stages,
             variants,
             cache,
+            slurm,
             index,
         };
         if errors.is_empty() {
@@ -243,6 +245,40 @@ fn parse_stages(
                 path: format!("stages.{name}.{key}"),
             })
             .collect();
+        let executor = match body.get("executor") {
+            None => Executor::Local,
+            Some(v) => match v.as_str().and_then(Executor::parse) {
+                Some(e) => e,
+                None => {
+                    errors.push(
+                        Diagnostic::new(
+                            here("executor"),
+                            format!("stages.{name}.executor"),
+                            format!(
+                                "unknown executor {v} (executors: {})",
+                                Executor::NAMES.join(", ")
+                            ),
+                        )
+                        .suggest(v.as_str().unwrap_or(""), Executor::NAMES.iter().copied()),
+                    );
+                    Executor::Local
+                }
+            },
+        };
+        let slurm = match body.get("slurm") {
+            None => Default::default(),
+            Some(Value::Table(t)) => {
+                crate::slurm::options::parse(t, &spans, &["stages", name, "slurm"], errors)
+            }
+            Some(_) => {
+                errors.push(Diagnostic::new(
+                    here("slurm"),
+                    format!("stages.{name}.slurm"),
+                    "expected a table of Slurm settings, e.g. `slurm = { gres = \"gpu:1\" }`",
+                ));
+                Default::default()
+            }
+        };
         stages.push(StageDecl {
             name: name.clone(),
             kind,
@@ -250,9 +286,52 @@ fn parse_stages(
             deps,
             settings,
             origin: spans.origin(&["stages", name]),
+            executor,
+            slurm,
         });
     }
     stages
+}
+
+/// The `[executors]` table: only `[executors.slurm]` so far (local needs no settings).
+fn parse_executors(
+    root: &toml::Table,
+    spans: &Spans,
+    errors: &mut Vec<Diagnostic>,
+) -> crate::slurm::SlurmOptions {
+    let Some(value) = root.get("executors") else {
+        return Default::default();
+    };
+    let Some(table) = value.as_table() else {
+        errors.push(Diagnostic::new(
+            spans.origin(&["executors"]),
+            "executors",
+            "must be a table (`[executors.slurm]`)",
+        ));
+        return Default::default();
+    };
+    let mut options = Default::default();
+    for (name, value) in table {
+        match (name.as_str(), value.as_table()) {
+            ("slurm", Some(t)) => {
+                options = crate::slurm::options::parse(t, spans, &["executors", "slurm"], errors)
+            }
+            ("slurm", None) => errors.push(Diagnostic::new(
+                spans.origin(&["executors", name]),
+                "executors.slurm",
+                "must be a table (`[executors.slurm]`)",
+            )),
+            _ => errors.push(
+                Diagnostic::new(
+                    spans.origin(&["executors", name]),
+                    format!("executors.{name}"),
+                    "unknown executor (only `[executors.slurm]` takes settings)",
+                )
+                .suggest(name, ["slurm"]),
+            ),
+        }
+    }
+    options
 }
 
 /// Dependencies name declared stages, once each, and fit what the stage's

@@ -70,6 +70,8 @@ impl Pipeline {
                     deps: decl.deps.clone(),
                     slots: decl.slots.clone(),
                     params,
+                    executor: decl.executor,
+                    slurm: self.slurm.merged(&decl.slurm),
                 }),
                 Err(problems) => {
                     for problem in problems {

@@ -10,7 +10,7 @@ use crate::pipeline::spans::Spans;
 pub const CACHE_KEYS: &[&str] = &["remote", "endpoint", "region", "push", "push_state"];
 
 /// The `[cache]` table as written (all optional).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct CacheConfig {
     /// `s3://bucket/prefix`, already checked.
     pub remote: Option<RemoteUrl>,
@@ -21,7 +21,7 @@ pub struct CacheConfig {
 }
 
 /// A parsed `s3://bucket/prefix`.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RemoteUrl {
     pub bucket: String,
     pub prefix: String,

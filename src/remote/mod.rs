@@ -265,6 +265,20 @@ impl Remote {
         self.queue(job);
     }
 
+    /// Pushes a stage's result now and waits for it (a Slurm job without a
+    /// shared file system fetches its inputs from the remote), whatever
+    /// `push` says.
+    pub fn push_now(&self, store: &Store, record: &ActionRecord, memo_dir: &Path) -> Result<(), String> {
+        let job = PushJob {
+            record: record.clone(),
+            store_root: store.root.clone(),
+            memo_dir: memo_dir.to_path_buf(),
+        };
+        self.inner
+            .push_record(&job)
+            .map_err(|()| format!("cannot push to {}", self.inner.url))
+    }
+
     /// Queues the pushes a killed build left unfinished.
     pub fn resume_pending(&self, store: &Store) -> usize {
         if !self.inner.push {
