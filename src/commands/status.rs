@@ -8,7 +8,7 @@ use crate::commands::usage_error;
 use crate::error::{Context, Error};
 use crate::executor::BuildEnv;
 use crate::outcome::Status;
-use crate::pipeline::Resolved;
+use crate::pipeline::{Executor, Resolved};
 use crate::plan::{PlanState, StagePlan, plan};
 use crate::project::Project;
 use crate::store::Store;
@@ -47,16 +47,27 @@ pub fn print_plan(
         Ok(p) => p,
         Err(e) => return usage_error(e),
     };
+    // Where each stage that will run runs: a cached one never becomes a job.
+    let executor = |p: &StagePlan| {
+        resolved
+            .stage(&p.name)
+            .map_or(Executor::Local, |s| s.executor)
+    };
     if json {
         for p in &plans {
-            println!("{}", serde_json::to_string(p).unwrap());
+            let mut line = serde_json::to_value(p).unwrap();
+            line["executor"] = executor(p).name().into();
+            line["submits"] = (p.state == PlanState::WillRun && executor(p) == Executor::Slurm).into();
+            println!("{line}");
         }
         return ExitCode::SUCCESS;
     }
     println!("variant {}", resolved.variant);
     for p in &plans {
         let short = p.key.as_deref().map(|k| &k[..12]).unwrap_or("?");
-        println!("{:<9} {:<12} key {short}", p.state.word(), p.name);
+        let submits = p.state == PlanState::WillRun && executor(p) == Executor::Slurm;
+        let place = if submits { "  (a Slurm job)" } else { "" };
+        println!("{:<9} {:<12} key {short}{place}", p.state.word(), p.name);
         for r in &p.reasons {
             println!("            {r}");
         }

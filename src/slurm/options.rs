@@ -207,7 +207,11 @@ pub fn check_gres(gres: &str) -> Result<(), String> {
         let count_ok = |s: &str| s.parse::<u32>().is_ok_and(|n| n > 0);
         let ok = match fields.as_slice() {
             [name] => word(name),
-            [name, last] => word(name) && (count_ok(last) || word(last)),
+            // `gpu:2` is a count, `gpu:a100` a type.
+            [name, last] if last.chars().all(|c| c.is_ascii_digit()) => {
+                word(name) && count_ok(last)
+            }
+            [name, kind] => word(name) && word(kind),
             [name, kind, count] => word(name) && word(kind) && count_ok(count),
             _ => false,
         } && !fields[0].chars().next().is_some_and(|c| c.is_ascii_digit());
