@@ -450,3 +450,73 @@ fn without_a_shared_file_system_jobs_go_through_the_remote_cache() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("it reads files of the project folder"), "{stdout}");
 }
+
+#[test]
+fn a_requeued_train_job_resumes_from_its_checkpoint() {
+    if !slurm::cluster() {
+        return;
+    }
+    let text = pipeline("executor = \"slurm\"\nslurm = { cpus = 2 }", "")
+        .replace("steps = 40", "steps = 600")
+        .replace("eval_every = 20", "eval_every = 100")
+        .replace("checkpoint_every = 10", "checkpoint_every = 50")
+        // A name of its own: other tests' train jobs share the queue.
+        .replace("[stages.train]", "[stages.train_rq]\nkind = \"train\"")
+        .replace("deps = [\"train\", \"vocab\"]", "deps = [\"train_rq\", \"vocab\"]");
+    let p = Project::new(&text);
+    let child = p
+        .command(&["build", "--json", "-j", "2", "train_rq"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let job = running_job("train_rq");
+    let output = || {
+        std::fs::read_dir(p.path().join("cache/jobs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|d| std::fs::read_to_string(d.path().join("0.out")).ok())
+            .collect::<String>()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !output().contains("step 100:") {
+        assert!(Instant::now() < deadline, "no step 100: {}", output());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // What preemption does: the task gets SIGTERM and goes back to the
+    // queue. Slurm holds a requeued job for a while; let it start now.
+    let scontrol = |args: &[&str]| {
+        let out = std::process::Command::new("scontrol").args(args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    scontrol(&["requeue", &job]);
+    let start_now = format!("jobid={job}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !slurm::jobs_of("train_rq")
+        .iter()
+        .any(|(id, state)| *id == job && state == "PENDING")
+    {
+        assert!(Instant::now() < deadline, "the requeued job never pended");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    scontrol(&["update", &start_now, "StartTime=now"]);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", output());
+    let shown = show(&p, &["train_rq"]);
+    let resumed = shown["measurements"]["resumed_from_step"].as_f64().unwrap();
+    assert!(resumed >= 100.0, "resumed from step {resumed}: {shown}");
+    assert!(
+        shown["log"].to_string().contains("resuming at step"),
+        "{shown}"
+    );
+
+    let local = Project::new(&text);
+    local.build(&["-j", "2", "--executor", "local", "train_rq"]);
+    assert_eq!(
+        std::fs::read(p.out("default", "train_rq").join("model.safetensors")).unwrap(),
+        std::fs::read(local.out("default", "train_rq").join("model.safetensors")).unwrap(),
+        "resumed on the cluster = uninterrupted here"
+    );
+}
