@@ -77,7 +77,10 @@ impl Project {
 }
 
 /// `--executor slurm` (every stage) or `--executor train=slurm`.
-fn parse_executor_flag(arg: &str, pipeline: &Pipeline) -> Result<(Option<String>, Executor), Error> {
+fn parse_executor_flag(
+    arg: &str,
+    pipeline: &Pipeline,
+) -> Result<(Option<String>, Executor), Error> {
     let (stage, name) = match arg.split_once('=') {
         Some((stage, name)) => (Some(stage.trim()), name.trim()),
         None => (None, arg.trim()),

@@ -232,8 +232,8 @@ impl TestProject {
             cancel: &self.cancel,
             threads: 2,
             remote: None,
-        slurm: None,
-        ran_on: None,
+            slurm: None,
+            ran_on: None,
         };
         let options = BuildOptions {
             targets: vec![],

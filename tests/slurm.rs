@@ -4,9 +4,9 @@
 
 #[path = "support/seaweed.rs"]
 mod seaweed;
-mod support;
 #[path = "support/slurm.rs"]
 mod slurm;
+mod support;
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -92,7 +92,9 @@ fn train_and_sample_run_as_jobs_and_train_gives_the_local_weights() {
     let on_cluster = Project::new(&text);
     let dry = on_cluster.run(&["build", "--dry-run"]);
     assert!(
-        dry.stdout.lines().any(|l| l.contains("train") && l.contains("(a Slurm job)")),
+        dry.stdout
+            .lines()
+            .any(|l| l.contains("train") && l.contains("(a Slurm job)")),
         "{}",
         dry.stdout
     );
@@ -155,7 +157,12 @@ fn a_two_by_two_sweep_is_one_array_of_four_tasks() {
             .count()
     };
     for stage in ["scrape", "encode", "limit", "vocab"] {
-        assert_eq!(ran(stage), 1, "{stage} runs once for all four\n{}", r.stdout);
+        assert_eq!(
+            ran(stage),
+            1,
+            "{stage} runs once for all four\n{}",
+            r.stdout
+        );
     }
     assert_eq!(ran("train"), 4, "{}", r.stdout);
     // Each train's action record says where it ran: "slurm job 12_3 on vm".
@@ -183,7 +190,11 @@ fn a_two_by_two_sweep_is_one_array_of_four_tasks() {
         tasks.insert(task.to_string());
     }
     assert_eq!(arrays.len(), 1, "one array: {arrays:?}");
-    assert_eq!(tasks, ["0", "1", "2", "3"].map(String::from).into(), "{tasks:?}");
+    assert_eq!(
+        tasks,
+        ["0", "1", "2", "3"].map(String::from).into(),
+        "{tasks:?}"
+    );
 }
 
 /// A slow stage on the cluster, what depends on it, and an independent
@@ -248,7 +259,10 @@ fn a_cancelled_job_fails_its_stage_and_skips_dependents_only() {
             std::fs::read_to_string(d.path().join("0.out")).is_ok_and(|t| t.contains("started"))
         })
     {
-        assert!(Instant::now() < deadline, "the job never started its command");
+        assert!(
+            Instant::now() < deadline,
+            "the job never started its command"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let ok = std::process::Command::new("scancel")
@@ -276,7 +290,10 @@ fn a_cancelled_job_fails_its_stage_and_skips_dependents_only() {
         message.contains(&format!("slurm job {job} ended CANCELLED")),
         "{message}"
     );
-    assert!(message.contains("started"), "the job's last lines: {message}");
+    assert!(
+        message.contains("started"),
+        "the job's last lines: {message}"
+    );
     assert_eq!(of("after")["status"], "skipped");
     assert_eq!(of("other")["status"], "ran");
 }
@@ -362,14 +379,26 @@ fn bad_settings_are_refused_before_anything_runs() {
     let r = p.run(&["build"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
     assert!(r.stderr.contains("pipeline.toml:2:"), "{}", r.stderr);
-    assert!(r.stderr.contains("`gpu:0` is not a gres request"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`gpu:0` is not a gres request"),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("executors.slurm.cpus"), "{}", r.stderr);
-    assert!(r.stderr.contains("unknown executor \"slrum\""), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown executor \"slrum\""),
+        "{}",
+        r.stderr
+    );
     assert!(r.stderr.contains("slurm"), "{}", r.stderr);
     let p = Project::new("[stages.a]\nkind = \"command\"\ncmd = \"true\"\n");
     let r = p.run(&["build", "--executor", "a=cloud"]);
     assert_eq!(r.code, 2, "{}", r.stderr);
-    assert!(r.stderr.contains("unknown executor `cloud`"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("unknown executor `cloud`"),
+        "{}",
+        r.stderr
+    );
 
     if !slurm::cluster() {
         return;
@@ -387,7 +416,8 @@ fn bad_settings_are_refused_before_anything_runs() {
         r.stdout
     );
     assert!(
-        r.stdout.contains("no node of this cluster offers gres `gpu`"),
+        r.stdout
+            .contains("no node of this cluster offers gres `gpu`"),
         "{}",
         r.stdout
     );
@@ -431,7 +461,12 @@ fn without_a_shared_file_system_jobs_go_through_the_remote_cache() {
     // The job worked in its own cache: it fetched vocab (pushed for it,
     // although `push = false`) and pushed train back, where the build
     // fetched it from, every byte verified.
-    assert!(shown["log"].to_string().contains("fetched from s3://jobs/team"), "{shown}");
+    assert!(
+        shown["log"]
+            .to_string()
+            .contains("fetched from s3://jobs/team"),
+        "{shown}"
+    );
     assert!(node_cache.path().join("actions").is_dir());
     let keys = server.list("jobs", "team/ac/");
     assert_eq!(keys.len(), 2, "vocab and train on the remote: {keys:?}");
@@ -448,7 +483,10 @@ fn without_a_shared_file_system_jobs_go_through_the_remote_cache() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("it reads files of the project folder"), "{stdout}");
+    assert!(
+        stdout.contains("it reads files of the project folder"),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -462,7 +500,10 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
         .replace("checkpoint_every = 10", "checkpoint_every = 50")
         // A name of its own: other tests' train jobs share the queue.
         .replace("[stages.train]", "[stages.train_rq]\nkind = \"train\"")
-        .replace("deps = [\"train\", \"vocab\"]", "deps = [\"train_rq\", \"vocab\"]");
+        .replace(
+            "deps = [\"train\", \"vocab\"]",
+            "deps = [\"train_rq\", \"vocab\"]",
+        );
     let p = Project::new(&text);
     let child = p
         .command(&["build", "--json", "-j", "2", "train_rq"])
@@ -487,8 +528,15 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     // What preemption does: the task gets SIGTERM and goes back to the
     // queue. Slurm holds a requeued job for a while; let it start now.
     let scontrol = |args: &[&str]| {
-        let out = std::process::Command::new("scontrol").args(args).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = std::process::Command::new("scontrol")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     scontrol(&["requeue", &job]);
     let start_now = format!("jobid={job}");

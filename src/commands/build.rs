@@ -13,9 +13,9 @@ use crate::lock::{ProjectLock, Wait, unix_now};
 use crate::pipeline::Executor;
 use crate::project::Project;
 use crate::remote::CacheConfig;
-use crate::slurm::{JobRemote, Slurm};
 use crate::report::{self, Status};
 use crate::scheduler::{BuildOptions, build};
+use crate::slurm::{JobRemote, Slurm};
 use crate::store::Store;
 
 /// `-j` is capped at 4 x cores (at least this): each job is a thread with its
@@ -98,6 +98,7 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
             store.tmp_dir().display()
         )),
     }
+    crate::slurm::clean_jobs(&store.root);
     install_ctrl_c(display.clone());
     let remote = match crate::remote::open_for(&project, &store, display.clone()) {
         Ok(r) => r,

@@ -57,7 +57,8 @@ pub fn print_plan(
         for p in &plans {
             let mut line = serde_json::to_value(p).unwrap();
             line["executor"] = executor(p).name().into();
-            line["submits"] = (p.state == PlanState::WillRun && executor(p) == Executor::Slurm).into();
+            line["submits"] =
+                (p.state == PlanState::WillRun && executor(p) == Executor::Slurm).into();
             println!("{line}");
         }
         return ExitCode::SUCCESS;

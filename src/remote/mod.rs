@@ -268,7 +268,12 @@ impl Remote {
     /// Pushes a stage's result now and waits for it (a Slurm job without a
     /// shared file system fetches its inputs from the remote), whatever
     /// `push` says.
-    pub fn push_now(&self, store: &Store, record: &ActionRecord, memo_dir: &Path) -> Result<(), String> {
+    pub fn push_now(
+        &self,
+        store: &Store,
+        record: &ActionRecord,
+        memo_dir: &Path,
+    ) -> Result<(), String> {
         let job = PushJob {
             record: record.clone(),
             store_root: store.root.clone(),

@@ -33,15 +33,11 @@ pub struct Ended {
 }
 
 /// Runs a Slurm command; its stdout, or why not.
-fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, SlurmError> {
+fn run(program: &str, args: &[&str]) -> Result<String, SlurmError> {
     let command_line = || format!("{program} {}", args.join(" "));
     let mut child = Command::new(program)
         .args(args)
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
+        .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -54,10 +50,6 @@ fn run(program: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<String, Slu
                 detail: e.to_string(),
             },
         })?;
-    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        use std::io::Write;
-        let _ = pipe.write_all(bytes);
-    }
     // Read both pipes on threads so a chatty command cannot block on a full pipe.
     let mut out = child.stdout.take().expect("piped");
     let mut err = child.stderr.take().expect("piped");
@@ -115,7 +107,7 @@ pub fn preflight(options: &SlurmOptions) -> Result<(), SlurmError> {
             });
         }
     }
-    let ping = run("scontrol", &["ping"], None)?;
+    let ping = run("scontrol", &["ping"])?;
     if !ping.contains("is UP") {
         return Err(SlurmError::NotAnswering {
             command: "scontrol ping".into(),
@@ -123,8 +115,11 @@ pub fn preflight(options: &SlurmOptions) -> Result<(), SlurmError> {
         });
     }
     if let Some(partition) = &options.partition {
-        let list = run("sinfo", &["-h", "-o", "%P"], None)?;
-        let known: Vec<&str> = list.lines().map(|l| l.trim().trim_end_matches('*')).collect();
+        let list = run("sinfo", &["-h", "-o", "%P"])?;
+        let known: Vec<&str> = list
+            .lines()
+            .map(|l| l.trim().trim_end_matches('*'))
+            .collect();
         if !known.contains(&partition.as_str()) {
             return Err(SlurmError::UnknownPartition {
                 partition: partition.clone(),
@@ -133,7 +128,7 @@ pub fn preflight(options: &SlurmOptions) -> Result<(), SlurmError> {
         }
     }
     if let Some(gres) = &options.gres {
-        let offered = run("sinfo", &["-h", "-o", "%G"], None)?;
+        let offered = run("sinfo", &["-h", "-o", "%G"])?;
         for wanted in gres.split(',') {
             let name = wanted.split(':').next().unwrap_or("");
             let has = offered
@@ -186,7 +181,7 @@ pub fn submit(
     args.extend(options.sbatch_args());
     args.push(script.display().to_string());
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = run("sbatch", &refs, None).map_err(|e| match e {
+    let out = run("sbatch", &refs).map_err(|e| match e {
         SlurmError::NotAnswering { detail, .. } => SlurmError::Submit { detail },
         other => other,
     })?;
@@ -201,7 +196,7 @@ pub fn submit(
 
 /// This user's jobs in the queue, one entry per array task (`123_4`).
 pub fn queue() -> Result<HashMap<String, Queued>, SlurmError> {
-    let out = run("squeue", &["-h", "-r", "--me", "-o", "%i|%T|%R"], None)?;
+    let out = run("squeue", &["-h", "-r", "--me", "-o", "%i|%T|%R"])?;
     Ok(out
         .lines()
         .filter_map(|line| {
@@ -216,7 +211,7 @@ pub fn queue() -> Result<HashMap<String, Queued>, SlurmError> {
 
 /// What the controller remembers of a job that left the queue.
 pub fn ended(job: &str) -> Option<Ended> {
-    let out = run("scontrol", &["show", "job", "-o", job], None).ok()?;
+    let out = run("scontrol", &["show", "job", "-o", job]).ok()?;
     let field = |name: &str| {
         out.split_whitespace()
             .find_map(|f| f.strip_prefix(name))
@@ -232,7 +227,7 @@ pub fn ended(job: &str) -> Option<Ended> {
 
 /// Cancels a job or array task; a job already gone is not an error.
 pub fn cancel(job: &str) -> Result<(), SlurmError> {
-    run("scancel", &[job], None).map(|_| ())
+    run("scancel", &[job]).map(|_| ())
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {

@@ -43,3 +43,10 @@ pub use error::SlurmError;
 pub use job::{JobRemote, run_stage_command};
 pub use options::SlurmOptions;
 pub use submit::Slurm;
+
+/// Removes the job folders (`cache/jobs/`) of earlier builds: a build holds
+/// the project lock while its jobs run, so every folder there is finished
+/// with (a job of a killed build still running keeps its open output file).
+pub fn clean_jobs(store_root: &std::path::Path) {
+    let _ = crate::fsutil::remove_tree(&store_root.join("jobs"));
+}

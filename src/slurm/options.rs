@@ -270,7 +270,16 @@ mod tests {
         for ok in ["gpu", "gpu:1", "gpu:a100:2", "gpu:1,mps:100", "gpu:h100"] {
             assert!(check_gres(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "gpu:", "gpu:0", ":1", "gpu:a:b:c", "gpu 1", "1gpu", "gpu:a100:x"] {
+        for bad in [
+            "",
+            "gpu:",
+            "gpu:0",
+            ":1",
+            "gpu:a:b:c",
+            "gpu 1",
+            "1gpu",
+            "gpu:a100:x",
+        ] {
             assert!(check_gres(bad).is_err(), "{bad}");
         }
     }

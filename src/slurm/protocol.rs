@@ -91,9 +91,15 @@ mod tests {
     fn events_read_back() {
         assert_eq!(Event::parse("@vgmake total 40"), Event::Total(40));
         assert_eq!(Event::parse("@vgmake advance 3"), Event::Advance(3));
-        assert_eq!(Event::parse("@vgmake message step 4"), Event::Message("step 4"));
+        assert_eq!(
+            Event::parse("@vgmake message step 4"),
+            Event::Message("step 4")
+        );
         assert_eq!(Event::parse("@vgmake log a b"), Event::Log("a b"));
-        assert_eq!(Event::parse("@vgmake total x"), Event::Log("@vgmake total x"));
+        assert_eq!(
+            Event::parse("@vgmake total x"),
+            Event::Log("@vgmake total x")
+        );
         assert_eq!(
             Event::parse("slurmstepd: error: *** JOB 7 CANCELLED ***"),
             Event::Log("slurmstepd: error: *** JOB 7 CANCELLED ***")

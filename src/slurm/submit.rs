@@ -241,7 +241,10 @@ impl Slurm {
         spec: JobSpec,
         env: &BuildEnv,
     ) -> Result<(Submitted, usize), SlurmError> {
-        let id = format!("{stage}\n{}", serde_json::to_string(options).unwrap_or_default());
+        let id = format!(
+            "{stage}\n{}",
+            serde_json::to_string(options).unwrap_or_default()
+        );
         let (group, task, leader) = {
             let mut groups = self.groups.lock().unwrap();
             match groups.get(&id) {
@@ -273,7 +276,9 @@ impl Slurm {
                 {
                     break;
                 }
-                std::thread::sleep(GATHER_QUIET - quiet.min(GATHER_QUIET) + Duration::from_millis(5));
+                std::thread::sleep(
+                    GATHER_QUIET - quiet.min(GATHER_QUIET) + Duration::from_millis(5),
+                );
             }
             // Closed: a stage ready from now on starts the next array.
             self.groups.lock().unwrap().remove(&id);

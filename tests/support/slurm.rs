@@ -45,7 +45,15 @@ fn answering() -> bool {
 /// This user's jobs in the queue whose name is `vgmake-<stage>`: `(id, state)`.
 pub fn jobs_of(stage: &str) -> Vec<(String, String)> {
     let out = Command::new("squeue")
-        .args(["-h", "-r", "--me", "-n", &format!("vgmake-{stage}"), "-o", "%i %T"])
+        .args([
+            "-h",
+            "-r",
+            "--me",
+            "-n",
+            &format!("vgmake-{stage}"),
+            "-o",
+            "%i %T",
+        ])
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
