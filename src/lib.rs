@@ -15,6 +15,7 @@ mod history;
 mod lock;
 mod memo;
 mod outcome;
+mod page;
 mod pipeline;
 mod plan;
 mod project;
@@ -73,5 +74,20 @@ pub fn run(host: &'static Host, cli: &Cli) -> ExitCode {
         Some(Command::Log { variant }) => commands::log::run(host, common, variant.as_deref()),
         Some(Command::Verify) => commands::verify::run(host, common),
         Some(Command::Push { targets }) => commands::push::run(host, common, targets),
+        Some(Command::Report {
+            variants,
+            output,
+            embed,
+            open,
+        }) => commands::report::run(
+            host,
+            common,
+            &commands::report::Options {
+                variants,
+                output: output.as_deref(),
+                embed: *embed,
+                open: *open,
+            },
+        ),
     }
 }
