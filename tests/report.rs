@@ -20,49 +20,7 @@ use support::Project;
 
 /// The data stages and a tiny model; `fast` differs in one parameter.
 fn pipeline(sample_count: usize) -> String {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
-    format!(
-        r#"
-[stages.scrape]
-source = "{data}"
-
-[stages.encode]
-deps = ["scrape"]
-instrument_groups = "chip"
-note_off_velocity = false
-note_format = "duration"
-
-[stages.limit]
-deps = ["encode"]
-max_events = 6000
-
-[stages.vocab]
-deps = ["limit"]
-
-[stages.train]
-deps = ["vocab"]
-d_model = 32
-layers = 1
-heads = 2
-context = 64
-batch = 8
-steps = 40
-warmup = 5
-lr = 0.01
-eval_every = 10
-eval_tokens = 1024
-checkpoint_every = 40
-
-[stages.sample]
-deps = ["train", "vocab", "limit"]
-count = {sample_count}
-max_tokens = 160
-validation_songs = 4
-
-[variants.fast]
-train.lr = 0.03
-"#
-    )
+    support::tiny::pipeline(40, sample_count, 160) + "\n[variants.fast]\ntrain.lr = 0.03\n"
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::AtomicBool;
 
 use crate::executor::BuildEnv;
+use crate::history::HistoryEntry;
 use crate::pipeline::{BuildVariants, DEFAULT_VARIANT, Pipeline, Resolved};
 use crate::plan::{PlanState, plan};
 use crate::project::Project;
@@ -23,10 +24,11 @@ pub enum Freshness {
 pub fn check(
     project: &Project,
     store: &Store,
+    history: &[HistoryEntry],
     variant: &str,
     refs: &BTreeMap<String, StageRef>,
 ) -> Freshness {
-    let resolved = match definition(&project.pipeline, store, variant) {
+    let resolved = match definition(&project.pipeline, history, variant) {
         Ok(r) => r,
         Err(why) => return Freshness::Unknown(why),
     };
@@ -80,14 +82,17 @@ fn base<'a>(pipeline: &Pipeline, variant: &'a str) -> Option<&'a str> {
 
 /// The variant as the pipeline file and the `--set` arguments of the build
 /// that last made it define it now.
-fn definition(pipeline: &Pipeline, store: &Store, variant: &str) -> Result<Resolved, String> {
+fn definition(
+    pipeline: &Pipeline,
+    history: &[HistoryEntry],
+    variant: &str,
+) -> Result<Resolved, String> {
     let declared = variant == DEFAULT_VARIANT || pipeline.variants.contains_key(variant);
     if declared {
         return pipeline
             .resolve(Some(variant), &[])
             .map_err(|e| e.to_string());
     }
-    let history = store.history().unwrap_or_default();
     let Some(build) = history
         .iter()
         .rev()

@@ -125,6 +125,7 @@ pub fn gather(project: &Project, kinds: &Registry, store: &Store, names: &[Strin
     let mut charts: BTreeMap<(String, &'static str), usize> = BTreeMap::new();
     let mut references: BTreeMap<String, usize> = BTreeMap::new();
     let mut summaries: BTreeMap<(String, String, &'static str), usize> = BTreeMap::new();
+    let history = store.history().unwrap_or_default();
     for (index, name) in names.iter().enumerate() {
         let refs = store.refs(name);
         let mut stages = Vec::new();
@@ -190,7 +191,7 @@ pub fn gather(project: &Project, kinds: &Registry, store: &Store, names: &[Strin
         }
         page.variants.push(VariantPage {
             results: results::load(&project.pipeline, store, name),
-            freshness: freshness::check(project, store, name, &refs),
+            freshness: freshness::check(project, store, &history, name, &refs),
             reproduce: freshness::reproduce(&project.pipeline, name, &built),
             stages,
             galleries,

@@ -5,6 +5,8 @@
 
 use std::fmt::Write;
 
+use vgmake_api::Better;
+
 use super::axis::{Scale, label};
 use super::chart::{WIDTH, legend};
 use super::gather::Page;
@@ -42,12 +44,17 @@ pub fn write(page: &Page) -> String {
         axes.push(axis(p, &values));
     }
     for h in &page.headline {
-        let values: Vec<Option<String>> = page
-            .variants
+        let metrics: Vec<_> = page.variants.iter().map(|v| v.results.metric(h)).collect();
+        let values: Vec<Option<String>> = metrics
             .iter()
-            .map(|v| v.results.metric(h).map(|m| m.value.to_string()))
+            .map(|m| m.map(|m| m.value.to_string()))
             .collect();
-        axes.push(axis(h, &values));
+        let better = match metrics.iter().flatten().next().map(|m| m.better) {
+            Some(Better::Lower) => " \u{2193}",
+            Some(Better::Higher) => " \u{2191}",
+            _ => "",
+        };
+        axes.push(axis(&format!("{h}{better}"), &values));
     }
     let step = (WIDTH - 2.0 * SIDE) / (axes.len() - 1).max(1) as f64;
     let x = |i: usize| SIDE + i as f64 * step;
@@ -107,7 +114,7 @@ pub fn write(page: &Page) -> String {
     svg.push_str("</g>\n</svg>\n");
     let all: Vec<usize> = (0..page.variants.len()).collect();
     format!(
-        "<figure class=\"chart parallel\">\n<figcaption id=\"parallel-title\">The swept parameters against the headline metrics</figcaption>\n{svg}{}</figure>\n",
+        "<figure class=\"chart parallel\">\n<figcaption id=\"parallel-title\">The parameters that differ against the headline metrics (&#8595; lower is better, &#8593; higher)</figcaption>\n{svg}{}</figure>\n",
         legend(page, &all)
     )
 }

@@ -10,11 +10,14 @@ use super::gather::Page;
 use super::html::{escape, section, swatch};
 use crate::results;
 
+/// The note of a parameter's header (and what marks its column).
+const PARAMETER: &str = "a parameter that differs between the variants";
+
 pub fn write(page: &Page) -> String {
     let all: Vec<&results::VariantResults> = page.variants.iter().map(|v| &v.results).collect();
     let mut head = vec![header(0, "variant", "")];
     for p in &page.params {
-        head.push(header(head.len(), p, "parameter"));
+        head.push(header(head.len(), p, PARAMETER));
     }
     for label in &page.labels {
         let better = all
@@ -91,7 +94,7 @@ fn header(column: usize, label: &str, note: &str) -> String {
         }
         _ => "",
     };
-    let class = if note == "parameter" {
+    let class = if note == PARAMETER {
         " class=\"param\""
     } else {
         ""
