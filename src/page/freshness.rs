@@ -102,6 +102,9 @@ fn definition(
             "not declared in pipeline.toml, and no build in the history names it".to_string(),
         );
     };
+    if build.sets.is_empty() {
+        return Err("no longer declared in pipeline.toml".to_string());
+    }
     let all = BuildVariants::new(pipeline, base(pipeline, variant), &build.sets, false)
         .map_err(|e| e.to_string())?
         .all;
