@@ -127,6 +127,20 @@ pub enum Command {
     },
     /// The history of builds: when, which variant and overrides, what ran, how long.
     Log { variant: Option<String> },
+    /// One HTML page comparing built variants: table, curves, samples to hear and see, corpus, provenance.
+    Report {
+        /// Variants to show (default: every built one).
+        variants: Vec<String>,
+        /// Where to write the page (default: out/report.html in the project).
+        #[arg(short = 'o', long = "output", value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Put the audio and images inside the page (data: URIs) instead of linking into out/.
+        #[arg(long)]
+        embed: bool,
+        /// Open the page in a browser afterwards, where one exists.
+        #[arg(long)]
+        open: bool,
+    },
     /// Run one stage of a build from its job spec (what a Slurm job runs on its node).
     #[command(hide = true)]
     RunStage {

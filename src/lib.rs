@@ -15,6 +15,7 @@ mod history;
 mod lock;
 mod memo;
 mod outcome;
+mod page;
 mod pipeline;
 mod plan;
 mod project;
@@ -75,5 +76,20 @@ pub fn run(host: &'static Host, cli: &Cli) -> ExitCode {
         Some(Command::Verify) => commands::verify::run(host, common),
         Some(Command::Push { targets }) => commands::push::run(host, common, targets),
         Some(Command::RunStage { spec }) => slurm::run_stage_command(host, spec),
+        Some(Command::Report {
+            variants,
+            output,
+            embed,
+            open,
+        }) => commands::report::run(
+            host,
+            common,
+            &commands::report::Options {
+                variants,
+                output: output.as_deref(),
+                embed: *embed,
+                open: *open,
+            },
+        ),
     }
 }

@@ -45,20 +45,7 @@ pub fn load(pipeline: &Pipeline, store: &Store, variant: &str) -> VariantResults
     let mut params = BTreeMap::new();
     let mut metrics = Vec::new();
     let mut times = Vec::new();
-    // Dependencies first, then stages no longer in the file.
-    let graph = crate::graph::StageGraph::new(
-        pipeline
-            .stages
-            .iter()
-            .map(|s| (s.name.as_str(), s.deps.as_slice())),
-    );
-    let mut order: Vec<&String> = graph
-        .topological_order()
-        .iter()
-        .filter_map(|s| refs.get_key_value(s).map(|(k, _)| k))
-        .collect();
-    order.extend(refs.keys().filter(|k| pipeline.stage(k).is_none()));
-    for stage in order {
+    for stage in &stage_order(pipeline, refs.keys()) {
         let Some(record) = store.record(&refs[stage].key) else {
             continue;
         };
@@ -108,6 +95,47 @@ pub fn load(pipeline: &Pipeline, store: &Store, variant: &str) -> VariantResults
     }
 }
 
+/// `built` (stage names of a variant's refs) in pipeline order,
+/// dependencies first, then stages no longer in the file.
+pub fn stage_order<'a>(
+    pipeline: &Pipeline,
+    built: impl Iterator<Item = &'a String> + Clone,
+) -> Vec<String> {
+    let graph = crate::graph::StageGraph::new(
+        pipeline
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.deps.as_slice())),
+    );
+    let mut order: Vec<String> = graph
+        .topological_order()
+        .iter()
+        .filter(|s| built.clone().any(|b| b == *s))
+        .map(|s| s.to_string())
+        .collect();
+    order.extend(built.filter(|k| pipeline.stage(k).is_none()).cloned());
+    order
+}
+
+/// The index in `all` of the best value of metric `label`, when its kind
+/// says which way is better and not every value reads the same.
+pub fn best(all: &[&VariantResults], label: &str) -> Option<usize> {
+    let values: Vec<(usize, &Metric)> = all
+        .iter()
+        .enumerate()
+        .filter_map(|(row, b)| b.metric(label).map(|m| (row, m)))
+        .collect();
+    let order = |a: &&(usize, &Metric), b: &&(usize, &Metric)| a.1.value.total_cmp(&b.1.value);
+    let winner = match values.first().map(|(_, m)| m.better) {
+        Some(Better::Lower) => values.iter().min_by(order),
+        Some(Better::Higher) => values.iter().max_by(order),
+        _ => None,
+    };
+    let distinct: std::collections::BTreeSet<&str> =
+        values.iter().map(|(_, m)| m.text.as_str()).collect();
+    winner.filter(|_| distinct.len() > 1).map(|(row, _)| *row)
+}
+
 fn value_of(spec: &MetricSpec, record: &ActionRecord) -> Option<f64> {
     match spec.source {
         Source::Output => record.metrics.as_ref()?.get(spec.key)?.as_f64(),
@@ -145,8 +173,23 @@ pub fn plain_number(x: f64) -> String {
     }
 }
 
+/// The parameters whose values are not the same in every variant of `all`.
+pub fn differing_params(all: &[&VariantResults]) -> Vec<String> {
+    let names: std::collections::BTreeSet<&String> =
+        all.iter().flat_map(|b| b.params.keys()).collect();
+    names
+        .into_iter()
+        .filter(|p| {
+            let values: std::collections::BTreeSet<Option<&String>> =
+                all.iter().map(|b| b.params.get(*p)).collect();
+            values.len() > 1
+        })
+        .cloned()
+        .collect()
+}
+
 /// Every metric label of `all`, in first-seen order, times last.
-pub fn labels(all: &[VariantResults]) -> Vec<String> {
+pub fn labels(all: &[&VariantResults]) -> Vec<String> {
     let mut labels: Vec<String> = Vec::new();
     for results in all {
         for m in &results.metrics {

@@ -8,11 +8,9 @@ use serde_json::Value as Json;
 
 use crate::cli::{Common, CompareFormat};
 use crate::commands::usage_error;
-use crate::diagnostic::{Diagnostic, Origin};
 use crate::project::Project;
-use crate::results::{self, Metric, VariantResults};
+use crate::results::{self, VariantResults};
 use crate::store::Store;
-use vgmake_api::Better;
 
 const WIDTH: usize = 80;
 
@@ -30,30 +28,16 @@ pub fn run(
     let Some(store) = Store::open_existing(&project.cache_dir) else {
         return usage_error("nothing is built yet (run `vgmake build`)");
     };
-    let available = store.ref_variants();
-    let names: Vec<String> = if names.is_empty() {
-        available.clone()
-    } else {
-        names.to_vec()
+    let names = match super::built_variants(&store, names, "compare") {
+        Ok(n) => n,
+        Err(d) => return usage_error(d),
     };
-    let mut built = Vec::new();
-    for name in &names {
-        if !available.contains(name) {
-            let d = Diagnostic::new(
-                Origin::CommandLine(format!("compare {name}")),
-                "",
-                format!(
-                    "variant `{name}` has not been built (built: {})",
-                    available.join(", ")
-                ),
-            )
-            .suggest(name, available.iter().map(String::as_str));
-            return usage_error(d);
-        }
-        built.push(results::load(&project.pipeline, &store, name));
-    }
+    let mut built: Vec<VariantResults> = names
+        .iter()
+        .map(|name| results::load(&project.pipeline, &store, name))
+        .collect();
     if let Some(metric) = sort {
-        let labels = results::labels(&built);
+        let labels = results::labels(&built.iter().collect::<Vec<_>>());
         if !labels.iter().any(|l| l == metric) {
             return usage_error(format!(
                 "--sort: no metric `{metric}` (metrics: {})",
@@ -89,17 +73,9 @@ struct Table {
 
 impl Table {
     fn of(built: &[VariantResults]) -> Table {
-        let all_params: BTreeSet<&String> = built.iter().flat_map(|b| b.params.keys()).collect();
-        let differing: Vec<String> = all_params
-            .into_iter()
-            .filter(|p| {
-                let values: BTreeSet<Option<&String>> =
-                    built.iter().map(|b| b.params.get(*p)).collect();
-                values.len() > 1
-            })
-            .cloned()
-            .collect();
-        let metrics = results::labels(built);
+        let all: Vec<&VariantResults> = built.iter().collect();
+        let differing = results::differing_params(&all);
+        let metrics = results::labels(&all);
         let mut columns = differing.clone();
         columns.extend(metrics.iter().cloned());
         let mut rows = Vec::new();
@@ -126,22 +102,8 @@ impl Table {
         }
         let mut best = BTreeSet::new();
         for (i, label) in metrics.iter().enumerate() {
-            let column = differing.len() + i;
-            let values: Vec<(usize, &Metric)> = built
-                .iter()
-                .enumerate()
-                .filter_map(|(row, b)| b.metric(label).map(|m| (row, m)))
-                .collect();
-            let order =
-                |a: &&(usize, &Metric), b: &&(usize, &Metric)| a.1.value.total_cmp(&b.1.value);
-            let winner = match values.first().map(|(_, m)| m.better) {
-                Some(Better::Lower) => values.iter().min_by(order),
-                Some(Better::Higher) => values.iter().max_by(order),
-                _ => None,
-            };
-            let distinct: BTreeSet<&str> = values.iter().map(|(_, m)| m.text.as_str()).collect();
-            if let Some((row, _)) = winner.filter(|_| distinct.len() > 1) {
-                best.insert((*row, column));
+            if let Some(row) = results::best(&all, label) {
+                best.insert((row, differing.len() + i));
             }
         }
         Table {

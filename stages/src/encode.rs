@@ -147,6 +147,30 @@ impl StageKind for EncodeKind {
         vec![MetricSpec::output("encoded", "songs encoded").decimals(0)]
     }
 
+    fn report(&self) -> ReportSpec {
+        ReportSpec {
+            summaries: vec![SummarySpec {
+                title: "MIDI files encoded",
+                file: "report.json",
+                facts: vec![
+                    Fact::Number {
+                        pointer: "/encoded",
+                        label: "songs encoded",
+                    },
+                    Fact::Number {
+                        pointer: "/skipped",
+                        label: "files skipped",
+                    },
+                    Fact::Counts {
+                        pointer: "/skipped_by_reason",
+                        label: "skipped, by reason",
+                    },
+                ],
+            }],
+            ..ReportSpec::default()
+        }
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let input = ctx.input("songs")?;
         let options = options_from(ctx.params);

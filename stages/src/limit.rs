@@ -137,6 +137,35 @@ impl StageKind for LimitKind {
         vec![MetricSpec::output("kept", "songs kept").decimals(0)]
     }
 
+    fn report(&self) -> ReportSpec {
+        ReportSpec {
+            summaries: vec![SummarySpec {
+                title: "Songs kept by the event-count and wait filter",
+                file: "report.json",
+                facts: vec![
+                    Fact::Number {
+                        pointer: "/kept",
+                        label: "songs kept",
+                    },
+                    Fact::Number {
+                        pointer: "/dropped",
+                        label: "songs dropped",
+                    },
+                    Fact::Counts {
+                        pointer: "/dropped_by_reason",
+                        label: "dropped, by reason",
+                    },
+                    Fact::Histogram {
+                        pointer: "/events_histogram",
+                        label: "Events (tokens) per song, every encoded song",
+                        x_label: "events per song",
+                    },
+                ],
+            }],
+            ..ReportSpec::default()
+        }
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let input = ctx.input("songs")?;
         let set = SongSet::read(&input.dir)?;

@@ -221,6 +221,30 @@ impl StageKind for VocabKind {
         vec![MetricSpec::output("vocabulary_size", "vocab size").decimals(0)]
     }
 
+    fn report(&self) -> ReportSpec {
+        let number = |pointer, label| Fact::Number { pointer, label };
+        ReportSpec {
+            summaries: vec![SummarySpec {
+                title: "Vocabulary and split",
+                file: "stats.json",
+                facts: vec![
+                    number("/vocabulary_size", "vocabulary size (ids)"),
+                    number("/songs/train", "training songs"),
+                    number("/songs/val", "validation songs"),
+                    number("/tokens/train", "training tokens"),
+                    number("/tokens/val", "validation tokens"),
+                    number(
+                        "/unknown_tokens/val",
+                        "validation tokens unseen in training",
+                    ),
+                    number("/tokens_per_song/median", "tokens per song, median"),
+                    number("/top10_share", "share of the 10 most frequent tokens"),
+                ],
+            }],
+            ..ReportSpec::default()
+        }
+    }
+
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let input = ctx.input("songs")?;
         let set = SongSet::read(&input.dir)?;

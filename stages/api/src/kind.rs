@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::{ExternalInputs, Inputs, MetricSpec, ParamSpec, Params, StageContext, StageError};
+use crate::{
+    ExternalInputs, Inputs, MetricSpec, ParamSpec, Params, ReportSpec, StageContext, StageError,
+};
 
 /// A stage kind: scrape, encode, limit, vocab, train, sample, command.
 pub trait StageKind: Send + Sync {
@@ -33,6 +35,11 @@ pub trait StageKind: Send + Sync {
     /// The numbers it reports in `metrics.json` or as measurements.
     fn metrics(&self) -> Vec<MetricSpec> {
         Vec::new()
+    }
+    /// What `vgmake report` shows of its output beyond the metrics: curves,
+    /// media per item, summaries of its JSON reports.
+    fn report(&self) -> ReportSpec {
+        ReportSpec::default()
     }
     /// Whether running it reaches the network (a scrape of a web site). The
     /// engine does not start such a stage unless it was asked for by name.

@@ -2,7 +2,8 @@
 //! and the only thing a stage kind knows about the engine.
 //!
 //! A kind declares its parameters, what it reads from its dependencies, the
-//! parameters its resumable state ignores, and the metrics it reports; its
+//! parameters its resumable state ignores, the metrics it reports and what
+//! `vgmake report` shows of its output (curves, media, summaries); its
 //! `run` gets the effective parameters, the dependencies' output folders
 //! (read-only) and an empty output folder to fill. The cache, its keys and
 //! its paths belong to the engine: a kind reaches them only through the
@@ -15,6 +16,7 @@ mod kind;
 mod metrics;
 mod params;
 mod registry;
+mod report;
 pub mod seal;
 
 pub use context::{
@@ -26,3 +28,7 @@ pub use kind::StageKind;
 pub use metrics::{Better, EVERY_NUMBER, MetricSpec, Source};
 pub use params::{ParamError, ParamSpec, ParamType, Params, Setting, Value};
 pub use registry::Registry;
+pub use report::{
+    CurveSpec, Fact, GallerySpec, JsonAt, MediaFile, MediaKind, ReferenceSpec, ReportSpec,
+    SummarySpec,
+};

@@ -40,6 +40,9 @@ pub struct MetricSpec {
     pub scale: f64,
     /// Decimals to show.
     pub decimals: usize,
+    /// One of the numbers a variant is judged by (the report's parallel
+    /// coordinates put it beside the swept parameters).
+    pub headline: bool,
 }
 
 impl MetricSpec {
@@ -53,6 +56,7 @@ impl MetricSpec {
             better: Better::Neither,
             scale: 1.0,
             decimals: 3,
+            headline: false,
         }
     }
     /// Every top-level number of the output's `metrics.json`, each labelled
@@ -87,6 +91,12 @@ impl MetricSpec {
     }
     pub const fn decimals(self, decimals: usize) -> Self {
         MetricSpec { decimals, ..self }
+    }
+    pub const fn headline(self) -> Self {
+        MetricSpec {
+            headline: true,
+            ..self
+        }
     }
 
     /// The value as shown: scaled and rounded to its decimals.

@@ -3,7 +3,9 @@
 //! and piano roll, and measures them beside the validation songs.
 //!
 //! Outputs: `tokens.txt` (one sample per line, as encode writes songs) and
-//! per sample `sample_NNN.txt` (its tokens), `.mid`, `.wav` and `.png`; and `metrics.json` with `validity`,
+//! per sample `sample_NNN.txt` (its tokens), `.mid`, `.wav` and `.png`; the
+//! same four files for `reference`, a validation song cut to `max_tokens`
+//! tokens (what the samples are heard beside); and `metrics.json` with `validity`,
 //! `samples`, `validation`, `overlap`, `overlap_mean`, the means of each
 //! metric on both sides, and `validation_validity`; the ceiling, guard
 //! counts and continuation metrics come from [`super::evaluate`].
@@ -34,7 +36,8 @@ use crate::train::rng::Rng;
 
 pub struct SampleKind;
 
-const VERSION: u32 = 2;
+/// 3: writes `reference.*`, one validation song cut to `max_tokens`.
+const VERSION: u32 = 3;
 /// Grid steps per beat when the dataset does not say (encode's default).
 pub const DEFAULT_STEPS_PER_BEAT: u32 = 16;
 
@@ -143,8 +146,13 @@ impl StageKind for SampleKind {
     fn metrics(&self) -> Vec<MetricSpec> {
         vec![
             MetricSpec::output("validity", "sample validity").higher_is_better(),
-            MetricSpec::output("overlap_mean", "sample overlap").higher_is_better(),
+            MetricSpec::output("overlap_mean", "sample overlap")
+                .higher_is_better()
+                .headline(),
         ]
+    }
+    fn report(&self) -> ReportSpec {
+        super::reference::report_spec()
     }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         let params = ctx.params;
@@ -268,7 +276,19 @@ impl StageKind for SampleKind {
             "note_length": guards[0],
             "polyphony": guards[1],
         });
-        if let Some(n) = parse_prompt(params.str("prompt")).ok().flatten() {
+        let prompted = parse_prompt(params.str("prompt")).ok().flatten();
+        let listened = prompted.unwrap_or(0);
+        if let Some(line) = reference.val.get(listened) {
+            metrics["reference"] = super::reference::write(
+                out,
+                line,
+                listened,
+                params.usize("max_tokens"),
+                spb,
+                vocab_dir,
+            )?;
+        }
+        if let Some(n) = prompted {
             let prompt_tokens = params.usize("prompt_tokens");
             let truth = &reference.val[n];
             let steps = evaluate::steps_of_prefix(truth, prompt_tokens);
@@ -341,23 +361,7 @@ fn write_sample(
     spb: u32,
 ) -> Result<(Json, SongMetrics), StageError> {
     let name = format!("sample_{:03}", index + 1);
-    let check = check_line(&song.text, spb);
-    let grid = parse_tokens(&song.text)
-        .map_err(|e| StageError::Other(format!("{name}: the sampler wrote a bad line: {e}")))?;
-    let midi = decode_tokens(
-        &song.text,
-        &DecodeOptions {
-            steps_per_beat: spb,
-        },
-    )
-    .map_err(|e| StageError::Other(format!("{name}: decoding: {e}")))?;
-    std::fs::write(out.join(format!("{name}.txt")), format!("{}\n", song.text))
-        .ctx(|| format!("writing {name}.txt"))?;
-    std::fs::write(out.join(format!("{name}.mid")), midi).ctx(|| format!("writing {name}.mid"))?;
-    let score = Score::from_grid(&grid, spb);
-    write_wav(&out.join(format!("{name}.wav")), &render(&score)).map_err(StageError::Other)?;
-    write_roll(&out.join(format!("{name}.png")), &score).map_err(StageError::Other)?;
-    let metrics = measure(&grid.notes, spb, check.is_ok());
+    let (check, metrics) = write_song(out, &name, &song.text, spb)?;
     let mut entry = json!({
         "name": name,
         "tokens": song.tokens,
@@ -374,7 +378,35 @@ fn write_sample(
     Ok((entry, metrics))
 }
 
-fn merge(entry: &mut Json, metrics: &SongMetrics) {
+/// Writes a token line as `<name>.{txt,mid,wav,png}`; returns its check
+/// and metrics.
+pub(super) fn write_song(
+    out: &Path,
+    name: &str,
+    text: &str,
+    spb: u32,
+) -> Result<(Result<(), String>, SongMetrics), StageError> {
+    let check = check_line(text, spb);
+    let grid = parse_tokens(text)
+        .map_err(|e| StageError::Other(format!("{name}: a bad token line: {e}")))?;
+    let midi = decode_tokens(
+        text,
+        &DecodeOptions {
+            steps_per_beat: spb,
+        },
+    )
+    .map_err(|e| StageError::Other(format!("{name}: decoding: {e}")))?;
+    std::fs::write(out.join(format!("{name}.txt")), format!("{text}\n"))
+        .ctx(|| format!("writing {name}.txt"))?;
+    std::fs::write(out.join(format!("{name}.mid")), midi).ctx(|| format!("writing {name}.mid"))?;
+    let score = Score::from_grid(&grid, spb);
+    write_wav(&out.join(format!("{name}.wav")), &render(&score)).map_err(StageError::Other)?;
+    write_roll(&out.join(format!("{name}.png")), &score).map_err(StageError::Other)?;
+    let metrics = measure(&grid.notes, spb, check.is_ok());
+    Ok((check, metrics))
+}
+
+pub(super) fn merge(entry: &mut Json, metrics: &SongMetrics) {
     if let (Json::Object(e), Ok(Json::Object(m))) = (entry, serde_json::to_value(metrics)) {
         e.extend(m);
     }

@@ -22,6 +22,7 @@ pub mod grammar;
 pub mod kind;
 pub mod metrics;
 pub mod overlap;
+pub mod reference;
 pub mod roll;
 pub mod sampler;
 pub mod score;

@@ -5,6 +5,9 @@ use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 
+/// Its name in the output (the kind's report declares its columns).
+pub const FILE: &str = "curve.csv";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CurveRow {
     /// Steps done (1 = after the first update).

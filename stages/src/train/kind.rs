@@ -63,6 +63,15 @@ impl StageKind for TrainKind {
             MetricSpec::output("val_bits_per_note", "val bits/note")
                 .unit("bits/note")
                 .lower_is_better()
+                .decimals(2)
+                .headline(),
+            MetricSpec::output("bigram_val_bits_per_note", "bigram bits/note")
+                .unit("bits/note")
+                .lower_is_better()
+                .decimals(2),
+            MetricSpec::output("unigram_val_bits_per_note", "unigram bits/note")
+                .unit("bits/note")
+                .lower_is_better()
                 .decimals(2),
             MetricSpec::output("val_accuracy", "val accuracy").higher_is_better(),
             MetricSpec::measured("tokens_per_second", "tokens/s")
@@ -70,6 +79,21 @@ impl StageKind for TrainKind {
                 .higher_is_better()
                 .decimals(0),
         ]
+    }
+
+    fn report(&self) -> ReportSpec {
+        let loss = |column, title| {
+            CurveSpec::new(curve::FILE, "step", column)
+                .title(title)
+                .labels("step", "loss (nats/token)")
+        };
+        ReportSpec {
+            curves: vec![
+                loss("train_loss", "Training loss"),
+                loss("val_loss", "Validation loss"),
+            ],
+            ..ReportSpec::default()
+        }
     }
 
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
@@ -134,7 +158,7 @@ impl StageKind for TrainKind {
             json!("model.safetensors, f32, linear weights stored (in, out): y = x @ w + b");
         config["vocabulary"] = json!("vocab.json of the vocab stage this model was trained on");
         write_json(&out.join("config.json"), &config).ctx(|| "writing config.json")?;
-        std::fs::write(out.join("curve.csv"), curve::to_csv(&outcome.curve))
+        std::fs::write(out.join(curve::FILE), curve::to_csv(&outcome.curve))
             .ctx(|| "writing curve.csv")?;
         curve_plot::draw(&outcome.curve, &out.join("curve.png")).map_err(StageError::Other)?;
 
