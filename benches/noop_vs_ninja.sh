@@ -21,7 +21,7 @@ CORPUS_SRC=${CORPUS_SRC:-../shared/corpus}
 cargo build --release --quiet
 VGMAKE=$PWD/target/release/vgmake
 WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+[ -n "${KEEP:-}" ] && echo "keeping $WORK" || trap 'rm -rf "$WORK"' EXIT
 
 mapfile -t real < <(find "$CORPUS_SRC" -name '*.mid' | sort)
 mkdir -p "$WORK/corpus"

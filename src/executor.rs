@@ -75,8 +75,19 @@ pub fn key_manifest(
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let roots = (canon(env.data_dir), canon(env.project_dir));
     let mut folders: HashMap<PathBuf, PathBuf> = HashMap::new();
-    for path in &external.paths {
-        let hash = hash_path(path, &env.store.stats).map_err(|e| {
+    // Stat (and, when changed, hash) in parallel: a corpus of thousands of
+    // files is most of a no-op's time, and the kernel's stat scales.
+    let hashes: Vec<std::io::Result<blake3::Hash>> = {
+        use rayon::prelude::*;
+        external
+            .paths
+            .par_iter()
+            .with_min_len(64)
+            .map(|path| hash_path(path, &env.store.stats))
+            .collect()
+    };
+    for (path, hash) in external.paths.iter().zip(hashes) {
+        let hash = hash.map_err(|e| {
             key_error(vgmake_api::StageError::io(
                 format!("hashing {}", path.display()),
                 e,

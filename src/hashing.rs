@@ -133,12 +133,17 @@ impl TreeManifest {
     }
 }
 
+/// Appends `dir`'s entries (recursively) to `out`. Subfolders are read in
+/// parallel (rayon): a no-op build re-stats every file of every cached
+/// output, and on a corpus of thousands of files in a few folders that is
+/// most of its time; the kernel's stat scales with the cores.
 fn scan_into(
     dir: &Path,
     prefix: &str,
     stats: &StatCache,
     out: &mut Vec<FileEntry>,
 ) -> io::Result<()> {
+    let mut subdirs = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().into_string().map_err(|n| {
@@ -155,7 +160,7 @@ fn scan_into(
                 size: 0,
                 hash: String::new(),
             });
-            scan_into(&entry.path(), &format!("{rel}/"), stats, out)?;
+            subdirs.push((entry.path(), format!("{rel}/")));
         } else if kind.is_file() {
             let meta = entry.metadata()?;
             let hash = stats.hash_with_meta(&entry.path(), &meta)?;
@@ -173,6 +178,17 @@ fn scan_into(
                 ),
             ));
         }
+    }
+    use rayon::prelude::*;
+    let parts: Vec<io::Result<Vec<FileEntry>>> = subdirs
+        .par_iter()
+        .map(|(path, prefix)| {
+            let mut part = Vec::new();
+            scan_into(path, prefix, stats, &mut part).map(|()| part)
+        })
+        .collect();
+    for part in parts {
+        out.extend(part?);
     }
     Ok(())
 }

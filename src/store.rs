@@ -13,7 +13,7 @@
 //!                         keeps projects apart)
 //! tmp/                    staging folders (anything here is garbage after a crash)
 //! builds.jsonl            one line per build (history.rs)
-//! statcache.json          file stamps -> hashes
+//! statcache.bin           file stamps -> hashes (format in statcache.rs)
 //! LOCK                    the writer lock
 //! ```
 //!
@@ -119,7 +119,7 @@ impl Store {
             fs::create_dir_all(root.join(dir))?;
         }
         let root = root.canonicalize()?;
-        let stats = StatCache::load(&root.join("statcache.json"));
+        let stats = StatCache::load(&root.join("statcache.bin"));
         Ok(Store {
             root,
             project_id,

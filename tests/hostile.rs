@@ -73,21 +73,37 @@ fn verify_rereads_what_the_stat_cache_vouches_for() {
     fs::write(&file, "jello\n").unwrap();
     // Bit rot that keeps every stamp: make the stat cache vouch for the
     // new stamp with the old hash.
-    let stats_path = p.path().join("cache/statcache.json");
-    let mut stats: serde_json::Value =
-        serde_json::from_slice(&fs::read(&stats_path).unwrap()).unwrap();
+    // The file format is documented at the top of src/statcache.rs; an
+    // adversary can write a consistent one, checksum included.
+    let stats_path = p.path().join("cache/statcache.bin");
+    let bytes = fs::read(&stats_path).unwrap();
+    let body = &bytes[..bytes.len() - 32];
     let meta = fs::metadata(&file).unwrap();
-    for entry in stats.as_array_mut().unwrap() {
-        if Path::new(entry[0].as_str().unwrap()) == file {
-            entry[1]["stamp"] = serde_json::json!({
-                "size": meta.len(),
-                "mtime_ns": meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                "ctime_ns": meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
-                "ino": meta.ino(),
-            });
+    let wanted = file.as_os_str().as_encoded_bytes();
+    let mut out = body[..16].to_vec();
+    let mut at = 16;
+    let mut found = false;
+    while at < body.len() {
+        let len = u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as usize;
+        let path = &body[at + 4..at + 4 + len];
+        let mut entry = body[at..at + 4 + len + 64].to_vec();
+        if path == wanted {
+            found = true;
+            let stamp = 4 + len;
+            entry[stamp..stamp + 8].copy_from_slice(&meta.len().to_le_bytes());
+            let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
+            let ctime = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
+            entry[stamp + 8..stamp + 16].copy_from_slice(&mtime.to_le_bytes());
+            entry[stamp + 16..stamp + 24].copy_from_slice(&ctime.to_le_bytes());
+            entry[stamp + 24..stamp + 32].copy_from_slice(&meta.ino().to_le_bytes());
         }
+        out.extend_from_slice(&entry);
+        at += 4 + len + 64;
     }
-    fs::write(&stats_path, serde_json::to_vec(&stats).unwrap()).unwrap();
+    assert!(found, "the output file is in the stat cache");
+    let check = blake3::hash(&out);
+    out.extend_from_slice(check.as_bytes());
+    fs::write(&stats_path, out).unwrap();
     let verify = p.run(&["verify"]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
     assert!(
