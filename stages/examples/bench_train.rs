@@ -64,6 +64,8 @@ fn main() {
         checkpoint_every: 1_000_000,
         threads,
         device: "cpu".into(),
+        dtype: "f32".into(),
+        gpu_path_on_cpu: false,
     };
     let state = std::env::temp_dir().join(format!("bench_train-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
