@@ -84,8 +84,12 @@ pub fn causal_attention(qkv: &Tensor, batch: usize, heads: usize, mask: &Tensor)
             .contiguous()
     };
     let (q, k, v) = (part(0)?, part(1)?, part(2)?);
-    let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
-    let scores = (scores * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+    // Scaling q rather than the scores spares one (t, t) tensor per head.
+    let q = (q * (1.0 / (hd as f64).sqrt()))?;
+    let scores = q
+        .matmul(&k.t()?)?
+        .to_dtype(DType::F32)?
+        .broadcast_add(mask)?;
     let p = softmax(&scores)?.to_dtype(dtype)?;
     p.matmul(&v)?.transpose(1, 2)?.reshape((rows, d))
 }
