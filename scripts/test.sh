@@ -17,8 +17,9 @@ cargo test --release "$@"
 # ---- Step 2: the `cuda` feature compiles (no GPU needed) ----------------
 # scripts/cuda-check.sh: nvcc and the CUDA headers from pinned pip wheels
 # where nvcc is missing, then `cargo check --release --features cuda` in its
-# own target folder (target/cuda-check). From scratch it takes long (about
-# 27 minutes on 2 busy cores, mostly nvcc on candle's kernels); warm, seconds.
+# own target folder (target/cuda-check). From scratch it takes about 11
+# minutes on 2 shared cores at -j 1 (7 of them nvcc on candle's kernels);
+# with that folder kept, seconds.
 # VGMAKE_SKIP_CUDA_CHECK=1 leaves it out.
 if [ "${VGMAKE_SKIP_CUDA_CHECK:-0}" != 1 ]; then
     scripts/cuda-check.sh
