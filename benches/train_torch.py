@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""PyTorch (eager, CPU, f32) twin of vgmake's `bench_train` example: the same
-model and training step, timed the same way, for a side-by-side comparison.
+"""PyTorch (eager, f32 or bf16, CPU or CUDA) twin of vgmake's `bench_train`
+example: the same model and training step, timed the same way, for a
+side-by-side comparison.
 
     python3 benches/train_torch.py [threads] [steps] [warmup] [context] [batch]
+        [--device cpu|cuda] [--dtype f32|bf16] [--d-model N] [--layers N] [--heads N]
 
-Defaults: 2 threads, 10 timed steps, 2 warm-up steps, context 256, batch 16.
+Defaults: 2 threads, 10 timed steps, 2 warm-up steps, context 256, batch 16,
+the CPU in f32, d_model 256, 4 layers, 4 heads. On CUDA each step ends with
+a synchronisation (as vgmake's reads its loss), and `--dtype bf16` runs the
+forward and backward under `torch.autocast(bfloat16)` (f32 master weights,
+as vgmake's bf16).
 Needs PyTorch (`pip install torch`). Prints one line in bench_train's format:
 
     threads 2: 8 timed steps, median 0.631 s/step = 6493 tokens/s (...), peak RSS 1030 MiB
@@ -30,6 +36,7 @@ each step, as bench_train does. Attention uses
 fastest eager path on CPU.
 """
 
+import argparse
 import math
 import resource
 import sys
@@ -38,7 +45,15 @@ import warnings
 
 
 def main():
-    args = [int(a) for a in sys.argv[1:]]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("numbers", type=int, nargs="*")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["f32", "bf16"], default="f32")
+    parser.add_argument("--d-model", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--heads", type=int, default=4)
+    opts = parser.parse_args()
+    args = opts.numbers
     threads = args[0] if len(args) > 0 else 2
     steps = args[1] if len(args) > 1 else 10
     warmup_steps = args[2] if len(args) > 2 else 2
@@ -54,20 +69,24 @@ def main():
 
     torch.set_num_threads(threads)
     torch.manual_seed(1)
-    vocab, d, layers, heads = 512, 256, 4, 4
+    device = torch.device(opts.device)
+    if opts.device == "cuda" and not torch.cuda.is_available():
+        print("PyTorch sees no CUDA device", file=sys.stderr)
+        sys.exit(3)
+    vocab, d, layers, heads = 512, opts.d_model, opts.layers, opts.heads
     hd = d // heads
     hidden = 4 * d
     lr_peak, warmup, weight_decay, grad_clip = 1e-3, 10, 0.1, 1.0
     total_steps = warmup_steps + steps
 
     def normal(*shape, std=0.02):
-        return torch.nn.Parameter(torch.randn(*shape) * std)
+        return torch.nn.Parameter((torch.randn(*shape) * std).to(device))
 
     def zeros(*shape):
-        return torch.nn.Parameter(torch.zeros(*shape))
+        return torch.nn.Parameter(torch.zeros(*shape, device=device))
 
     def ones(*shape):
-        return torch.nn.Parameter(torch.ones(*shape))
+        return torch.nn.Parameter(torch.ones(*shape, device=device))
 
     residual_std = 0.02 / math.sqrt(2 * layers)
     # Weights stored (in, out) as in vgmake: y = x @ w + b.
@@ -122,21 +141,29 @@ def main():
     gen = torch.Generator().manual_seed(5)
     data = torch.randint(2, vocab, (200_000,), generator=gen)
     offsets = torch.arange(context + 1)
+    cuda = opts.device == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and opts.dtype == "bf16")
+    if opts.dtype == "bf16" and not cuda:
+        print("--dtype bf16 is for --device cuda (as in vgmake)", file=sys.stderr)
+        sys.exit(2)
 
     marks = []
     for step in range(total_steps):
         for group in opt.param_groups:
             group["lr"] = learning_rate(step)
         starts = torch.randint(0, len(data) - context, (batch,), generator=gen)
-        windows = data[starts[:, None] + offsets]
+        windows = data[starts[:, None] + offsets].to(device)
         inputs, targets = windows[:, :-1], windows[:, 1:].reshape(-1)
-        logits = forward(inputs)
-        loss = F.cross_entropy(logits, targets)
+        with autocast:
+            logits = forward(inputs)
+        loss = F.cross_entropy(logits.float(), targets)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(p.values(), grad_clip)
         opt.step()
         loss.item()
+        if cuda:
+            torch.cuda.synchronize()
         marks.append((time.perf_counter(), time.process_time()))
 
     timed = marks[warmup_steps - 1 :]
@@ -146,10 +173,12 @@ def main():
     mean = sum(per_step) / len(per_step)
     tokens = batch * context
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{opts.device} {opts.dtype} d_model {d} layers {layers} heads {heads} context {context} batch {batch}")
+    gpu = f", GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB" if cuda else ""
     print(
         f"threads {threads}: {len(per_step)} timed steps, median {median:.3f} s/step = "
         f"{tokens / median:.0f} tokens/s (mean {tokens / mean:.0f} tokens/s), "
-        f"peak RSS {peak:.0f} MiB, CPU {cpu_per_step:.3f} s/step (torch {torch.__version__})"
+        f"peak RSS {peak:.0f} MiB, CPU {cpu_per_step:.3f} s/step{gpu} (torch {torch.__version__})"
     )
 
 

@@ -5,12 +5,15 @@
 # too), prints each run with the load average beside it, then the medians and
 # the ratio vgmake / PyTorch.
 #
-#   benches/train_vs_torch.sh [pairs] [threads] [steps] [warmup] [context] [batch]
+#   benches/train_vs_torch.sh [pairs] [threads] [steps] [warmup] [context] [batch] [flags...]
 #
 # Defaults: 5 pairs, 2 threads, 8 timed steps, 2 warm-up steps, the reference
 # config (context 256, batch 16). The long-context config: context 1024,
 # batch 4. PyTorch is optional (`pip install torch`); without it only vgmake
-# runs. BENCH_TRAIN=path uses a prebuilt bench_train binary.
+# runs. BENCH_TRAIN=path uses a prebuilt bench_train binary. Flags after the
+# six numbers go to both programs: `--device cuda --dtype bf16 --d-model 512
+# --layers 8 --heads 8` (a GPU needs BENCH_TRAIN from a `--features cuda`
+# build; scripts/gpu-check.sh does that).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,7 @@ warmup=${4:-2}
 context=${5:-256}
 batch=${6:-16}
 args="$threads $steps $warmup $context $batch"
+flags=("${@:7}")
 
 bin=${BENCH_TRAIN:-}
 if [ -z "$bin" ]; then
@@ -56,14 +60,14 @@ run() { # side, command...
     echo "$side $tps $rss $cpu" >>"$log"
 }
 
-echo "config: threads $threads, context $context, batch $batch; $steps timed steps after $warmup"
+echo "config: threads $threads, context $context, batch $batch ${flags[*]}; $steps timed steps after $warmup"
 for i in $(seq "$pairs"); do
     if [ "$have_torch" = 1 ] && [ $((i % 2)) = 0 ]; then
-        run pytorch "$python" benches/train_torch.py $args
-        run vgmake "$bin" $args
+        run pytorch "$python" benches/train_torch.py $args "${flags[@]}"
+        run vgmake "$bin" $args "${flags[@]}"
     else
-        run vgmake "$bin" $args
-        [ "$have_torch" = 1 ] && run pytorch "$python" benches/train_torch.py $args
+        run vgmake "$bin" $args "${flags[@]}"
+        [ "$have_torch" = 1 ] && run pytorch "$python" benches/train_torch.py $args "${flags[@]}"
     fi
 done
 

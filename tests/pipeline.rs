@@ -251,3 +251,23 @@ fn has_file(dir: &std::path::Path) -> bool {
             }
         })
 }
+
+/// Without the `cuda` feature, asking either stage for the GPU is an error
+/// of the pipeline (exit 2) that says how to rebuild, before any stage runs;
+/// bf16 on the CPU likewise.
+#[test]
+fn cuda_without_the_feature_and_bf16_on_the_cpu_are_refused_before_anything_runs() {
+    let p = Project::new(&pipeline(""));
+    let mut cases = vec![("train.dtype=bf16", "`dtype = \"bf16\"` is for GPU training")];
+    if !cfg!(feature = "cuda") {
+        let rebuild = "cargo build --release --features cuda";
+        cases.push(("train.device=cuda", rebuild));
+        cases.push(("sample.device=cuda", rebuild));
+    }
+    for (set, says) in cases {
+        let run = p.run(&["build", "--set", set]);
+        assert_eq!(run.code, 2, "{set}: {}", run.stderr);
+        assert!(run.stderr.contains(says), "{set}: {}", run.stderr);
+        assert!(!p.path().join("cache").exists(), "{set}: nothing ran");
+    }
+}

@@ -4,9 +4,13 @@
 //! the peak RSS. `context` and `batch` may be changed (the long-context
 //! configuration is context 1024, batch 4); `benches/train_torch.py` is the
 //! same model and step in PyTorch, `benches/train_vs_torch.sh` runs both.
+//! Flags choose the model size and the device: `--d-model N --layers N
+//! --heads N` (the large GPU configuration: 512, 8, 8 with context 1024,
+//! batch 32), `--device cuda` (a `--features cuda` build) and `--dtype bf16`.
 //!
-//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup] [context] [batch]
+//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup] [context] [batch] [--device cpu|cuda] [--dtype f32|bf16] [--d-model N] [--layers N] [--heads N]
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -16,11 +20,34 @@ use vgmake_stages::train::rng::Rng;
 use vgmake_stages::train::settings::Settings;
 use vgmake_stages::train::trainer::{Hooks, train};
 
+/// Positional numbers and `--name value` flags.
+fn parse_args() -> (Vec<usize>, HashMap<String, String>) {
+    let (mut numbers, mut flags) = (Vec::new(), HashMap::new());
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if let Some(name) = arg.strip_prefix("--") {
+            let value = args
+                .next()
+                .unwrap_or_else(|| panic!("--{name} needs a value"));
+            flags.insert(name.to_string(), value);
+        } else {
+            numbers.push(
+                arg.parse()
+                    .unwrap_or_else(|_| panic!("not a number: {arg}")),
+            );
+        }
+    }
+    (numbers, flags)
+}
+
 fn main() {
-    let args: Vec<usize> = std::env::args()
-        .skip(1)
-        .filter_map(|a| a.parse().ok())
-        .collect();
+    let (args, flags) = parse_args();
+    let flag = |name: &str, default: &str| flags.get(name).cloned().unwrap_or(default.into());
+    let size = |name: &str, default: usize| -> usize {
+        flag(name, &default.to_string())
+            .parse()
+            .unwrap_or_else(|_| panic!("--{name} takes a number"))
+    };
     let threads = args.first().copied().unwrap_or(2);
     let steps = args.get(1).copied().unwrap_or(10);
     let warmup_steps = args.get(2).copied().unwrap_or(2).max(1);
@@ -47,9 +74,9 @@ fn main() {
         val: split(300),
     };
     let settings = Settings {
-        d_model: 256,
-        layers: 4,
-        heads: 4,
+        d_model: size("d-model", 256),
+        layers: size("layers", 4),
+        heads: size("heads", 4),
         context,
         dropout: 0.0,
         batch,
@@ -63,7 +90,9 @@ fn main() {
         eval_tokens: 256,
         checkpoint_every: 1_000_000,
         threads,
-        device: "cpu".into(),
+        device: flag("device", "cpu"),
+        dtype: flag("dtype", "f32"),
+        gpu_path_on_cpu: false,
     };
     let state = std::env::temp_dir().join(format!("bench_train-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();
@@ -79,8 +108,10 @@ fn main() {
         .num_threads(threads)
         .build()
         .unwrap();
-    pool.install(|| train(&settings, &data, &state, &hooks))
-        .unwrap();
+    if let Err(e) = pool.install(|| train(&settings, &data, &state, &hooks)) {
+        eprintln!("bench_train: {e}");
+        std::process::exit(1);
+    }
     let _ = std::fs::remove_dir_all(&state);
 
     let marks = marks.into_inner().unwrap();
@@ -97,6 +128,10 @@ fn main() {
     let median = sorted[sorted.len() / 2];
     let tokens = (settings.batch * settings.context) as f64;
     let mean = per_step.iter().sum::<f64>() / per_step.len() as f64;
+    println!(
+        "{} {} d_model {} layers {} heads {} context {context} batch {batch}",
+        settings.device, settings.dtype, settings.d_model, settings.layers, settings.heads
+    );
     println!(
         "threads {threads}: {} timed steps, median {:.3} s/step = {:.0} tokens/s (mean {:.0} tokens/s), peak RSS {:.0} MiB, CPU {:.3} s/step",
         per_step.len(),

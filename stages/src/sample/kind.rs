@@ -13,7 +13,6 @@
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::Device;
 use rayon::prelude::*;
 use serde_json::{Value as Json, json};
 
@@ -116,9 +115,12 @@ impl StageKind for SampleKind {
                 0,
                 "no new melodic note while this many sound (0 = what 99% of the training songs' sounding time stays within)",
             ),
+            // The model and its KV cache live there; sampling and metrics stay on the CPU.
+            crate::train::device::spec(),
         ]
     }
     fn validate(&self, params: &Params) -> Result<(), String> {
+        crate::train::device::check(params.str("device"))?;
         parse_prompt(params.str("prompt")).map(|_| ())
     }
     fn inputs(&self) -> Inputs {
@@ -164,7 +166,8 @@ impl StageKind for SampleKind {
                 vocab_dir.display()
             ))
         })?;
-        let model = Gpt::load(train_dir, &Device::Cpu).map_err(StageError::Input)?;
+        let device = crate::train::device::open(params.str("device"))?;
+        let model = Gpt::load(train_dir, &device).map_err(StageError::Input)?;
         if model.config.vocab_size != data.vocab.len() {
             return Err(StageError::Input(format!(
                 "the model in {} has a vocabulary of {} tokens, the dataset in {} has {}",

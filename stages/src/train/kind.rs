@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use serde_json::{Map, Value as Json, json};
 
 use super::baselines::Ngram;
@@ -149,8 +149,11 @@ impl StageKind for TrainKind {
         let tensors: HashMap<String, Tensor> = outcome
             .params
             .iter()
-            .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
-            .collect();
+            .map(|(n, v)| Ok((n.clone(), v.as_tensor().to_device(&Device::Cpu)?)))
+            .collect::<candle_core::Result<_>>()
+            .map_err(|e| StageError::Other(format!("copying the weights off the device: {e}")))?;
+        // CPU f32 safetensors from any device: a model trained on a GPU
+        // samples on the CPU and the other way round.
         candle_core::safetensors::save(&tensors, out.join("model.safetensors"))
             .map_err(|e| StageError::Other(format!("writing model.safetensors: {e}")))?;
         let mut config = serde_json::to_value(&outcome.config).expect("plain struct");

@@ -3,8 +3,7 @@
 
 use candle_core::{Result, Tensor};
 
-use super::model::{Gpt, linear};
-use super::ops::layer_norm;
+use super::model::Gpt;
 
 /// Keys and values per layer, `(heads, len, head_dim)`, and the tokens they
 /// came from (to re-prime when the context is full).
@@ -55,14 +54,16 @@ impl Gpt {
         let mut x =
             (self.tok_emb.narrow(0, token as usize, 1)? + self.pos_emb.narrow(0, pos, 1)?)?;
         let scale = 1.0 / (hd as f64).sqrt();
+        let ker = self.kernels;
         for (l, blk) in self.blocks.iter().enumerate() {
-            let h = layer_norm(&x, &blk.ln1.0, &blk.ln1.1)?;
-            let qkv = linear(&h, &blk.qkv)?.reshape((3, heads, 1, hd))?;
+            let h = ker.layer_norm(&x, &blk.ln1)?;
+            let qkv = ker.linear(&h, &blk.qkv)?.reshape((3, heads, 1, hd))?;
             let (q, k, v) = (qkv.get(0)?, qkv.get(1)?, qkv.get(2)?);
             let (k, v) = match cache.layers.get(l) {
                 Some((ck, cv)) => (Tensor::cat(&[ck, &k], 1)?, Tensor::cat(&[cv, &v], 1)?),
                 None => (k, v),
             };
+            // Inference only: candle-nn's fused softmax (no backward) is fine.
             let att = candle_nn::ops::softmax_last_dim(&(q.matmul(&k.t()?)? * scale)?)?;
             let y = att.matmul(&v)?.reshape((1, d))?;
             if l < cache.layers.len() {
@@ -70,13 +71,13 @@ impl Gpt {
             } else {
                 cache.layers.push((k, v));
             }
-            x = (x + linear(&y, &blk.proj)?)?;
-            let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
-            x = (&x + linear(&super::ops::gelu(&linear(&h, &blk.fc)?)?, &blk.mlp_proj)?)?;
+            x = (x + ker.residual(ker.linear(&y, &blk.proj)?)?)?;
+            let h = ker.layer_norm(&x, &blk.ln2)?;
+            let m = ker.linear(&ker.linear_gelu(&h, &blk.fc)?, &blk.mlp_proj)?;
+            x = (&x + ker.residual(m)?)?;
         }
         cache.tokens.push(token);
-        layer_norm(&x, &self.ln_f.0, &self.ln_f.1)?
-            .matmul(&self.head)?
+        ker.head(&ker.layer_norm(&x, &self.ln_f)?, &self.head)?
             .squeeze(0)
     }
 }
@@ -84,6 +85,7 @@ impl Gpt {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::train::Kernels;
     use crate::train::model::ModelConfig;
     use crate::train::rng::Rng;
     use candle_core::Device;
@@ -111,9 +113,17 @@ mod tests {
         Gpt::from_tensors(config, &tensors).unwrap()
     }
 
+    /// On both kernels: the composite ones are what a GPU samples with.
     #[test]
     fn incremental_logits_equal_the_full_forward() {
-        let model = small_model();
+        incremental_equals_full(small_model());
+        let composite = Kernels::Composite {
+            dtype: candle_core::DType::F32,
+        };
+        incremental_equals_full(small_model().with_kernels(composite));
+    }
+
+    fn incremental_equals_full(model: Gpt) {
         let ids = [2u32, 5, 7, 1, 12, 0, 3, 9];
         let full = model
             .forward(

@@ -5,7 +5,8 @@
 //!
 //! [`Gpt::load`] rebuilds a trained model from a `train` output folder;
 //! [`Gpt::forward`] runs full sequences and [`Gpt::forward_step`] one token
-//! at a time with a [`KvCache`](super::kv_cache::KvCache).
+//! at a time with a [`KvCache`](super::kv_cache::KvCache). The layers run
+//! through [`Kernels`]: our fused CPU ops, or candle's composite ops (CUDA).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -13,9 +14,8 @@ use std::path::Path;
 use candle_core::{DType, Device, Result, Storage, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ops::{
-    BlockWeights, StepDims, Weights, add_bias, bias_gelu, causal_attention, layer_norm, train_step,
-};
+use super::kernels::Kernels;
+use super::ops::{BlockWeights, StepDims, Weights, train_step};
 use super::rng::Rng;
 
 /// Everything needed to rebuild the model (written as `config.json`).
@@ -134,6 +134,7 @@ fn maybe_drop(x: Tensor, dropout: &mut Option<Dropout>) -> Result<Tensor> {
     }
 }
 
+#[derive(Clone)]
 pub(crate) struct Block {
     pub ln1: (Tensor, Tensor),
     pub qkv: (Tensor, Tensor),
@@ -143,11 +144,8 @@ pub(crate) struct Block {
     pub mlp_proj: (Tensor, Tensor),
 }
 
-/// `x @ w + b` for `x` of shape (n, in).
-pub(crate) fn linear(x: &Tensor, (w, b): &(Tensor, Tensor)) -> Result<Tensor> {
-    add_bias(&x.matmul(w)?, b)
-}
-
+/// Cheap to clone: the tensors share their storage.
+#[derive(Clone)]
 pub struct Gpt {
     pub config: ModelConfig,
     pub(crate) tok_emb: Tensor,
@@ -155,6 +153,7 @@ pub struct Gpt {
     pub(crate) blocks: Vec<Block>,
     pub(crate) ln_f: (Tensor, Tensor),
     pub(crate) head: Tensor,
+    pub(crate) kernels: Kernels,
 }
 
 impl Gpt {
@@ -185,14 +184,27 @@ impl Gpt {
                 mlp_proj: pair(format!("h{l}.mlp.proj"), "w", "b"),
             })
             .collect();
+        let head = get("head.w");
         Ok(Gpt {
+            kernels: Kernels::for_device(head.device()),
             tok_emb: get("tok_emb"),
             pos_emb: get("pos_emb"),
             blocks,
             ln_f: pair("ln_f".into(), "g", "b"),
-            head: get("head.w"),
+            head,
             config,
         })
+    }
+
+    /// The same model run through other kernels (the composite path on the
+    /// CPU in tests, or in bf16 for GPU training).
+    pub fn with_kernels(mut self, kernels: Kernels) -> Gpt {
+        self.kernels = kernels;
+        self
+    }
+
+    pub fn kernels(&self) -> Kernels {
+        self.kernels
     }
 
     /// Loads a trained model from a `train` stage's output folder
@@ -225,10 +237,12 @@ impl Gpt {
             .reshape((b, t, d))?;
         let x = tokens.broadcast_add(&self.pos_emb.narrow(0, 0, t)?)?;
         let mut x = maybe_drop(x.reshape((b * t, d))?, &mut dropout)?;
+        let k = self.kernels;
+        let mask = k.mask(t, ids.device())?;
         for block in &self.blocks {
-            x = self.block_forward(block, &x, b, &mut dropout)?;
+            x = self.block_forward(block, &x, b, mask.as_ref(), &mut dropout)?;
         }
-        layer_norm(&x, &self.ln_f.0, &self.ln_f.1)?.matmul(&self.head)
+        k.head(&k.layer_norm(&x, &self.ln_f)?, &self.head)
     }
 
     /// Logits `(b, t, vocab)` for ids `(b, t)`: the plain full-sequence forward.
@@ -243,14 +257,17 @@ impl Gpt {
         blk: &Block,
         x: &Tensor,
         b: usize,
+        mask: Option<&Tensor>,
         dropout: &mut Option<Dropout>,
     ) -> Result<Tensor> {
-        let h = layer_norm(x, &blk.ln1.0, &blk.ln1.1)?;
-        // (b t, 3 d) straight into the fused attention, (b t, d) out of it.
-        let y = causal_attention(&linear(&h, &blk.qkv)?, b, self.config.heads)?;
-        let x = (x + maybe_drop(linear(&y, &blk.proj)?, dropout)?)?;
-        let h = layer_norm(&x, &blk.ln2.0, &blk.ln2.1)?;
-        let m = linear(&bias_gelu(&h.matmul(&blk.fc.0)?, &blk.fc.1)?, &blk.mlp_proj)?;
+        let k = self.kernels;
+        let h = k.layer_norm(x, &blk.ln1)?;
+        // (b t, 3 d) straight into the attention, (b t, d) out of it.
+        let y = k.attention(&k.linear(&h, &blk.qkv)?, b, self.config.heads, mask)?;
+        let a = k.residual(k.linear(&y, &blk.proj)?)?;
+        let x = (x + maybe_drop(a, dropout)?)?;
+        let h = k.layer_norm(&x, &blk.ln2)?;
+        let m = k.residual(k.linear(&k.linear_gelu(&h, &blk.fc)?, &blk.mlp_proj)?)?;
         x + maybe_drop(m, dropout)?
     }
 

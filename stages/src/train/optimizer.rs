@@ -1,15 +1,18 @@
-//! AdamW (decoupled weight decay) with global-norm gradient clipping, on
-//! plain f32 vectors: the state is easy to checkpoint and the update is one
-//! fused loop per parameter instead of a dozen tensor ops.
+//! AdamW (decoupled weight decay) with global-norm gradient clipping. On
+//! the CPU the moments are plain f32 vectors: the state is easy to
+//! checkpoint and the update is one fused loop per parameter instead of a
+//! dozen tensor ops. On other devices they are tensors there (`moments`).
 
 use candle_core::{Result, Storage, Tensor, Var};
 use rayon::prelude::*;
+
+use super::moments::{Moments, UpdateScalars, update_tensors};
 
 /// Elements per parallel task of the update.
 const CHUNK: usize = 32_768;
 
 /// Runs `f` on the f32 data of a contiguous tensor: in place on the CPU, a
-/// copy from other devices.
+/// copy from other devices (for the host update of a test on CPU tensors).
 fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let (storage, layout) = t.storage_and_layout();
     let Storage::Cpu(cpu) = &*storage else {
@@ -34,8 +37,7 @@ pub struct Slot {
     /// Weight decay applies to matrices (weights, embeddings), not to biases
     /// and LayerNorm gains.
     pub decay: bool,
-    pub m: Vec<f32>,
-    pub v: Vec<f32>,
+    pub moments: Moments,
 }
 
 pub struct AdamW {
@@ -50,21 +52,29 @@ pub struct StepStats {
 }
 
 impl AdamW {
-    pub fn new(params: Vec<(String, Var)>) -> Self {
+    /// Moments beside the weights: vectors on the CPU, tensors elsewhere.
+    pub fn new(params: Vec<(String, Var)>) -> Result<Self> {
+        Self::build(params, false)
+    }
+
+    /// Moments as tensors even on the CPU: the GPU's update, testable here.
+    pub fn on_tensors(params: Vec<(String, Var)>) -> Result<Self> {
+        Self::build(params, true)
+    }
+
+    fn build(params: Vec<(String, Var)>, on_tensors: bool) -> Result<Self> {
         let slots = params
             .into_iter()
             .map(|(name, var)| {
-                let n = var.elem_count();
-                Slot {
+                Ok(Slot {
                     decay: var.rank() >= 2,
+                    moments: Moments::zeros(&var, on_tensors)?,
                     name,
                     var,
-                    m: vec![0.0; n],
-                    v: vec![0.0; n],
-                }
+                })
             })
-            .collect();
-        AdamW { slots, t: 0 }
+            .collect::<Result<_>>()?;
+        Ok(AdamW { slots, t: 0 })
     }
 
     /// Applies one update from `grads`; a parameter without a gradient is an
@@ -84,12 +94,34 @@ impl AdamW {
             all.push(g.contiguous()?);
         }
         let mut sum = 0f64;
+        let mut on_device = Vec::new();
         for g in &all {
-            with_f32(g, |g| sum = add_squares(sum, g))?;
+            if g.device().is_cpu() {
+                with_f32(g, |g| sum = add_squares(sum, g))?;
+            } else {
+                on_device.push(g.detach().sqr()?.sum_all()?);
+            }
+        }
+        if !on_device.is_empty() {
+            // One transfer for all the parameters' sums of squares.
+            let sums: Vec<f32> = Tensor::stack(&on_device, 0)?.to_vec1()?;
+            sum += sums.iter().map(|&s| s as f64).sum::<f64>();
         }
         let (clip, bc1, bc2) = self.begin(sum, grad_clip)?;
         for (slot, g) in self.slots.iter_mut().zip(all) {
-            with_f32(&g, |g| update(slot, g, lr, weight_decay, clip, bc1, bc2))??;
+            let decay = if slot.decay { lr * weight_decay } else { 0.0 };
+            let scalars = UpdateScalars {
+                lr,
+                decay,
+                clip,
+                bc1,
+                bc2,
+            };
+            if let Moments::Device { m, v } = &mut slot.moments {
+                update_tensors(&slot.var, &g, m, v, scalars)?;
+            } else {
+                with_f32(&g, |g| update(slot, g, lr, weight_decay, clip, bc1, bc2))??;
+            }
         }
         Ok(StepStats {
             grad_norm: sum.sqrt() as f32,
@@ -113,12 +145,12 @@ impl AdamW {
             );
         }
         for (slot, g) in self.slots.iter().zip(grads) {
-            if g.len() != slot.m.len() {
+            if g.len() != slot.var.elem_count() {
                 candle_core::bail!(
                     "`{}`: gradient of {} values for {}",
                     slot.name,
                     g.len(),
-                    slot.m.len()
+                    slot.var.elem_count()
                 );
             }
         }
@@ -167,11 +199,14 @@ fn update(
     bc2: f32,
 ) -> Result<()> {
     let decay = if slot.decay { lr * weight_decay } else { 0.0 };
+    let Moments::Host { m, v } = &mut slot.moments else {
+        candle_core::bail!("`{}`: the host update needs host moments", slot.name);
+    };
     let weights = slot.var.as_tensor().contiguous()?;
     let mut w = Vec::new();
     with_f32(&weights, |old| {
         w = vec![0f32; old.len()];
-        let (m, v) = (&mut slot.m[..], &mut slot.v[..]);
+        let (m, v) = (&mut m[..], &mut v[..]);
         // Elementwise, so the result is the same for any split.
         w.par_chunks_mut(CHUNK)
             .zip(old.par_chunks(CHUNK))
@@ -200,7 +235,7 @@ mod tests {
     #[test]
     fn minimises_a_quadratic_and_clips() {
         let x = Var::from_vec(vec![3.0f32, -2.0], 2, &Device::Cpu).unwrap();
-        let mut opt = AdamW::new(vec![("x".into(), x.clone())]);
+        let mut opt = AdamW::new(vec![("x".into(), x.clone())]).unwrap();
         for _ in 0..300 {
             let loss = x.sqr().unwrap().sum_all().unwrap();
             let grads = loss.backward().unwrap();
@@ -221,7 +256,7 @@ mod tests {
             .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
             .collect();
         let x = Var::from_vec(start.clone(), (7, n / 7), &Device::Cpu).unwrap();
-        let mut opt = AdamW::new(vec![("x".into(), x.clone())]);
+        let mut opt = AdamW::new(vec![("x".into(), x.clone())]).unwrap();
         let (lr, wd, clip) = (0.01, 0.1, 0.5);
         let (mut m, mut v, mut w) = (vec![0f32; n], vec![0f32; n], start);
         for t in 1..=3 {
@@ -241,14 +276,49 @@ mod tests {
         }
         let ours: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         assert!(ours.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert_eq!(opt.slots[0].m, m);
+        assert_eq!(opt.slots[0].moments.values().unwrap().0, m);
+    }
+
+    /// The GPU's update (moments as tensors, tensor ops) gives the host
+    /// loop's weights and moments to rounding, clipped and decayed.
+    #[test]
+    fn the_tensor_update_equals_the_host_update() {
+        let start: Vec<f32> = (0..600)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 40.0)
+            .collect();
+        let run = |on_tensors: bool| {
+            let x = Var::from_vec(start.clone(), (20, 30), &Device::Cpu).unwrap();
+            let b = Var::from_vec(start[..30].to_vec(), 30, &Device::Cpu).unwrap();
+            let params = vec![("x".into(), x.clone()), ("b".into(), b.clone())];
+            let mut opt = match on_tensors {
+                true => AdamW::on_tensors(params),
+                false => AdamW::new(params),
+            }
+            .unwrap();
+            for _ in 0..4 {
+                let loss = (x.sqr().unwrap().sum_all().unwrap() + b.sum_all().unwrap()).unwrap();
+                opt.step(&loss.backward().unwrap(), 0.01, 0.1, 0.5).unwrap();
+            }
+            let mut all: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
+            all.extend(b.to_vec1::<f32>().unwrap());
+            for slot in &opt.slots {
+                let (m, v) = slot.moments.values().unwrap();
+                all.extend(m);
+                all.extend(v);
+            }
+            all
+        };
+        let (host, tensors) = (run(false), run(true));
+        for (i, (a, b)) in host.iter().zip(&tensors).enumerate() {
+            assert!((a - b).abs() <= 1e-6 * (1.0 + a.abs()), "{i}: {a} vs {b}");
+        }
     }
 
     #[test]
     fn a_parameter_without_gradient_is_an_error() {
         let x = Var::from_vec(vec![1.0f32], 1, &Device::Cpu).unwrap();
         let y = Var::from_vec(vec![1.0f32], 1, &Device::Cpu).unwrap();
-        let mut opt = AdamW::new(vec![("x".into(), x.clone()), ("y".into(), y)]);
+        let mut opt = AdamW::new(vec![("x".into(), x.clone()), ("y".into(), y)]).unwrap();
         let grads = x.sqr().unwrap().sum_all().unwrap().backward().unwrap();
         let err = opt.step(&grads, 0.1, 0.0, 0.0).err().unwrap();
         assert!(err.to_string().contains("`y` got no gradient"));

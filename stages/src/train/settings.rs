@@ -23,6 +23,13 @@ pub struct Settings {
     /// 0 = the engine's `-j`.
     pub threads: usize,
     pub device: String,
+    /// `f32`, or `bf16` (GPU only): the precision of the forward and
+    /// backward passes; master weights, AdamW and the loss stay f32.
+    pub dtype: String,
+    /// Not a parameter (always false in a stage): tests and benchmarks set
+    /// it to run the GPU's training path (composite kernels with autograd,
+    /// AdamW on tensors) on the CPU, where its math can be checked.
+    pub gpu_path_on_cpu: bool,
 }
 
 /// Parameters that do not change the trained weights of steps already done,
@@ -115,13 +122,14 @@ pub fn specs() -> Vec<ParamSpec> {
             0,
             "CPU threads for training (0 = the engine's -j)",
         ),
+        super::device::spec(),
         ParamSpec::new(
-            "device",
+            "dtype",
             ParamType::Str {
-                choices: &["cpu", "cuda"],
+                choices: &["f32", "bf16"],
             },
-            "cpu",
-            "cpu, or cuda (needs the `cuda` cargo feature)",
+            "f32",
+            "f32, or bf16 on a GPU (bf16 forward/backward, f32 master weights, AdamW and loss)",
         ),
     ]
 }
@@ -146,6 +154,8 @@ impl Settings {
             checkpoint_every: p.usize("checkpoint_every"),
             threads: p.usize("threads"),
             device: p.str("device").to_string(),
+            dtype: p.str("dtype").to_string(),
+            gpu_path_on_cpu: false,
         }
     }
 
@@ -156,12 +166,30 @@ impl Settings {
                 self.heads, self.d_model
             ));
         }
-        if self.device == "cuda" && !cfg!(feature = "cuda") {
+        super::device::check(&self.device)?;
+        if self.dtype == "bf16" && self.device == "cpu" && !self.gpu_path_on_cpu {
+            // The CPU trains through the fused f32 kernels; bf16 there would
+            // be a slower emulation, not a faster run.
             return Err(
-                "`device = \"cuda\"` needs vgmake built with `--features vgmake-stages/cuda` (and nvcc); use `device = \"cpu\"`".into(),
+                "`dtype = \"bf16\"` is for GPU training (`device = \"cuda\"`): the CPU trains \
+                 in f32 with its fused kernels; use `dtype = \"f32\"`"
+                    .into(),
             );
         }
         self.check_memory()
+    }
+
+    /// Whether training takes the GPU's path (composite kernels, autograd).
+    pub fn gpu_path(&self) -> bool {
+        self.device != "cpu" || self.gpu_path_on_cpu
+    }
+
+    /// The dtype of the forward and backward passes.
+    pub fn compute_dtype(&self) -> candle_core::DType {
+        match self.dtype.as_str() {
+            "bf16" => candle_core::DType::BF16,
+            _ => candle_core::DType::F32,
+        }
     }
 
     /// Refuses, before anything is allocated, a CPU run whose training step

@@ -12,19 +12,25 @@
 //!   length is the old run's; after it, the cosine follows the new length
 //!   (a fresh run of the new length decays differently, so it is not equal).
 //!   Killing and resuming the extended run is again exact.
+//!
+//! On the CPU a step is `Gpt::train_step` (fused, no autograd); on a GPU it
+//! is the composite forward (`Kernels::Composite`, f32 or bf16), candle's
+//! backward and AdamW on device tensors. Checkpoints hold f32 vectors on
+//! both (device and dtype are part of the state's identity, so a run
+//! resumes on the device it started on).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 
 use super::batches::random_batch;
 use super::checkpoint::{self, Array, Checkpoint, Meta, Resume};
 use super::curve::CurveRow;
 use super::evaluate::evaluate;
+use super::kernels::Kernels;
 use super::model::{Dropout, Gpt, ModelConfig};
-use super::ops::cross_entropy;
 use super::optimizer::AdamW;
 use super::rng::Rng;
 use super::schedule::learning_rate;
@@ -53,17 +59,6 @@ fn err(e: impl std::fmt::Display) -> StageError {
     StageError::Other(format!("training: {e}"))
 }
 
-pub fn device(name: &str) -> Result<Device, StageError> {
-    match name {
-        "cpu" => Ok(Device::Cpu),
-        #[cfg(feature = "cuda")]
-        "cuda" => Device::new_cuda(0).map_err(err),
-        other => Err(StageError::Config(format!(
-            "device `{other}` is not available in this build (the `cuda` cargo feature is off)"
-        ))),
-    }
-}
-
 /// Detached copies of the parameters (same storage): an evaluation model
 /// that records no gradient graph.
 pub fn eval_model(config: &ModelConfig, params: &[(String, Var)]) -> Result<Gpt, StageError> {
@@ -72,6 +67,18 @@ pub fn eval_model(config: &ModelConfig, params: &[(String, Var)]) -> Result<Gpt,
         .map(|(n, v)| (n.clone(), v.as_tensor().detach()))
         .collect();
     Gpt::from_tensors(config.clone(), &tensors).map_err(err)
+}
+
+/// The kernels of the training model: the fused ones on the CPU, the
+/// composite ones in the run's dtype on the GPU's path.
+pub fn training_kernels(s: &Settings) -> Kernels {
+    if s.gpu_path() {
+        Kernels::Composite {
+            dtype: s.compute_dtype(),
+        }
+    } else {
+        Kernels::Fused
+    }
 }
 
 fn arrays(slots: &AdamW, pick: impl Fn(&super::optimizer::Slot) -> Vec<f32>) -> Vec<Array> {
@@ -108,7 +115,8 @@ pub fn train(
     state_dir: &Path,
     hooks: &Hooks,
 ) -> Result<Outcome, StageError> {
-    let device = device(&s.device)?;
+    s.validate().map_err(StageError::Config)?;
+    let device = super::device::open(&s.device)?;
     let config = ModelConfig {
         vocab_size: data.vocab.len(),
         d_model: s.d_model,
@@ -174,13 +182,17 @@ pub fn train(
         };
         params.push((name.clone(), var(&shape, values)?));
     }
-    let mut opt = AdamW::new(params.clone());
+    let mut opt = match s.gpu_path() {
+        true => AdamW::on_tensors(params.clone()),
+        false => AdamW::new(params.clone()),
+    }
+    .map_err(err)?;
     let mut curve = Vec::new();
     let (mut tokens_trained, mut train_seconds) = (0u64, 0f64);
     if let Some(c) = &checkpoint {
         for slot in &mut opt.slots {
-            slot.m = find(&c.adam_m, &slot.name);
-            slot.v = find(&c.adam_v, &slot.name);
+            let (m, v) = (find(&c.adam_m, &slot.name), find(&c.adam_v, &slot.name));
+            slot.moments.restore(m, v).map_err(err)?;
         }
         opt.t = c.meta.adam_t;
         rng =
@@ -195,7 +207,9 @@ pub fn train(
         .iter()
         .map(|(n, v)| (n.clone(), v.as_tensor().clone()))
         .collect();
-    let model = Gpt::from_tensors(config.clone(), &tensors).map_err(err)?;
+    let model = Gpt::from_tensors(config.clone(), &tensors)
+        .map_err(err)?
+        .with_kernels(training_kernels(s));
     let eval = eval_model(&config, &params)?;
     let save = |opt: &AdamW, rng: &Rng, curve: &[CurveRow], step: usize, tokens: u64, secs: f64| {
         let c = Checkpoint {
@@ -214,8 +228,12 @@ pub fn train(
                     .and_then(|t| t.to_vec1())
                     .unwrap_or_default()
             }),
-            adam_m: arrays(opt, |s| s.m.clone()),
-            adam_v: arrays(opt, |s| s.v.clone()),
+            adam_m: arrays(opt, |s| {
+                s.moments.values().map(|mv| mv.0).unwrap_or_default()
+            }),
+            adam_v: arrays(opt, |s| {
+                s.moments.values().map(|mv| mv.1).unwrap_or_default()
+            }),
         };
         if let Err(e) = c.save(&checkpoint::run_file(state_dir, s.steps)) {
             // A lost checkpoint costs time, not correctness.
@@ -236,7 +254,7 @@ pub fn train(
             p: s.dropout,
         });
         let (lr32, wd, clip) = (lr as f32, s.weight_decay as f32, s.grad_clip as f32);
-        let train_loss = if device.is_cpu() {
+        let train_loss = if !s.gpu_path() {
             // Forward and backward in one fused pass each (ops::train_step).
             let (loss, grads) = model
                 .train_step(&batch.inputs, &batch.targets, dropout)
@@ -244,8 +262,13 @@ pub fn train(
             opt.step_flat(&grads, lr32, wd, clip).map_err(err)?;
             loss as f64
         } else {
+            // The composite path: candle's autograd through ops that all
+            // have a backward pass, on the device.
             let logits = model.forward_flat(&batch.inputs, dropout).map_err(err)?;
-            let loss = cross_entropy(&logits, &batch.targets).map_err(err)?;
+            let loss = model
+                .kernels()
+                .cross_entropy(&logits, &batch.targets)
+                .map_err(err)?;
             let train_loss = loss.to_scalar::<f32>().map_err(err)? as f64;
             let grads = loss.backward().map_err(err)?;
             opt.step(&grads, lr32, wd, clip).map_err(err)?;

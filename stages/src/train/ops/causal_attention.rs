@@ -451,7 +451,7 @@ impl CustomOp3 for CausalAttentionBackward {
 mod tests {
     use super::*;
     use crate::train::ops::causal_softmax;
-    use crate::train::ops::testing::{check_gradients, tensor};
+    use crate::train::ops::testing::{check_gradients, max_diff, tensor};
     use candle_core::{Device, Var};
 
     /// The plain composed path the model used before: permute, q k^T,
@@ -481,17 +481,6 @@ mod tests {
             .contiguous()
             .unwrap()
             .reshape((b * t, d))
-            .unwrap()
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
             .unwrap()
     }
 

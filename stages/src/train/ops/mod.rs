@@ -70,6 +70,18 @@ pub(crate) mod testing {
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
+    /// The largest absolute difference between two tensors.
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     /// Checks the analytic gradient of `f(vars).sum_weighted` against
     /// central finite differences in f64-ish precision at a few positions.
     pub fn check_gradients(vars: &[Var], f: impl Fn(&[Var]) -> Tensor) {
