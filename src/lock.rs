@@ -72,6 +72,19 @@ impl Drop for ProjectLock {
     }
 }
 
+/// An exclusive `flock` on `path` (created if missing), held until the
+/// returned file is dropped: for the short critical sections several
+/// processes share (a build and its Slurm jobs committing into one cache).
+pub fn exclusive(path: &Path) -> io::Result<File> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    flock_blocking(&file)?;
+    Ok(file)
+}
+
 fn try_flock(file: &File) -> io::Result<bool> {
     // SAFETY: flock on a valid, open descriptor.
     let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };

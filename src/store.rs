@@ -315,7 +315,10 @@ impl Store {
         self.stats.forget_under(staging);
         // Two stages of one build (different keys) may produce the same
         // output at once: one moves it in, the other then finds it there.
+        // Slurm jobs commit into the same cache from other processes (other
+        // machines on a shared FS): a file lock orders them too.
         let _one_at_a_time = self.commit_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let _across_processes = crate::lock::exclusive(&self.root.join("commit.lock"))?;
         if target.is_dir() && self.verify_output(&hash).is_ok() {
             fsutil::remove_tree(staging)?;
             return Ok((hash, manifest));

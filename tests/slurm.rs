@@ -142,8 +142,12 @@ fn a_two_by_two_sweep_is_one_array_of_four_tasks() {
         return;
     }
     let p = Project::new(&pipeline("executor = \"slurm\"", "").replace("steps = 40", "steps = 10"));
+    // -j 8: the variants' cached upstream stages all finish at once, so
+    // their trains are ready together, as on a quiet machine.
     let r = p.build(&[
         "train",
+        "-j",
+        "8",
         "--set",
         "train.lr=0.01,0.02",
         "--set",
@@ -222,7 +226,8 @@ cmd = "sleep 1; echo independent > other.txt"
 
 /// Waits until the stage's job runs; its id.
 fn running_job(stage: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    // Other tests' jobs may hold the node's 2 CPUs for a while.
+    let deadline = Instant::now() + Duration::from_secs(300);
     loop {
         if let Some((id, _)) = slurm::jobs_of(stage)
             .into_iter()

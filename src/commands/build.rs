@@ -12,7 +12,6 @@ use crate::history::{HistoryEntry, HistoryStage};
 use crate::lock::{ProjectLock, Wait, unix_now};
 use crate::pipeline::Executor;
 use crate::project::Project;
-use crate::remote::CacheConfig;
 use crate::report::{self, Status};
 use crate::scheduler::{BuildOptions, build};
 use crate::slurm::{JobRemote, Slurm};
@@ -113,10 +112,7 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
     let slurm = uses_slurm.then(|| {
         let remote = remote.as_ref().map(|r| JobRemote {
             url: r.url().to_string(),
-            cache: CacheConfig {
-                push: Some(true),
-                ..project.pipeline.cache.clone()
-            },
+            cache: project.pipeline.cache.clone(),
         });
         Slurm::new(&store.root, remote)
     });

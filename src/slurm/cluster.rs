@@ -38,6 +38,12 @@ fn run(program: &str, args: &[&str]) -> Result<String, SlurmError> {
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
+        // The user's squeue defaults (states, format, sort) must not change
+        // what vgmake reads: SQUEUE_STATES=all would list finished jobs.
+        .env_remove("SQUEUE_STATES")
+        .env_remove("SQUEUE_FORMAT")
+        .env_remove("SQUEUE_FORMAT2")
+        .env_remove("SQUEUE_SORT")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -108,6 +114,8 @@ pub fn preflight(options: &SlurmOptions) -> Result<(), SlurmError> {
         }
     }
     let ping = run("scontrol", &["ping"])?;
+    // The exact query tracking uses (`--me` needs Slurm 20.11 or newer).
+    queue()?;
     if !ping.contains("is UP") {
         return Err(SlurmError::NotAnswering {
             command: "scontrol ping".into(),
@@ -227,7 +235,10 @@ pub fn ended(job: &str) -> Option<Ended> {
 
 /// Cancels a job or array task; a job already gone is not an error.
 pub fn cancel(job: &str) -> Result<(), SlurmError> {
-    run("scancel", &[job]).map(|_| ())
+    match run("scancel", &[job]) {
+        Err(SlurmError::NotAnswering { detail, .. }) if detail.contains("Invalid job id") => Ok(()),
+        other => other.map(|_| ()),
+    }
 }
 
 fn which(program: &str) -> Option<std::path::PathBuf> {

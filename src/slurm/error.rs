@@ -42,4 +42,6 @@ pub enum SlurmError {
     ReadsProjectFiles { path: String },
     #[error("pushing input `{stage}` to the remote cache for the job: {detail}")]
     PushInput { stage: String, detail: String },
+    #[error("cancelled before it was submitted")]
+    Cancelled,
 }

@@ -145,10 +145,19 @@ fn run_job(
         .map_err(|e| format!("creating {}: {e}", cache_dir.display()))?;
     let store =
         Store::open(&cache_dir).map_err(|e| format!("opening {}: {e}", cache_dir.display()))?;
+    // The stage gets the cores the job asked for, not the node's.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(spec.threads.max(1))
+        .build_global();
+    let shared = spec.cache_dir.is_some();
     let remote = match &spec.remote {
         Some(r) => crate::remote::Remote::open(
             &crate::remote::Settings {
-                file: &r.cache,
+                // Without a shared FS the build reads the result there.
+                file: &CacheConfig {
+                    push: if shared { r.cache.push } else { Some(true) },
+                    ..r.cache.clone()
+                },
                 flag: Some(&r.url),
                 no_remote: false,
             },
@@ -157,7 +166,6 @@ fn run_job(
         )?,
         None => None,
     };
-    let shared = spec.cache_dir.is_some();
     if !shared && remote.is_none() {
         return Err(JobError::Failed(super::SlurmError::NeedsRemote.to_string()));
     }
@@ -227,6 +235,18 @@ fn run_job(
         slurm: None,
         ran_on: Some(ran_on.clone()),
     };
+    // The job may have waited hours in the queue: inputs read from the
+    // project (scripts, a corpus folder) must still be what the key says,
+    // or the result would be stored under a key it does not belong to.
+    if !manifest.external.is_empty() {
+        let now = crate::executor::key_manifest(&env, &stage, &deps)?;
+        if now.key().to_hex().as_str() != spec.key {
+            return Err(JobError::Failed(
+                "the stage's project files changed after it was submitted; run the build again"
+                    .into(),
+            ));
+        }
+    }
     let done = match run_fresh(
         &env,
         &stage,

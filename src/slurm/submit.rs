@@ -66,10 +66,20 @@ struct Submitted {
     at: Instant,
 }
 
-#[derive(Default)]
 struct QueueView {
     read_at: Option<Instant>,
-    jobs: HashMap<String, Queued>,
+    /// The last answer, an error included: with a dead controller every
+    /// task would otherwise wait out its own 30 s deadline in turn.
+    jobs: Result<HashMap<String, Queued>, SlurmError>,
+}
+
+impl Default for QueueView {
+    fn default() -> Self {
+        QueueView {
+            read_at: None,
+            jobs: Ok(HashMap::new()),
+        }
+    }
 }
 
 impl Slurm {
@@ -110,11 +120,20 @@ impl Slurm {
             options.sbatch_args().join(" ")
         ));
         self.follow(env, &job, &output, submitted.at, options, progress)?;
-        let record = match (options.shared_fs(), env.remote) {
-            (true, _) => lookup(env, key, progress),
-            (false, Some(remote)) => remote.fetch_stage(env.store, key, progress),
-            (false, None) => None,
-        };
+        // A shared FS may show the job's commit a moment late (NFS
+        // attribute caches): look a few times before calling it missing.
+        let mut record = None;
+        for attempt in 0..5 {
+            record = match (options.shared_fs(), env.remote) {
+                (true, _) => lookup(env, key, progress),
+                (false, Some(remote)) => remote.fetch_stage(env.store, key, progress),
+                (false, None) => None,
+            };
+            if record.is_some() || attempt == 4 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200 << attempt));
+        }
         match record {
             Some(record) => {
                 let _ = fs::remove_file(&output);
@@ -166,7 +185,7 @@ impl Slurm {
             }
             let remote = env.remote.ok_or(SlurmError::NeedsRemote)?;
             for dep in deps {
-                if remote.has_record(&dep.key).is_some() {
+                if remote.has_record(&dep.key).as_deref() == Some(dep.output.as_str()) {
                     continue;
                 }
                 let record = env.store.record(&dep.key);
@@ -283,7 +302,19 @@ impl Slurm {
             // Closed: a stage ready from now on starts the next array.
             self.groups.lock().unwrap().remove(&id);
             let specs = std::mem::take(&mut *group.specs.lock().unwrap());
-            let result = self.submit(stage, options, &specs);
+            // Whatever happens, the members waiting below hear of it.
+            let result = if env.cancel.load(Ordering::Relaxed) {
+                Err(SlurmError::Cancelled)
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    self.submit(stage, options, &specs)
+                }))
+                .unwrap_or_else(|_| {
+                    Err(SlurmError::Submit {
+                        detail: "internal error (panic) while writing the job script".into(),
+                    })
+                })
+            };
             *group.submitted.lock().unwrap() = Some(result);
             group.ready.notify_all();
         }
@@ -302,10 +333,12 @@ impl Slurm {
         options: &SlurmOptions,
         specs: &[JobSpec],
     ) -> Result<Submitted, SlurmError> {
+        static ARRAYS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = self.jobs_dir.join(format!(
-            "{stage}-{}-{}",
+            "{stage}-{}-{}-{}",
             crate::lock::unix_now(),
-            std::process::id()
+            std::process::id(),
+            ARRAYS.fetch_add(1, Ordering::Relaxed)
         ));
         let io = |e: std::io::Error| SlurmError::Submit {
             detail: format!("writing the job script in {}: {e}", dir.display()),
@@ -320,7 +353,9 @@ impl Slurm {
             specs.len()
         );
         for (i, spec) in specs.iter().enumerate() {
-            let json = serde_json::to_string(spec).expect("a job spec serializes");
+            let json = serde_json::to_string(spec).map_err(|e| SlurmError::Submit {
+                detail: format!("the job spec cannot be written: {e}"),
+            })?;
             script.push_str(&format!(
                 "  {i}) cat <<'VGMAKE_SPEC'\n{json}\nVGMAKE_SPEC\n  ;;\n"
             ));
@@ -403,7 +438,11 @@ impl Slurm {
                     }
                 }
             }
-            std::thread::sleep(pause);
+            // In short slices, so Ctrl-C is heard at once whatever `poll_seconds` says.
+            let wake = Instant::now() + pause;
+            while Instant::now() < wake && !env.cancel.load(Ordering::Relaxed) {
+                std::thread::sleep((wake - Instant::now()).min(Duration::from_millis(50)));
+            }
             pause = (pause.mul_f64(1.5)).min(longest);
         }
     }
@@ -418,10 +457,13 @@ impl Slurm {
             .is_none_or(|at| at < submitted || at.elapsed() >= QUEUE_MIN_INTERVAL);
         if stale {
             let read_at = Instant::now();
-            view.jobs = cluster::queue()?;
+            view.jobs = cluster::queue();
             view.read_at = Some(read_at);
         }
-        Ok(view.jobs.get(job).cloned())
+        match &view.jobs {
+            Ok(jobs) => Ok(jobs.get(job).cloned()),
+            Err(e) => Err(e.clone()),
+        }
     }
 
     /// Ctrl-C: cancels the job and waits (a while) until it left the queue.
@@ -430,9 +472,10 @@ impl Slurm {
             Ok(()) => progress.log(&format!("cancelled slurm job {job}")),
             Err(e) => progress.log(&format!("cannot cancel slurm job {job}: {e}")),
         }
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let cancelled_at = Instant::now();
+        let deadline = cancelled_at + Duration::from_secs(30);
         while Instant::now() < deadline {
-            match self.queued(job, Instant::now()) {
+            match self.queued(job, cancelled_at) {
                 Ok(None) => break,
                 Ok(Some(_)) => std::thread::sleep(Duration::from_millis(100)),
                 Err(_) => break,
@@ -480,7 +523,10 @@ impl Slurm {
 
 impl From<SlurmError> for StageFailure {
     fn from(e: SlurmError) -> Self {
-        StageFailure::Slurm(e)
+        match e {
+            SlurmError::Cancelled => StageFailure::Cancelled,
+            e => StageFailure::Slurm(e),
+        }
     }
 }
 
