@@ -211,6 +211,11 @@ fn install_ctrl_c(display: std::sync::Arc<dyn report::Display>) {
         if CANCEL.swap(true, Ordering::SeqCst) {
             // Second Ctrl-C: leave now. The cache stays valid (every write
             // is atomic); staging folders are cleaned by the next build.
+            // Jobs on the cluster would outlive the build: cancel them first.
+            let jobs = crate::slurm::cancel_all();
+            if !jobs.is_empty() {
+                eprintln!("cancelled slurm job(s) {}", jobs.join(" "));
+            }
             std::process::exit(EXIT_INTERRUPTED as i32);
         }
         display.note("interrupting: stopping running stages (Ctrl-C again to quit at once)");

@@ -42,7 +42,7 @@ mod submit;
 pub use error::SlurmError;
 pub use job::{JobRemote, run_stage_command};
 pub use options::SlurmOptions;
-pub use submit::Slurm;
+pub use submit::{Slurm, cancel_all};
 
 /// Removes the job folders (`cache/jobs/`) of earlier builds: a build holds
 /// the project lock while its jobs run, so every folder there is finished

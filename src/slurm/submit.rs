@@ -28,6 +28,25 @@ use crate::stage_log::StageLog;
 /// upstream stages milliseconds apart).
 const GATHER_QUIET: Duration = Duration::from_millis(300);
 const GATHER_MAX: Duration = Duration::from_secs(3);
+/// Tasks per array: Slurm's default `MaxArraySize` is 1001 (indices 0-1000).
+const MAX_ARRAY_TASKS: usize = 1000;
+
+/// Every task this process submitted that is still in the queue, for the
+/// second Ctrl-C, which exits at once ([`cancel_all`]).
+static IN_QUEUE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Cancels every job this build submitted that has not finished (one
+/// `scancel`); the job ids, for a message.
+pub fn cancel_all() -> Vec<String> {
+    let jobs = std::mem::take(&mut *IN_QUEUE.lock().unwrap_or_else(|e| e.into_inner()));
+    if !jobs.is_empty() {
+        let _ = std::process::Command::new("scancel")
+            .args(&jobs)
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+    jobs
+}
 /// The queue is read at most this often, whatever the number of tasks.
 const QUEUE_MIN_INTERVAL: Duration = Duration::from_millis(100);
 /// The first look at a task comes this soon; the pause then grows to `poll_seconds`.
@@ -119,7 +138,10 @@ impl Slurm {
             "submitted as slurm job {job} ({})",
             options.sbatch_args().join(" ")
         ));
-        self.follow(env, &job, &output, submitted.at, options, progress)?;
+        IN_QUEUE.lock().unwrap().push(job.clone());
+        let followed = self.follow(env, &job, &output, submitted.at, options, progress);
+        IN_QUEUE.lock().unwrap().retain(|j| *j != job);
+        followed?;
         // A shared FS may show the job's commit a moment late (NFS
         // attribute caches): look a few times before calling it missing.
         let mut record = None;
@@ -267,13 +289,14 @@ impl Slurm {
         let (group, task, leader) = {
             let mut groups = self.groups.lock().unwrap();
             match groups.get(&id) {
-                Some(group) => {
+                Some(group) if group.specs.lock().unwrap().len() < MAX_ARRAY_TASKS => {
                     let mut specs = group.specs.lock().unwrap();
                     specs.push(spec);
                     *group.last_join.lock().unwrap() = Instant::now();
                     (group.clone(), specs.len() - 1, false)
                 }
-                None => {
+                // None yet, or a full one: this spec starts the next array.
+                _ => {
                     let group = Arc::new(Group {
                         specs: Mutex::new(vec![spec]),
                         last_join: Mutex::new(Instant::now()),
