@@ -14,50 +14,18 @@ use std::time::{Duration, Instant};
 
 use support::{Project, Run};
 
-/// The data stages and a tiny model (train in about a second), `extra`
-/// appended to the train table.
-fn pipeline(train_extra: &str, tail: &str) -> String {
-    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
-    format!(
-        r#"
-[stages.scrape]
-source = "{data}"
-
-[stages.encode]
-deps = ["scrape"]
-instrument_groups = "chip"
-note_off_velocity = false
-
-[stages.limit]
-deps = ["encode"]
-max_events = 6000
-
-[stages.vocab]
-deps = ["limit"]
-
-[stages.train]
-deps = ["vocab"]
-d_model = 32
-layers = 1
-heads = 2
-context = 64
-batch = 8
-steps = 40
-warmup = 5
-lr = 0.01
-eval_every = 20
-eval_tokens = 2048
-checkpoint_every = 10
-{train_extra}
-
-[stages.sample]
-deps = ["train", "vocab"]
-count = 2
-max_tokens = 200
-validation_songs = 5
-{tail}
-"#
-    )
+/// The tiny pipeline of tests/support/tiny.rs (train in about a second,
+/// 2 samples), with lines added to the train and sample tables.
+fn pipeline(steps: usize, train_extra: &str, sample_extra: &str) -> String {
+    support::tiny::pipeline(steps, 2, 200)
+        .replace(
+            "[stages.train]\n",
+            &format!("[stages.train]\n{train_extra}\n"),
+        )
+        .replace(
+            "[stages.sample]\n",
+            &format!("[stages.sample]\n{sample_extra}\n"),
+        )
 }
 
 fn show(p: &Project, args: &[&str]) -> serde_json::Value {
@@ -86,6 +54,7 @@ fn train_and_sample_run_as_jobs_and_train_gives_the_local_weights() {
         return;
     }
     let text = pipeline(
+        40,
         "executor = \"slurm\"\nslurm = { cpus = 2 }",
         "executor = \"slurm\"",
     );
@@ -141,7 +110,7 @@ fn a_two_by_two_sweep_is_one_array_of_four_tasks() {
     if !slurm::cluster() {
         return;
     }
-    let p = Project::new(&pipeline("executor = \"slurm\"", "").replace("steps = 40", "steps = 10"));
+    let p = Project::new(&pipeline(10, "executor = \"slurm\"", ""));
     // -j 8: the variants' cached upstream stages all finish at once, so
     // their trains are ready together, as on a quiet machine.
     let r = p.build(&[
@@ -441,7 +410,7 @@ fn without_a_shared_file_system_jobs_go_through_the_remote_cache() {
         "[cache]\nremote = \"s3://jobs/team\"\nendpoint = \"{}\"\npush = false\n\n[executors.slurm]\nshared_fs = false\nnode_cache = \"{}\"\n{}",
         server.endpoint(),
         node_cache.path().display(),
-        pipeline("executor = \"slurm\"", "")
+        pipeline(40, "executor = \"slurm\"", "")
     );
     let p = Project::new(&text);
     let out = p
@@ -499,16 +468,12 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     if !slurm::cluster() {
         return;
     }
-    let text = pipeline("executor = \"slurm\"\nslurm = { cpus = 2 }", "")
-        .replace("steps = 40", "steps = 600")
-        .replace("eval_every = 20", "eval_every = 100")
-        .replace("checkpoint_every = 10", "checkpoint_every = 50")
+    let text = pipeline(600, "executor = \"slurm\"\nslurm = { cpus = 2 }", "")
+        .replace("eval_every = 10", "eval_every = 100")
+        .replace("checkpoint_every = 600", "checkpoint_every = 50")
         // A name of its own: other tests' train jobs share the queue.
         .replace("[stages.train]", "[stages.train_rq]\nkind = \"train\"")
-        .replace(
-            "deps = [\"train\", \"vocab\"]",
-            "deps = [\"train_rq\", \"vocab\"]",
-        );
+        .replace("deps = [\"train\", ", "deps = [\"train_rq\", ");
     let p = Project::new(&text);
     let child = p
         .command(&["build", "--json", "-j", "2", "train_rq"])
