@@ -128,33 +128,9 @@ pub fn parse(
             "account" => options.account = string(&mut problem),
             "node_cache" => options.node_cache = string(&mut problem),
             "vgmake" => options.vgmake = string(&mut problem),
-            "time" => {
-                options.time = string(&mut problem).filter(|t| match check_time(t) {
-                    Ok(()) => true,
-                    Err(m) => {
-                        problem(m);
-                        false
-                    }
-                })
-            }
-            "mem" => {
-                options.mem = string(&mut problem).filter(|m| match check_mem(m) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        problem(why);
-                        false
-                    }
-                })
-            }
-            "gres" => {
-                options.gres = string(&mut problem).filter(|g| match check_gres(g) {
-                    Ok(()) => true,
-                    Err(why) => {
-                        problem(why);
-                        false
-                    }
-                })
-            }
+            "time" => options.time = checked(string(&mut problem), check_time, &mut problem),
+            "mem" => options.mem = checked(string(&mut problem), check_mem, &mut problem),
+            "gres" => options.gres = checked(string(&mut problem), check_gres, &mut problem),
             "cpus" => match value.as_integer() {
                 Some(n) if (1..=4096).contains(&n) => options.cpus = Some(n as u32),
                 _ => problem("must be a whole number from 1 to 4096".into()),
@@ -192,6 +168,22 @@ pub fn parse(
         }
     }
     options
+}
+
+/// `value` if `check` accepts it; otherwise its complaint goes to `problem`.
+fn checked(
+    value: Option<String>,
+    check: fn(&str) -> Result<(), String>,
+    problem: &mut dyn FnMut(String),
+) -> Option<String> {
+    let value = value?;
+    match check(&value) {
+        Ok(()) => Some(value),
+        Err(why) => {
+            problem(why);
+            None
+        }
+    }
 }
 
 /// `--gres`: comma-separated `name[:type][:count]`, names and types made of
