@@ -197,6 +197,51 @@ fn a_modified_cached_output_is_rebuilt() {
     assert_eq!(fs::read_to_string(out.join("value.txt")).unwrap(), "abc");
 }
 
+/// Makes `file` (read-only in the cache) writable and overwrites it.
+fn tamper(file: &std::path::Path, with: &str) {
+    let mut perms = fs::metadata(file).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o644);
+    fs::set_permissions(file, perms).unwrap();
+    fs::write(file, with).unwrap();
+}
+
+#[test]
+fn a_damaged_intermediate_is_verified_when_read_and_rebuilt_first() {
+    let p = TestProject::new(CHAIN);
+    let r = p.build();
+    let store = p.store();
+    let up = r.iter().find(|r| r.name == "up").unwrap();
+    let up_file = store
+        .output_dir(up.output.as_ref().unwrap())
+        .join("value.txt");
+    tamper(&up_file, "tampered");
+    // Nothing reads `up` while `down` is cached: a no-op does not re-stat it.
+    let r = p.build();
+    assert!(r.iter().all(|r| r.status == Status::Cached), "{r:?}");
+    assert_eq!(p.runs("up"), 1);
+    // `down` must run now: it reads `up`, finds it damaged, and `up` is
+    // rebuilt before `down` reads a byte of it.
+    let r = p.build_with(&["down.suffix=d"], &[], 4);
+    assert_eq!(status(&r, "up"), Status::Ran, "{r:?}");
+    assert_eq!(status(&r, "down"), Status::Ran, "{r:?}");
+    assert_eq!(r.iter().filter(|r| r.name == "up").count(), 1, "{r:?}");
+    assert_eq!((p.runs("up"), p.runs("down")), (2, 2));
+    let down = r.iter().find(|r| r.name == "down").unwrap();
+    let out = store.output_dir(down.output.as_ref().unwrap());
+    assert_eq!(fs::read_to_string(out.join("value.txt")).unwrap(), "abd");
+    // A named target is handed over: its hit is verified at once.
+    let up = r.iter().find(|r| r.name == "up").unwrap();
+    tamper(
+        &store
+            .output_dir(up.output.as_ref().unwrap())
+            .join("value.txt"),
+        "again",
+    );
+    let r = p.build_targets(&["up"]);
+    assert_eq!(status(&r, "up"), Status::Ran, "{r:?}");
+    assert_eq!(p.runs("up"), 3);
+}
+
 #[test]
 fn cancel_stops_running_stages_and_skips_the_rest() {
     let p = TestProject::new(CHAIN);

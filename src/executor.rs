@@ -149,10 +149,31 @@ fn display_name(
     path.display().to_string()
 }
 
-/// The cached result for `key`, if its output verifies. A damaged output is
-/// discarded (and said so through `progress`) so the stage reruns.
-pub fn lookup(env: &BuildEnv, key: &str, progress: &dyn Progress) -> Option<ActionRecord> {
-    lookup_store(env.store, key, progress)
+/// When a cache hit's output is checked against its manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verify {
+    /// Now: the build hands it over (a target) or it was found damaged once.
+    Now,
+    /// When a stage that runs reads it: a no-op over a corpus of thousands
+    /// of files would otherwise re-stat every copy in scrape's output on
+    /// every build, for bytes nothing reads (Bazel's and Nix's stores
+    /// trust their outputs the same way; `vgmake verify` re-reads them all).
+    WhenRead,
+}
+
+/// The cached result for `key`: with [`Verify::Now`], only if its output
+/// verifies; a damaged output is discarded (and said so through
+/// `progress`) so the stage reruns.
+pub fn lookup(
+    env: &BuildEnv,
+    key: &str,
+    verify: Verify,
+    progress: &dyn Progress,
+) -> Option<ActionRecord> {
+    match verify {
+        Verify::Now => lookup_store(env.store, key, progress),
+        Verify::WhenRead => env.store.record(key),
+    }
 }
 
 /// [`lookup`] in `store`.
@@ -172,13 +193,18 @@ pub fn lookup_store(store: &Store, key: &str, progress: &dyn Progress) -> Option
 
 static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 
-/// Brings `stage` up to date. `force` runs it even when cached.
+/// Brings `stage` up to date. `force` runs it even when cached; `verify`
+/// says when a cache hit is checked. Before it runs, the outputs it reads
+/// are verified: a damaged one fails with [`StageFailure::DamagedInput`],
+/// which the scheduler answers by rebuilding that dependency.
+#[allow(clippy::too_many_arguments)]
 pub fn execute(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
     force: bool,
     refresh: bool,
+    verify: Verify,
     progress: &StageLog,
     key_locks: &KeyLocks,
 ) -> Result<Done, StageFailure> {
@@ -188,7 +214,7 @@ pub fn execute(
     // Another variant computing the same key runs first; this one then finds its result.
     let key_lock = key_locks.lock_for(&key);
     let _running = key_lock.lock().unwrap_or_else(|e| e.into_inner());
-    if !force && let Some(record) = lookup(env, &key, progress) {
+    if !force && let Some(record) = lookup(env, &key, verify, progress) {
         return Ok(Done {
             key,
             output: record.output,
@@ -209,6 +235,7 @@ pub fn execute(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
+    verify_inputs(env, deps)?;
     if stage.executor == Executor::Slurm
         && let Some(slurm) = env.slurm
     {
@@ -347,14 +374,9 @@ fn run_and_commit(
     })
 }
 
-/// The dependencies' output folders, verified, each with the slot of the
-/// stage's declared inputs it fills.
-fn inputs_of(
-    env: &BuildEnv,
-    stage: &ResolvedStage,
-    deps: &[DepOutput],
-) -> Result<Vec<Input>, StageFailure> {
-    let mut inputs = Vec::new();
+/// Checks every dependency's output against its manifest: a stage never
+/// reads bytes that were not verified in this process.
+fn verify_inputs(env: &BuildEnv, deps: &[DepOutput]) -> Result<(), StageFailure> {
     for dep in deps {
         env.store
             .verify_output(&dep.output)
@@ -362,6 +384,22 @@ fn inputs_of(
                 stage: dep.stage.clone(),
                 damage,
             })?;
+    }
+    Ok(())
+}
+
+/// The dependencies' output folders, verified, each with the slot of the
+/// stage's declared inputs it fills.
+fn inputs_of(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<Vec<Input>, StageFailure> {
+    // `execute` verified them already; a Slurm job verifies (or fetches)
+    // them on its node. Stat-cached, so the second look is cheap.
+    verify_inputs(env, deps)?;
+    let mut inputs = Vec::new();
+    for dep in deps {
         let slot = stage
             .deps
             .iter()

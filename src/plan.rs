@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::executor::{BuildEnv, DepOutput, key_manifest};
 use crate::hashing::KeyManifest;
 use crate::pipeline::Resolved;
-use crate::scheduler::selection;
+use crate::scheduler::{handed_over, selection};
 use crate::store::Store;
 
 /// What a build would do with a stage.
@@ -57,8 +57,15 @@ pub fn plan(
         .map(|s| (s.name.as_str(), s.kind.name()))
         .collect();
     let mut order = Vec::new();
-    for stage in selection(resolved, targets)? {
+    let selected = selection(resolved, targets)?;
+    // As a build does: a hit is verified now when handed over, otherwise
+    // when a stage that will run reads it (see `Verify`).
+    let handed_over = handed_over(&selected, targets);
+    for stage in selected {
         let name = stage.name.clone();
+        let verified = |output: &str| {
+            !handed_over.contains(name.as_str()) || env.store.verify_output(output).is_ok()
+        };
         let mut deps = Vec::new();
         let mut upstream_runs = Vec::new();
         for d in &stage.deps {
@@ -101,7 +108,7 @@ pub fn plan(
             let manifest = key_manifest(env, stage, &deps)?;
             let key = manifest.key().to_hex().to_string();
             match env.store.record(&key) {
-                Some(r) if env.store.verify_output(&r.output).is_ok() => StagePlan {
+                Some(r) if verified(&r.output) => StagePlan {
                     name: name.clone(),
                     state: PlanState::Cached,
                     key: Some(key),
@@ -154,6 +161,23 @@ pub fn plan(
                 }
             }
         };
+        if plan.state == PlanState::WillRun {
+            // It reads its cached inputs: a damaged one is rebuilt first.
+            for d in &stage.deps {
+                let dep = plans.get_mut(d).expect("dependencies come first");
+                if dep.state == PlanState::Cached
+                    && let Some(output) = &dep.output
+                    && env.store.verify_output(output).is_err()
+                {
+                    dep.state = PlanState::WillRun;
+                    dep.reasons = vec![format!(
+                        "cached output {} failed verification (`{name}` reads it)",
+                        &output[..12]
+                    )];
+                    dep.output = None;
+                }
+            }
+        }
         order.push(name.clone());
         plans.insert(name, plan);
     }

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use crate::error::{Error, StageFailure};
-use crate::executor::{BuildEnv, DepOutput, Done, KeyLocks, execute, out_link};
+use crate::executor::{BuildEnv, DepOutput, Done, KeyLocks, Verify, execute, out_link};
 use crate::graph::StageGraph;
 use crate::outcome::{StageResult, Status};
 use crate::pipeline::{Executor, Resolved, ResolvedStage};
@@ -38,6 +38,21 @@ struct Node<'a> {
     stage: &'a ResolvedStage,
     /// Indices of the nodes it depends on (same variant).
     deps: Vec<usize>,
+    /// A named target, or a stage nothing selected depends on: the build
+    /// hands its output over, so a cache hit is verified at once. Other
+    /// hits are verified when a stage that runs reads them.
+    handover: bool,
+}
+
+/// Why a stage thread came back without a result.
+enum Failure {
+    /// A dependency's cached output failed verification when this stage
+    /// was about to read it: rebuild the dependency, then this stage.
+    DamagedInput {
+        dep: String,
+        message: String,
+    },
+    Error(String),
 }
 
 /// Builds the selected stages of every variant in `variants` in one
@@ -59,19 +74,25 @@ pub fn build(
             .enumerate()
             .map(|(i, s)| (s.name.as_str(), first + i))
             .collect();
+        let handed_over = handed_over(&order, &opts.targets);
         for stage in order {
             let deps = stage.deps.iter().map(|d| index[d.as_str()]).collect();
             nodes.push(Node {
                 variant: &resolved.variant,
                 stage,
                 deps,
+                handover: handed_over.contains(stage.name.as_str()),
             });
         }
     }
     let multi = variants.len() > 1;
     let mut states: Vec<State> = nodes.iter().map(|_| State::Pending).collect();
     let mut results = Vec::new();
-    let (tx, rx) = mpsc::channel::<(usize, Result<Done, String>)>();
+    let (tx, rx) = mpsc::channel::<(usize, Result<Done, Failure>)>();
+    // Nodes whose cached output was found damaged once: rebuilt, and their
+    // next hit verified at once (so a damage that cannot be removed fails
+    // instead of looping).
+    let mut damaged = vec![false; nodes.len()];
     let key_locks = KeyLocks::default();
     let mut running = 0usize;
     let mut running_here = 0usize;
@@ -127,14 +148,25 @@ pub fn build(
                 let force = opts.force.contains(&stage.name) || opts.refresh.contains(&stage.name);
                 let refresh = opts.refresh.contains(&stage.name);
                 let key_locks = &key_locks;
+                let verify = if node.handover || damaged[i] {
+                    Verify::Now
+                } else {
+                    Verify::WhenRead
+                };
                 scope.spawn(move || {
                     let log = StageLog::new(&label, display.clone());
                     // Announce only stages that really run; a cache hit is instant.
                     let announce = DelayedStart::new(&label, display.clone());
-                    let result = execute(env, stage, &deps, force, refresh, &log, key_locks);
+                    let result =
+                        execute(env, stage, &deps, force, refresh, verify, &log, key_locks);
                     announce.cancel();
-                    let result = result
-                        .map_err(|e: StageFailure| with_log_tail(e.to_string(), &log.lines()));
+                    let result = result.map_err(|e: StageFailure| match e {
+                        StageFailure::DamagedInput { ref stage, .. } => Failure::DamagedInput {
+                            dep: stage.clone(),
+                            message: e.to_string(),
+                        },
+                        e => Failure::Error(with_log_tail(e.to_string(), &log.lines())),
+                    });
                     let _ = tx.send((i, result));
                 });
             }
@@ -184,7 +216,39 @@ pub fn build(
                     r.key = Some(done.key);
                     r
                 }
-                Err(e) => {
+                Err(Failure::DamagedInput { dep, message }) => {
+                    let d = node
+                        .deps
+                        .iter()
+                        .copied()
+                        .find(|d| nodes[*d].stage.name == dep);
+                    match d {
+                        Some(d) if !damaged[d] => {
+                            // Its hit was not verified (nothing read it then):
+                            // drop it and build it again, then this stage.
+                            damaged[d] = true;
+                            if let State::Finished(_, Some(out)) = &states[d] {
+                                env.store.discard(&out.key, &out.output);
+                            }
+                            display.note(&format!(
+                                "note: {message}; rebuilding `{}`",
+                                label(&nodes[d], multi)
+                            ));
+                            let (variant, name) = (nodes[d].variant, &nodes[d].stage.name);
+                            results.retain(|r: &StageResult| {
+                                !(r.variant == variant && &r.name == name)
+                            });
+                            states[d] = State::Pending;
+                            states[i] = State::Pending;
+                            continue;
+                        }
+                        _ => {
+                            states[i] = State::Finished(Status::Failed, None);
+                            result_of(node, multi, Status::Failed, None, 0.0, Some(message))
+                        }
+                    }
+                }
+                Err(Failure::Error(e)) => {
                     states[i] = State::Finished(Status::Failed, None);
                     result_of(node, multi, Status::Failed, None, 0.0, Some(e))
                 }
@@ -258,6 +322,21 @@ pub fn selection<'a>(
         .iter()
         .map(|name| by_name[name.as_str()])
         .collect())
+}
+
+/// The stages of a selection whose outputs a build hands over: the named
+/// targets, and every stage nothing else selected depends on. Their cache
+/// hits are verified at once; the others' when a stage that runs reads them.
+pub fn handed_over<'a>(order: &[&'a ResolvedStage], targets: &[String]) -> BTreeSet<&'a str> {
+    let needed: BTreeSet<&str> = order
+        .iter()
+        .flat_map(|s| s.deps.iter().map(String::as_str))
+        .collect();
+    order
+        .iter()
+        .map(|s| s.name.as_str())
+        .filter(|name| targets.iter().any(|t| t == name) || !needed.contains(name))
+        .collect()
 }
 
 /// Points `out/<variant>/<stage>` and the variant's ref at the new output.

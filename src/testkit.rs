@@ -220,6 +220,21 @@ impl TestProject {
 
     /// Builds everything of the variants `--set sets` gives (one, or a sweep).
     pub fn build_with(&self, sets: &[&str], force: &[&str], jobs: usize) -> Vec<StageResult> {
+        self.build_full(sets, force, jobs, &[])
+    }
+
+    /// Builds only `targets` (and what they need).
+    pub fn build_targets(&self, targets: &[&str]) -> Vec<StageResult> {
+        self.build_full(&[], &[], 4, targets)
+    }
+
+    fn build_full(
+        &self,
+        sets: &[&str],
+        force: &[&str],
+        jobs: usize,
+        targets: &[&str],
+    ) -> Vec<StageResult> {
         let pipeline = self.pipeline();
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let variants = BuildVariants::new(&pipeline, None, &sets, false).unwrap();
@@ -236,7 +251,7 @@ impl TestProject {
             ran_on: None,
         };
         let options = BuildOptions {
-            targets: vec![],
+            targets: targets.iter().map(|s| s.to_string()).collect(),
             jobs,
             force: force.iter().map(|s| s.to_string()).collect(),
             refresh: Default::default(),

@@ -211,7 +211,7 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
     // Wait for a few checkpoints, then kill -9 in the middle of training.
     let state = p.path().join("cache/state/train");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !has_file(&state) {
+    while !has_sealed_checkpoint(&state) {
         assert!(
             std::time::Instant::now() < deadline,
             "no checkpoint was written"
@@ -237,7 +237,7 @@ fn a_killed_training_run_resumes_from_its_checkpoint() {
     assert_eq!(p.run(&["verify"]).code, 0);
 }
 
-fn has_file(dir: &std::path::Path) -> bool {
+fn has_sealed_checkpoint(dir: &std::path::Path) -> bool {
     std::fs::read_dir(dir)
         .into_iter()
         .flatten()
@@ -245,9 +245,12 @@ fn has_file(dir: &std::path::Path) -> bool {
         .any(|e| {
             let path = e.path();
             if path.is_dir() {
-                has_file(&path)
+                has_sealed_checkpoint(&path)
             } else {
+                // A checkpoint counts once sealed (its `.b3` is written last):
+                // a kill before that resumes from the start.
                 path.extension().is_some_and(|x| x == "safetensors")
+                    && path.with_extension("safetensors.b3").exists()
             }
         })
 }

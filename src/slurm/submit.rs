@@ -18,7 +18,7 @@ use super::job::{JobInput, JobRemote, JobSpec};
 use super::options::SlurmOptions;
 use super::protocol::Event;
 use crate::error::StageFailure;
-use crate::executor::{BuildEnv, DepOutput, Done, lookup};
+use crate::executor::{BuildEnv, DepOutput, Done, Verify, lookup};
 use crate::hashing::KeyManifest;
 use crate::pipeline::ResolvedStage;
 use crate::stage_log::StageLog;
@@ -147,7 +147,7 @@ impl Slurm {
         let mut record = None;
         for attempt in 0..5 {
             record = match (options.shared_fs(), env.remote) {
-                (true, _) => lookup(env, key, progress),
+                (true, _) => lookup(env, key, Verify::Now, progress),
                 (false, Some(remote)) => remote.fetch_stage(env.store, key, progress),
                 (false, None) => None,
             };
