@@ -3,11 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rustc_hash::FxHashMap;
 use vgmake_api::{Input, Progress};
 
 use crate::error::{Error, StageFailure};
@@ -71,36 +73,50 @@ pub fn key_manifest(
         .kind
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
         .map_err(key_error)?;
-    let mut ext = BTreeMap::new();
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let roots = (canon(env.data_dir), canon(env.project_dir));
-    let mut folders: HashMap<PathBuf, PathBuf> = HashMap::new();
+    // Each folder is resolved once (a corpus of 15,000 files would otherwise
+    // cost 15,000 `realpath`s per no-op) into the prefix its files' names
+    // take in the key; keyed by bytes, since `Path`'s hash walks components.
+    let mut prefixes: FxHashMap<&[u8], String> = FxHashMap::default();
+    for path in &external.paths {
+        let (folder, _) = split_name(path);
+        if !folder.is_empty() && !prefixes.contains_key(folder) {
+            let resolved = canon(Path::new(std::ffi::OsStr::from_bytes(folder)));
+            let mut prefix = key_name(&resolved, &roots.1, &roots.0);
+            if !prefix.is_empty() && !prefix.ends_with('/') {
+                prefix.push('/');
+            }
+            prefixes.insert(folder, prefix);
+        }
+    }
     // Stat (and, when changed, hash) in parallel: a corpus of thousands of
     // files is most of a no-op's time, and the kernel's stat scales.
-    let hashes: Vec<std::io::Result<blake3::Hash>> = {
+    let entries: Vec<(String, String)> = {
         use rayon::prelude::*;
         external
             .paths
             .par_iter()
             .with_min_len(64)
-            .map(|path| hash_path(path, &env.store.stats))
-            .collect()
+            .map(|path| {
+                let hash = hash_path(path, &env.store.stats).map_err(|e| {
+                    key_error(vgmake_api::StageError::io(
+                        format!("hashing {}", path.display()),
+                        e,
+                    ))
+                })?;
+                let name = match split_name(path) {
+                    (folder, name) if !folder.is_empty() => {
+                        format!("path:{}{}", prefixes[folder], String::from_utf8_lossy(name))
+                    }
+                    _ => format!("path:{}", key_name(path, &roots.1, &roots.0)),
+                };
+                Ok((name, hash.to_hex().to_string()))
+            })
+            .collect::<Result<_, Error>>()?
     };
-    for (path, hash) in external.paths.iter().zip(hashes) {
-        let hash = hash.map_err(|e| {
-            key_error(vgmake_api::StageError::io(
-                format!("hashing {}", path.display()),
-                e,
-            ))
-        })?;
-        ext.insert(
-            format!(
-                "path:{}",
-                display_name(path, &roots.1, &roots.0, &mut folders)
-            ),
-            hash.to_hex().to_string(),
-        );
-    }
+    // Built from a list, a BTreeMap sorts once and fills its nodes in bulk.
+    let mut ext: BTreeMap<String, String> = entries.into_iter().collect();
     for (name, value) in external.values {
         ext.insert(name, value);
     }
@@ -116,30 +132,21 @@ pub fn key_manifest(
     })
 }
 
-/// A path as it enters a key: relative to the project or the bundled data
-/// (both given canonical), so that two checkouts of one project share keys.
-/// Its folder is resolved (once per folder, in `folders`: a corpus of
-/// 15,000 files would otherwise cost 15,000 `realpath`s per no-op); its own
-/// name is kept, so a link is named as listed, not by its target.
-fn display_name(
-    path: &Path,
-    project_dir: &Path,
-    data_dir: &Path,
-    folders: &mut HashMap<PathBuf, PathBuf>,
-) -> String {
-    let resolved;
-    let path = match (path.parent(), path.file_name()) {
-        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-            let folder = folders.entry(parent.to_path_buf()).or_insert_with(|| {
-                parent
-                    .canonicalize()
-                    .unwrap_or_else(|_| parent.to_path_buf())
-            });
-            resolved = folder.join(name);
-            &resolved
-        }
-        _ => path,
-    };
+/// A path's folder and its own name, as bytes: its name is kept as listed,
+/// so a link is named as listed, not by its target.
+fn split_name(path: &Path) -> (&[u8], &[u8]) {
+    let bytes = path.as_os_str().as_bytes();
+    match bytes.iter().rposition(|b| *b == b'/') {
+        Some(0) => (&bytes[..1], &bytes[1..]),
+        Some(i) => (&bytes[..i], &bytes[i + 1..]),
+        None => (&[], bytes),
+    }
+}
+
+/// A resolved path as it enters a key: relative to the project or the
+/// bundled data (both given canonical), so that two checkouts of one
+/// project share keys.
+fn key_name(path: &Path, project_dir: &Path, data_dir: &Path) -> String {
     if let Ok(rel) = path.strip_prefix(data_dir) {
         return format!("<data>/{}", rel.display());
     }
@@ -161,18 +168,18 @@ pub enum Verify {
     WhenRead,
 }
 
-/// The cached result for `key`: with [`Verify::Now`], only if its output
-/// verifies; a damaged output is discarded (and said so through
+/// The output hash cached for `key`: with [`Verify::Now`], only if that
+/// output verifies; a damaged output is discarded (and said so through
 /// `progress`) so the stage reruns.
 pub fn lookup(
     env: &BuildEnv,
     key: &str,
     verify: Verify,
     progress: &dyn Progress,
-) -> Option<ActionRecord> {
+) -> Option<String> {
     match verify {
-        Verify::Now => lookup_store(env.store, key, progress),
-        Verify::WhenRead => env.store.record(key),
+        Verify::Now => lookup_store(env.store, key, progress).map(|r| r.output),
+        Verify::WhenRead => env.store.record_output(key),
     }
 }
 
@@ -214,10 +221,10 @@ pub fn execute(
     // Another variant computing the same key runs first; this one then finds its result.
     let key_lock = key_locks.lock_for(&key);
     let _running = key_lock.lock().unwrap_or_else(|e| e.into_inner());
-    if !force && let Some(record) = lookup(env, &key, verify, progress) {
+    if !force && let Some(output) = lookup(env, &key, verify, progress) {
         return Ok(Done {
             key,
-            output: record.output,
+            output,
             ran: false,
             fetched: false,
             seconds: started.elapsed().as_secs_f64(),

@@ -201,6 +201,22 @@ impl Store {
             .filter(|r| r.key == key)
     }
 
+    /// The output hash of the record for `key`, without building the rest
+    /// of it: a record keeps its key manifest, which for a stage over a
+    /// corpus names every file (a megabyte of JSON the lookup only skims).
+    pub fn record_output(&self, key: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Head {
+            key: String,
+            output: String,
+        }
+        let bytes = fs::read(self.record_path(key)).ok()?;
+        serde_json::from_slice::<Head>(&bytes)
+            .ok()
+            .filter(|r| r.key == key)
+            .map(|r| r.output)
+    }
+
     pub fn remove_record(&self, key: &str) {
         let _ = fs::remove_file(self.record_path(key));
         let _ = fs::remove_file(self.log_path(key));

@@ -148,7 +148,9 @@ impl Slurm {
         for attempt in 0..5 {
             record = match (options.shared_fs(), env.remote) {
                 (true, _) => lookup(env, key, Verify::Now, progress),
-                (false, Some(remote)) => remote.fetch_stage(env.store, key, progress),
+                (false, Some(remote)) => remote
+                    .fetch_stage(env.store, key, progress)
+                    .map(|r| r.output),
                 (false, None) => None,
             };
             if record.is_some() || attempt == 4 {
@@ -157,11 +159,11 @@ impl Slurm {
             std::thread::sleep(Duration::from_millis(200 << attempt));
         }
         match record {
-            Some(record) => {
+            Some(stored) => {
                 let _ = fs::remove_file(&output);
                 Ok(Done {
                     key: key.to_string(),
-                    output: record.output,
+                    output: stored,
                     ran: true,
                     fetched: false,
                     seconds: started.elapsed().as_secs_f64(),

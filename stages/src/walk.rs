@@ -84,9 +84,22 @@ pub fn corpus_files(root: &Path) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
             }
         }
     }
-    found.sort();
+    sort_paths(&mut found);
     skipped.sort();
     Ok((found, skipped))
+}
+
+/// Sorts relative, normalized paths in `Path`'s order (component by
+/// component) by comparing bytes with the separator as the smallest byte:
+/// the same order, without `Path`'s component parsing on each of the
+/// ~n log n comparisons (a measurable part of a no-op over 6,000 files).
+fn sort_paths(paths: &mut [PathBuf]) {
+    use std::os::unix::ffi::OsStrExt;
+    let rank = |b: &u8| if *b == b'/' { 0 } else { u16::from(*b) + 1 };
+    paths.sort_unstable_by(|a, b| {
+        let (a, b) = (a.as_os_str().as_bytes(), b.as_os_str().as_bytes());
+        a.iter().map(rank).cmp(b.iter().map(rank))
+    });
 }
 
 /// `Ok` when the link at `path` leads to a regular file inside the root,
@@ -144,6 +157,18 @@ pub fn slash_path(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_sort_is_path_order() {
+        let names = [
+            "a/b", "a-b", "a", "a/b/c", "a.mid", "ab", "a/a", "b", "a0/x", "A", "é/x", "a b",
+        ];
+        let mut ours: Vec<PathBuf> = names.iter().map(PathBuf::from).collect();
+        let mut std_order = ours.clone();
+        std_order.sort();
+        sort_paths(&mut ours);
+        assert_eq!(ours, std_order);
+    }
 
     #[test]
     fn finds_midi_files_recursively_sorted() {
