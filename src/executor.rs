@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use vgmake_api::{Input, Progress};
 
 use crate::error::{Error, StageFailure};
-use crate::hashing::{KeyManifest, hash_path};
+use crate::hashing::{KeyManifest, hash_paths};
 use crate::lock::unix_now;
 use crate::pipeline::{Executor, ResolvedStage};
 use crate::run::{StageRun, run_stage};
@@ -90,16 +90,18 @@ pub fn key_manifest(
             prefixes.insert(folder, prefix);
         }
     }
-    // Stat (and, when changed, hash) in parallel: a corpus of thousands of
-    // files is most of a no-op's time, and the kernel's stat scales.
+    // Stat (and, when changed, hash) on every core: a corpus of thousands
+    // of files is most of a no-op's time, and the kernel's stat scales.
+    let hashes = hash_paths(&external.paths, &env.store.stats);
     let entries: Vec<(String, String)> = {
         use rayon::prelude::*;
         external
             .paths
             .par_iter()
-            .with_min_len(64)
-            .map(|path| {
-                let hash = hash_path(path, &env.store.stats).map_err(|e| {
+            .zip(hashes)
+            .with_min_len(256)
+            .map(|(path, hash)| {
+                let hash = hash.map_err(|e| {
                     key_error(vgmake_api::StageError::io(
                         format!("hashing {}", path.display()),
                         e,

@@ -19,15 +19,19 @@
 //! lookups they serve on a no-op over 6,000 files.
 
 use std::fs;
+use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxBuildHasher, FxHashMap};
 
 const MAGIC: &[u8; 8] = b"VGMSTAT1";
+/// Size, mtime, ctime, inode, hash: the fixed part after an entry's path.
+const FIXED: usize = 8 * 4 + 32;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Stamp {
@@ -38,6 +42,15 @@ struct Stamp {
 }
 
 impl Stamp {
+    fn of_stat(st: &rustix::fs::Stat) -> Stamp {
+        Stamp {
+            size: st.st_size as u64,
+            mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
+            ctime_ns: st.st_ctime * 1_000_000_000 + st.st_ctime_nsec as i64,
+            ino: st.st_ino,
+        }
+    }
+
     fn of(meta: &fs::Metadata) -> Stamp {
         Stamp {
             size: meta.len(),
@@ -54,13 +67,122 @@ struct Entry {
     hash: [u8; 32],
 }
 
+/// The file as loaded, its entries looked up where they lie: loading
+/// 12,000 entries into a map of owned paths cost a no-op more than the
+/// lookups it served.
+#[derive(Default)]
+struct Loaded {
+    bytes: Bytes,
+    /// FxHash of an entry's path -> the offset of its length prefix. Two
+    /// paths of one hash keep the later: the other then reads as a miss (a
+    /// rehash), never as the wrong entry, since the path bytes are compared.
+    index: FxHashMap<u64, u32>,
+}
+
+impl Loaded {
+    /// The entries in `bytes`, or `None` when it is not a whole, intact file.
+    fn parse(bytes: Bytes) -> Option<Loaded> {
+        let body_len = bytes.len().checked_sub(32)?;
+        let (body, check) = bytes.split_at(body_len);
+        if blake3::hash(body).as_bytes() != check || !body.starts_with(MAGIC) {
+            return None;
+        }
+        let count = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
+        let mut index = FxHashMap::default();
+        index.reserve(count.min(1 << 24) as usize);
+        let mut at = 16;
+        for _ in 0..count {
+            let (path, next) = entry_at(body, at)?;
+            index.insert(path_hash(path), u32::try_from(at).ok()?);
+            at = next;
+        }
+        (at == body.len()).then_some(Loaded { bytes, index })
+    }
+
+    fn get(&self, path: &[u8]) -> Option<Entry> {
+        let at = *self.index.get(&path_hash(path))? as usize;
+        let (found, _) = entry_at(&self.bytes, at)?;
+        (found == path).then(|| decode_fixed(&self.bytes[at + 4 + path.len()..]))
+    }
+
+    /// Every entry, in file order.
+    fn entries(&self) -> impl Iterator<Item = (&[u8], Entry)> {
+        let body = &self.bytes[..self.bytes.len().saturating_sub(32)];
+        let mut at = 16;
+        std::iter::from_fn(move || {
+            let (path, next) = entry_at(body, at)?;
+            let entry = decode_fixed(&body[at + 4 + path.len()..]);
+            at = next;
+            Some((path, entry))
+        })
+    }
+}
+
+/// The path of the entry at `at` and the offset of the next one.
+fn entry_at(body: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let len = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
+    let path = body.get(at + 4..at + 4 + len)?;
+    let next = at + 4 + len + FIXED;
+    (next <= body.len()).then_some((path, next))
+}
+
+fn decode_fixed(fixed: &[u8]) -> Entry {
+    let u64_of = |i: usize| u64::from_le_bytes(fixed[i..i + 8].try_into().unwrap());
+    Entry {
+        stamp: Stamp {
+            size: u64_of(0),
+            mtime_ns: u64_of(8) as i64,
+            ctime_ns: u64_of(16) as i64,
+            ino: u64_of(24),
+        },
+        hash: fixed[32..64].try_into().unwrap(),
+    }
+}
+
+fn path_hash(path: &[u8]) -> u64 {
+    let mut h = FxBuildHasher.build_hasher();
+    h.write(path);
+    h.finish()
+}
+
+/// The file's bytes: mapped, not read (reading 2 MB into fresh memory cost
+/// a no-op a millisecond of page faults). The file is only ever replaced by
+/// a rename, never written in place, so the mapping cannot change under us.
+#[derive(Default)]
+enum Bytes {
+    #[default]
+    Empty,
+    Mapped(memmap2::Mmap),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Empty => &[],
+            Bytes::Mapped(map) => map,
+        }
+    }
+}
+
+fn map(path: &Path) -> io::Result<Bytes> {
+    let file = fs::File::open(path)?;
+    // SAFETY: see `Bytes`: vgmake never modifies the file in place; a user
+    // who does so anyway at most makes the checksum fail (an empty cache).
+    let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
+    Ok(Bytes::Mapped(map))
+}
+
 /// Thread-safe; saved with [`StatCache::save`] (atomically) at the end of a build.
 pub struct StatCache {
     path: PathBuf,
-    entries: RwLock<FxHashMap<Box<[u8]>, Entry>>,
-    /// Set when an entry was added or dropped: a no-op build, which only
-    /// looks up, writes (and stats) nothing at its end.
-    changed: std::sync::atomic::AtomicBool,
+    loaded: Loaded,
+    /// Entries added (`Some`) or dropped (`None`) since the load; they
+    /// override the loaded ones.
+    changes: RwLock<FxHashMap<Box<[u8]>, Option<Entry>>>,
+    /// Set when `changes` has an entry: a no-op build, which only looks up,
+    /// takes no lock and writes (and stats) nothing at its end.
+    changed: AtomicBool,
 }
 
 fn key(path: &Path) -> &[u8] {
@@ -72,22 +194,22 @@ impl StatCache {
     pub fn none() -> StatCache {
         StatCache {
             path: PathBuf::new(),
-            entries: RwLock::new(FxHashMap::default()),
-            changed: Default::default(),
+            loaded: Loaded::default(),
+            changes: RwLock::default(),
+            changed: AtomicBool::new(false),
         }
     }
 
     /// Loads the cache file; a missing, unreadable or damaged one starts
     /// empty (it is only an accelerator).
     pub fn load(path: &Path) -> StatCache {
-        let entries = fs::read(path)
-            .ok()
-            .and_then(|bytes| decode(&bytes))
-            .unwrap_or_default();
+        let bytes = map(path);
+        let loaded = bytes.ok().and_then(Loaded::parse).unwrap_or_default();
         StatCache {
             path: path.to_path_buf(),
-            entries: RwLock::new(entries),
-            changed: Default::default(),
+            loaded,
+            changes: RwLock::default(),
+            changed: AtomicBool::new(false),
         }
     }
 
@@ -97,11 +219,34 @@ impl StatCache {
         self.hash_with_meta(path, &meta)
     }
 
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.merged().len()
+    }
+
+    fn get(&self, path: &[u8]) -> Option<Entry> {
+        if self.changed.load(Ordering::Acquire)
+            && let Some(change) = self.changes.read().unwrap().get(path)
+        {
+            return *change;
+        }
+        self.loaded.get(path)
+    }
+
     /// The blake3 hash of the file's contents; computed only when its stamp
     /// changed since it was last seen.
     pub fn hash_with_meta(&self, path: &Path, meta: &fs::Metadata) -> io::Result<blake3::Hash> {
-        let stamp = Stamp::of(meta);
-        if let Some(entry) = self.entries.read().unwrap().get(key(path))
+        self.hash_with_stamp(path, Stamp::of(meta))
+    }
+
+    /// [`StatCache::hash_with_meta`] from a `stat` taken another way (at a
+    /// folder's descriptor).
+    pub fn hash_with_stat(&self, path: &Path, st: &rustix::fs::Stat) -> io::Result<blake3::Hash> {
+        self.hash_with_stamp(path, Stamp::of_stat(st))
+    }
+
+    fn hash_with_stamp(&self, path: &Path, stamp: Stamp) -> io::Result<blake3::Hash> {
+        if let Some(entry) = self.get(key(path))
             && entry.stamp == stamp
         {
             return Ok(blake3::Hash::from_bytes(entry.hash));
@@ -123,51 +268,67 @@ impl StatCache {
     }
 
     fn insert(&self, path: &Path, stamp: Stamp, hash: &blake3::Hash) {
-        self.entries.write().unwrap().insert(
-            key(path).into(),
-            Entry {
-                stamp,
-                hash: *hash.as_bytes(),
-            },
-        );
-        self.mark_changed();
-    }
-
-    fn mark_changed(&self) {
-        self.changed
-            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let entry = Entry {
+            stamp,
+            hash: *hash.as_bytes(),
+        };
+        self.changes
+            .write()
+            .unwrap()
+            .insert(key(path).into(), Some(entry));
+        self.changed.store(true, Ordering::Release);
     }
 
     /// Forgets every path under `prefix` (a removed cache entry).
     pub fn forget_under(&self, prefix: &Path) {
-        self.entries
-            .write()
-            .unwrap()
-            .retain(|p, _| !Path::new(std::ffi::OsStr::from_bytes(p)).starts_with(prefix));
-        self.mark_changed();
+        let under = |p: &[u8]| Path::new(std::ffi::OsStr::from_bytes(p)).starts_with(prefix);
+        let mut changes = self.changes.write().unwrap();
+        for (path, entry) in changes.iter_mut() {
+            if under(path) {
+                *entry = None;
+            }
+        }
+        for (path, _) in self.loaded.entries() {
+            if under(path) {
+                changes.insert(path.into(), None);
+            }
+        }
+        self.changed.store(true, Ordering::Release);
+    }
+
+    /// The loaded entries with the changes applied, sorted by path.
+    fn merged(&self) -> Vec<(Box<[u8]>, Entry)> {
+        let changes = self.changes.read().unwrap();
+        let mut list: Vec<(Box<[u8]>, Entry)> = self
+            .loaded
+            .entries()
+            .filter(|(p, _)| !changes.contains_key(*p))
+            .map(|(p, e)| (p.into(), e))
+            .chain(
+                changes
+                    .iter()
+                    .filter_map(|(p, e)| e.map(|e| (p.clone(), e))),
+            )
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        list
     }
 
     /// Writes the cache, dropping entries whose files are gone; nothing
     /// when no entry changed since it was loaded.
     pub fn save(&self) -> io::Result<()> {
-        if !self
-            .changed
-            .swap(false, std::sync::atomic::Ordering::Relaxed)
-        {
+        if !self.changed.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut list: Vec<(Box<[u8]>, Entry)> = {
-            let mut entries = self.entries.write().unwrap();
-            entries.retain(|p, _| Path::new(std::ffi::OsStr::from_bytes(p)).exists());
-            entries.iter().map(|(p, e)| (p.clone(), *e)).collect()
-        };
-        list.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut list = self.merged();
+        list.retain(|(p, _)| Path::new(std::ffi::OsStr::from_bytes(p)).exists());
         crate::fsutil::write_atomic(&self.path, &encode(&list))
     }
 }
 
 fn encode(list: &[(Box<[u8]>, Entry)]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(48 + list.iter().map(|(p, _)| p.len() + 68).sum::<usize>());
+    let mut out =
+        Vec::with_capacity(48 + list.iter().map(|(p, _)| p.len() + 4 + FIXED).sum::<usize>());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(list.len() as u64).to_le_bytes());
     for (path, e) in list {
@@ -182,37 +343,6 @@ fn encode(list: &[(Box<[u8]>, Entry)]) -> Vec<u8> {
     let check = blake3::hash(&out);
     out.extend_from_slice(check.as_bytes());
     out
-}
-
-fn decode(bytes: &[u8]) -> Option<FxHashMap<Box<[u8]>, Entry>> {
-    let (body, check) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-    if blake3::hash(body).as_bytes() != check {
-        return None;
-    }
-    let mut rest = body.strip_prefix(MAGIC)?;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        let (head, tail) = rest.split_at_checked(n)?;
-        rest = tail;
-        Some(head)
-    };
-    let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
-    let count = u64_of(take(8)?);
-    let mut entries = FxHashMap::default();
-    entries.reserve(count.min(1 << 24) as usize);
-    for _ in 0..count {
-        let len = u32::from_le_bytes(take(4)?.try_into().unwrap()) as usize;
-        let path: Box<[u8]> = take(len)?.into();
-        let fixed = take(32 + 32)?;
-        let stamp = Stamp {
-            size: u64_of(&fixed[0..8]),
-            mtime_ns: u64_of(&fixed[8..16]) as i64,
-            ctime_ns: u64_of(&fixed[16..24]) as i64,
-            ino: u64_of(&fixed[24..32]),
-        };
-        let hash: [u8; 32] = fixed[32..].try_into().unwrap();
-        entries.insert(path, Entry { stamp, hash });
-    }
-    rest.is_empty().then_some(entries)
 }
 
 #[cfg(test)]
@@ -231,8 +361,37 @@ mod tests {
         assert_eq!(cache.hash_file(&file).unwrap(), blake3::hash(b"two"));
         cache.save().unwrap();
         let reloaded = StatCache::load(&dir.path().join("stat.bin"));
-        assert_eq!(reloaded.entries.read().unwrap().len(), 1);
+        assert_eq!(reloaded.len(), 1);
         assert_eq!(reloaded.hash_file(&file).unwrap(), blake3::hash(b"two"));
+    }
+
+    #[test]
+    fn changes_override_the_loaded_entries_and_forgetting_drops_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("out");
+        fs::create_dir(&sub).unwrap();
+        let (a, b) = (sub.join("a"), dir.path().join("b"));
+        fs::write(&a, b"a").unwrap();
+        fs::write(&b, b"b").unwrap();
+        let path = dir.path().join("stat.bin");
+        let cache = StatCache::load(&path);
+        cache.hash_file(&a).unwrap();
+        cache.hash_file(&b).unwrap();
+        cache.save().unwrap();
+        let loaded = StatCache::load(&path);
+        assert_eq!(loaded.len(), 2);
+        assert!(loaded.get(key(&a)).is_some() && loaded.get(key(&b)).is_some());
+        // A wrong hash remembered now wins over the loaded entry...
+        loaded.remember(&b, &blake3::hash(b"lie")).unwrap();
+        assert_eq!(loaded.hash_file(&b).unwrap(), blake3::hash(b"lie"));
+        // ...and forgetting a folder drops what was loaded under it.
+        loaded.forget_under(&sub);
+        assert!(loaded.get(key(&a)).is_none());
+        loaded.save().unwrap();
+        let again = StatCache::load(&path);
+        assert_eq!(again.len(), 1);
+        assert!(again.get(key(&a)).is_none());
+        assert_eq!(again.hash_file(&b).unwrap(), blake3::hash(b"lie"));
     }
 
     #[test]
@@ -247,11 +406,11 @@ mod tests {
         let good = fs::read(&path).unwrap();
         for cut in [0, 8, good.len() - 33, good.len() - 1] {
             fs::write(&path, &good[..cut]).unwrap();
-            assert!(StatCache::load(&path).entries.read().unwrap().is_empty());
+            assert_eq!(StatCache::load(&path).len(), 0);
         }
         let mut flipped = good.clone();
         flipped[20] ^= 1;
         fs::write(&path, &flipped).unwrap();
-        assert!(StatCache::load(&path).entries.read().unwrap().is_empty());
+        assert_eq!(StatCache::load(&path).len(), 0);
     }
 }

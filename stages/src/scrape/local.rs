@@ -108,7 +108,9 @@ pub fn external_inputs(
         walk::corpus_files(&dir).ctx(|| format!("listing MIDI files in {}", dir.display()))?;
     let mut listing = blake3::Hasher::new();
     for rel in &files {
-        listing.update(walk::slash_path(rel).as_bytes());
+        // The walk joins UTF-8 names with `/`: the bytes are `slash_path`'s.
+        debug_assert_eq!(Some(walk::slash_path(rel).as_str()), rel.to_str());
+        listing.update(rel.as_os_str().as_encoded_bytes());
         listing.update(b"\n");
     }
     for skip in &skipped {
