@@ -202,15 +202,55 @@ pub fn lookup_store(store: &Store, key: &str, progress: &dyn Progress) -> Option
 
 static STAGING_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// What [`probe`] found.
+pub enum Probe {
+    Hit(Done),
+    /// Not in the local cache: the key, for [`execute`].
+    Miss(Keyed),
+}
+
+/// A stage's key and what it was computed from.
+pub struct Keyed {
+    pub manifest: KeyManifest,
+    pub key: String,
+}
+
+/// The stage's key, and its result when the local cache has it: what a
+/// no-op does for every stage, cheap enough for the scheduler's own thread
+/// (a thread per cached stage cost more than the lookup).
+pub fn probe(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+    verify: Verify,
+    progress: &dyn Progress,
+) -> Result<Probe, StageFailure> {
+    let started = Instant::now();
+    let manifest = key_manifest(env, stage, deps)?;
+    let key = manifest.key().to_hex().to_string();
+    Ok(match lookup(env, &key, verify, progress) {
+        Some(output) => Probe::Hit(Done {
+            key,
+            output,
+            ran: false,
+            fetched: false,
+            seconds: started.elapsed().as_secs_f64(),
+        }),
+        None => Probe::Miss(Keyed { manifest, key }),
+    })
+}
+
 /// Brings `stage` up to date. `force` runs it even when cached; `verify`
-/// says when a cache hit is checked. Before it runs, the outputs it reads
-/// are verified: a damaged one fails with [`StageFailure::DamagedInput`],
-/// which the scheduler answers by rebuilding that dependency.
+/// says when a cache hit is checked; `keyed` is its key when [`probe`]
+/// computed it already. Before it runs, the outputs it reads are verified:
+/// a damaged one fails with [`StageFailure::DamagedInput`], which the
+/// scheduler answers by rebuilding that dependency.
 #[allow(clippy::too_many_arguments)]
 pub fn execute(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
+    keyed: Option<Keyed>,
     force: bool,
     refresh: bool,
     verify: Verify,
@@ -218,8 +258,14 @@ pub fn execute(
     key_locks: &KeyLocks,
 ) -> Result<Done, StageFailure> {
     let started = Instant::now();
-    let manifest = key_manifest(env, stage, deps)?;
-    let key = manifest.key().to_hex().to_string();
+    let Keyed { manifest, key } = match keyed {
+        Some(keyed) => keyed,
+        None => {
+            let manifest = key_manifest(env, stage, deps)?;
+            let key = manifest.key().to_hex().to_string();
+            Keyed { manifest, key }
+        }
+    };
     // Another variant computing the same key runs first; this one then finds its result.
     let key_lock = key_locks.lock_for(&key);
     let _running = key_lock.lock().unwrap_or_else(|e| e.into_inner());

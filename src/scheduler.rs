@@ -9,7 +9,9 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc;
 
 use crate::error::{Error, StageFailure};
-use crate::executor::{BuildEnv, DepOutput, Done, KeyLocks, Verify, execute, out_link};
+use crate::executor::{
+    BuildEnv, DepOutput, Done, KeyLocks, Probe, Verify, execute, out_link, probe,
+};
 use crate::graph::StageGraph;
 use crate::outcome::{StageResult, Status};
 use crate::pipeline::{Executor, Resolved, ResolvedStage};
@@ -93,6 +95,8 @@ pub fn build(
     // next hit verified at once (so a damage that cannot be removed fails
     // instead of looping).
     let mut damaged = vec![false; nodes.len()];
+    // Results found on this thread (cache hits), settled before waiting.
+    let mut settled_here: Vec<(usize, Result<Done, Failure>)> = Vec::new();
     let key_locks = KeyLocks::default();
     let mut running = 0usize;
     let mut running_here = 0usize;
@@ -137,28 +141,44 @@ pub fn build(
                 if !on_cluster && running_here >= opts.jobs.max(1) {
                     continue;
                 }
-                running += 1;
-                running_here += usize::from(!on_cluster);
-                on_cluster_nodes[i] = on_cluster;
                 states[i] = State::Running;
-                let tx = tx.clone();
-                let display = display.clone();
                 let stage = node.stage;
                 let label = label(node, multi);
                 let force = opts.force.contains(&stage.name) || opts.refresh.contains(&stage.name);
                 let refresh = opts.refresh.contains(&stage.name);
-                let key_locks = &key_locks;
                 let verify = if node.handover || damaged[i] {
                     Verify::Now
                 } else {
                     Verify::WhenRead
                 };
+                let log = StageLog::new(&label, display.clone());
+                // The key and the local cache first, here: on a no-op every
+                // stage ends there, and a thread each cost more than that.
+                let keyed = match (!force).then(|| probe(env, stage, &deps, verify, &log)) {
+                    Some(Ok(Probe::Hit(done))) => {
+                        settled_here.push((i, Ok(done)));
+                        continue;
+                    }
+                    Some(Ok(Probe::Miss(keyed))) => Some(keyed),
+                    Some(Err(e)) => {
+                        let message = with_log_tail(e.to_string(), &log.lines());
+                        settled_here.push((i, Err(Failure::Error(message))));
+                        continue;
+                    }
+                    None => None,
+                };
+                running += 1;
+                running_here += usize::from(!on_cluster);
+                on_cluster_nodes[i] = on_cluster;
+                let tx = tx.clone();
+                let display = display.clone();
+                let key_locks = &key_locks;
                 scope.spawn(move || {
-                    let log = StageLog::new(&label, display.clone());
                     // Announce only stages that really run; a cache hit is instant.
                     let announce = DelayedStart::new(&label, display.clone());
-                    let result =
-                        execute(env, stage, &deps, force, refresh, verify, &log, key_locks);
+                    let result = execute(
+                        env, stage, &deps, keyed, force, refresh, verify, &log, key_locks,
+                    );
                     announce.cancel();
                     let result = result.map_err(|e: StageFailure| match e {
                         StageFailure::DamagedInput { ref stage, .. } => Failure::DamagedInput {
@@ -170,12 +190,16 @@ pub fn build(
                     let _ = tx.send((i, result));
                 });
             }
-            if running == 0 {
-                break;
-            }
-            let (i, result) = rx.recv().expect("a stage thread always reports");
-            running -= 1;
-            running_here -= usize::from(!on_cluster_nodes[i]);
+            let (i, result) = match settled_here.pop() {
+                Some(found) => found,
+                None if running == 0 => break,
+                None => {
+                    let (i, result) = rx.recv().expect("a stage thread always reports");
+                    running -= 1;
+                    running_here -= usize::from(!on_cluster_nodes[i]);
+                    (i, result)
+                }
+            };
             let node = &nodes[i];
             let r = match result {
                 Ok(done) => {
