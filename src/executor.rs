@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use vgmake_api::{Input, Progress};
 
 use crate::error::{Error, StageFailure};
-use crate::hashing::{KeyManifest, hash_paths};
+use crate::hashing::{KeyManifest, PARALLEL_FROM, hash_paths};
 use crate::lock::unix_now;
 use crate::pipeline::{Executor, ResolvedStage};
 use crate::run::{StageRun, run_stage};
@@ -34,6 +34,20 @@ pub struct BuildEnv<'a> {
     /// Where this process runs stages, when not in the build itself
     /// (`slurm job 12_3 on node7`): kept in their records.
     pub ran_on: Option<String>,
+    /// The data and project folders, resolved once (see [`BuildEnv::roots`]).
+    pub resolved_roots: std::sync::OnceLock<(PathBuf, PathBuf)>,
+}
+
+impl BuildEnv<'_> {
+    /// The bundled data's folder and the project's, canonical: a path in a
+    /// key is named relative to them. Resolved once per build, not once
+    /// per stage (each `realpath` is a readlink per component).
+    pub fn roots(&self) -> &(PathBuf, PathBuf) {
+        self.resolved_roots.get_or_init(|| {
+            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+            (canon(self.data_dir), canon(self.project_dir))
+        })
+    }
 }
 
 /// A finished dependency, as its dependents see it.
@@ -74,7 +88,7 @@ pub fn key_manifest(
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
         .map_err(key_error)?;
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-    let roots = (canon(env.data_dir), canon(env.project_dir));
+    let roots = env.roots();
     // Each folder is resolved once (a corpus of 15,000 files would otherwise
     // cost 15,000 `realpath`s per no-op) into the prefix its files' names
     // take in the key; keyed by bytes, since `Path`'s hash walks components.
@@ -93,28 +107,33 @@ pub fn key_manifest(
     // Stat (and, when changed, hash) on every core: a corpus of thousands
     // of files is most of a no-op's time, and the kernel's stat scales.
     let hashes = hash_paths(&external.paths, &env.store.stats);
-    let entries: Vec<(String, String)> = {
-        use rayon::prelude::*;
+    let entry = |(path, hash): (&PathBuf, std::io::Result<blake3::Hash>)| {
+        let hash = hash.map_err(|e| {
+            key_error(vgmake_api::StageError::io(
+                format!("hashing {}", path.display()),
+                e,
+            ))
+        })?;
+        let name = match split_name(path) {
+            (folder, name) if !folder.is_empty() => {
+                format!("path:{}{}", prefixes[folder], String::from_utf8_lossy(name))
+            }
+            _ => format!("path:{}", key_name(path, &roots.1, &roots.0)),
+        };
+        Ok((name, hash.to_hex().to_string()))
+    };
+    let entries: Vec<(String, String)> = if external.paths.len() < PARALLEL_FROM {
         external
             .paths
-            .par_iter()
+            .iter()
             .zip(hashes)
-            .with_min_len(256)
-            .map(|(path, hash)| {
-                let hash = hash.map_err(|e| {
-                    key_error(vgmake_api::StageError::io(
-                        format!("hashing {}", path.display()),
-                        e,
-                    ))
-                })?;
-                let name = match split_name(path) {
-                    (folder, name) if !folder.is_empty() => {
-                        format!("path:{}{}", prefixes[folder], String::from_utf8_lossy(name))
-                    }
-                    _ => format!("path:{}", key_name(path, &roots.1, &roots.0)),
-                };
-                Ok((name, hash.to_hex().to_string()))
-            })
+            .map(entry)
+            .collect::<Result<_, Error>>()?
+    } else {
+        use rayon::prelude::*;
+        (external.paths.par_iter().zip(hashes))
+            .with_min_len(PARALLEL_FROM / 2)
+            .map(entry)
             .collect::<Result<_, Error>>()?
     };
     // Built from a list, a BTreeMap sorts once and fills its nodes in bulk.

@@ -183,13 +183,17 @@ fn scan_into(
         }
     }
     use rayon::prelude::*;
-    let parts: Vec<io::Result<Vec<FileEntry>>> = subdirs
-        .par_iter()
-        .map(|(path, prefix)| {
-            let mut part = Vec::new();
-            scan_into(path, prefix, stats, &mut part).map(|()| part)
-        })
-        .collect();
+    let scan = |(path, prefix): &(PathBuf, String)| {
+        let mut part = Vec::new();
+        scan_into(path, prefix, stats, &mut part).map(|()| part)
+    };
+    // One subfolder (or none) is read here: even asking rayon its size
+    // starts the thread pool.
+    let parts: Vec<io::Result<Vec<FileEntry>>> = if subdirs.len() < 2 {
+        subdirs.iter().map(scan).collect()
+    } else {
+        subdirs.par_iter().map(scan).collect()
+    };
     for part in parts {
         out.extend(part?);
     }
@@ -202,37 +206,51 @@ fn scan_into(
 /// which was most of a stat's cost on a corpus of thousands of files.
 pub fn hash_paths(paths: &[PathBuf], stats: &StatCache) -> Vec<io::Result<blake3::Hash>> {
     use rayon::prelude::*;
+    if paths.len() < PARALLEL_FROM {
+        return hash_chunk(paths, stats).collect();
+    }
     paths
-        .par_chunks(256)
-        .flat_map_iter(|chunk| {
-            let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
-            chunk.iter().map(move |path| {
-                let bytes = path.as_os_str().as_bytes();
-                let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
-                    return hash_path(path, stats);
-                };
-                let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
-                if folder.as_ref().is_none_or(|(d, _)| *d != dir) {
-                    let fd = rustix::fs::open(
-                        Path::new(OsStr::from_bytes(dir)),
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    );
-                    folder = Some((dir, fd.ok()));
-                }
-                let Some((_, Some(fd))) = &folder else {
-                    return hash_path(path, stats);
-                };
-                let st = rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::empty())
-                    .map_err(io::Error::from)?;
-                if FileType::from_raw_mode(st.st_mode).is_dir() {
-                    Ok(TreeManifest::scan(path, stats)?.hash())
-                } else {
-                    stats.hash_with_stat(path, &st)
-                }
-            })
-        })
+        .par_chunks(PARALLEL_FROM / 2)
+        .flat_map_iter(|chunk| hash_chunk(chunk, stats))
         .collect()
+}
+
+/// Below this many files one thread stats them sooner than two: starting
+/// (or waking) the thread pool costs more (the demo's no-op never starts it).
+pub const PARALLEL_FROM: usize = 512;
+
+/// [`hash_paths`] on this thread. The folder's descriptor is kept while
+/// consecutive paths share it (they are sorted).
+fn hash_chunk<'a>(
+    chunk: &'a [PathBuf],
+    stats: &'a StatCache,
+) -> impl Iterator<Item = io::Result<blake3::Hash>> + 'a {
+    let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
+    chunk.iter().map(move |path| {
+        let bytes = path.as_os_str().as_bytes();
+        let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
+            return hash_path(path, stats);
+        };
+        let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
+        if folder.as_ref().is_none_or(|(d, _)| *d != dir) {
+            let fd = rustix::fs::open(
+                Path::new(OsStr::from_bytes(dir)),
+                OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                Mode::empty(),
+            );
+            folder = Some((dir, fd.ok()));
+        }
+        let Some((_, Some(fd))) = &folder else {
+            return hash_path(path, stats);
+        };
+        let st = rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::empty())
+            .map_err(io::Error::from)?;
+        if FileType::from_raw_mode(st.st_mode).is_dir() {
+            Ok(TreeManifest::scan(path, stats)?.hash())
+        } else {
+            stats.hash_with_stat(path, &st)
+        }
+    })
 }
 
 /// The content hash of an external input: a file's hash, or a folder's

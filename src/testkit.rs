@@ -249,6 +249,7 @@ impl TestProject {
             remote: None,
             slurm: None,
             ran_on: None,
+            resolved_roots: Default::default(),
         };
         let options = BuildOptions {
             targets: targets.iter().map(|s| s.to_string()).collect(),

@@ -56,10 +56,14 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
     } else {
         jobs
     };
-    // Stages parallelize inside with rayon; one pool sized by -j.
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(jobs)
-        .build_global();
+    // Stages parallelize inside with rayon; one pool sized by -j. Rayon's
+    // own pool has a thread per core and starts on first use: a no-op that
+    // never needs it then never waits for its threads to start.
+    if jobs != cores || std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .build_global();
+    }
 
     let store = match std::fs::create_dir_all(&project.cache_dir)
         .and_then(|_| Store::open(&project.cache_dir))
@@ -125,6 +129,7 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         remote: remote.as_ref(),
         slurm: slurm.as_ref(),
         ran_on: None,
+        resolved_roots: Default::default(),
     };
     let options = BuildOptions {
         targets: args.targets.clone(),

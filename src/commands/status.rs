@@ -31,6 +31,7 @@ fn plans(
         remote: remote.as_ref(),
         slurm: None,
         ran_on: None,
+        resolved_roots: Default::default(),
     };
     let p = plan(&env, resolved, targets)?;
     Ok((store, p))

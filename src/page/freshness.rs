@@ -42,6 +42,7 @@ pub fn check(
         remote: None,
         slurm: None,
         ran_on: None,
+        resolved_roots: Default::default(),
     };
     let plans = match plan(&env, &resolved, &[]) {
         Ok(p) => p,

@@ -234,6 +234,7 @@ fn run_job(
         remote: remote.as_ref(),
         slurm: None,
         ran_on: Some(ran_on.clone()),
+        resolved_roots: Default::default(),
     };
     // The job may have waited hours in the queue: inputs read from the
     // project (scripts, a corpus folder) must still be what the key says,
