@@ -243,6 +243,47 @@ fn a_damaged_intermediate_is_verified_when_read_and_rebuilt_first() {
 }
 
 #[test]
+fn the_key_memo_never_answers_for_a_changed_input() {
+    let p = TestProject::new(&CHAIN.replace("value = \"a\"", "value = \"a\"\nreads = \"in.txt\""));
+    let input = p.path().join("in.txt");
+    let value = |r: &[crate::outcome::StageResult]| {
+        let down = r.iter().find(|r| r.name == "down").unwrap();
+        let out = p.store().output_dir(down.output.as_ref().unwrap());
+        fs::read_to_string(out.join("value.txt")).unwrap()
+    };
+    fs::write(&input, "1").unwrap();
+    let first = p.build();
+    assert_eq!(value(&first), "a1bc");
+    // Remembered now: the next no-op takes the key from the memo.
+    let again = p.build();
+    assert!(
+        again.iter().all(|r| r.status == Status::Cached),
+        "{again:?}"
+    );
+    assert_eq!(p.store().keys.len(), 3, "one per stage");
+    // New content (of another size: a write within the file system's clock
+    // tick keeps the mtime, as for any stat cache): the memo misses.
+    fs::write(&input, "22").unwrap();
+    let changed = p.build();
+    assert_eq!(status(&changed, "src"), Status::Ran);
+    assert_eq!(value(&changed), "a22bc");
+    // Back to the first content: the first key, found without the memo.
+    fs::write(&input, "1").unwrap();
+    let back = p.build();
+    assert_eq!(status(&back, "src"), Status::Cached, "{back:?}");
+    assert_eq!(value(&back), "a1bc");
+    // A forced rerun rewrites the record; the memo then re-reads it.
+    let forced = p.build_with(&[], &["src"], 4);
+    assert_eq!(status(&forced, "src"), Status::Ran);
+    let after = p.build();
+    assert!(
+        after.iter().all(|r| r.status == Status::Cached),
+        "{after:?}"
+    );
+    assert_eq!(p.runs("src"), 3);
+}
+
+#[test]
 fn cancel_stops_running_stages_and_skips_the_rest() {
     let p = TestProject::new(CHAIN);
     let canceller = {

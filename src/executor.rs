@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use vgmake_api::{Input, Progress};
+use vgmake_api::{ExternalInputs, Input, Progress};
 
 use crate::error::{Error, StageFailure};
-use crate::hashing::{KeyManifest, PARALLEL_FROM, hash_paths};
+use crate::hashing::{KeyManifest, PARALLEL_FROM, Stamped, hash_paths};
+use crate::keymemo;
 use crate::lock::unix_now;
 use crate::pipeline::{Executor, ResolvedStage};
 use crate::run::{StageRun, run_stage};
@@ -73,26 +74,30 @@ pub struct Done {
     pub seconds: f64,
 }
 
-/// The key manifest of `stage` given its dependencies' outputs.
-pub fn key_manifest(
-    env: &BuildEnv,
-    stage: &ResolvedStage,
-    deps: &[DepOutput],
-) -> Result<KeyManifest, Error> {
-    let key_error = |source| Error::Key {
-        stage: stage.name.clone(),
-        source,
-    };
+/// What a stage's key is computed from, read from the disk: its external
+/// inputs, listed, stat'ed and hashed.
+pub struct Gathered {
+    external: ExternalInputs,
+    /// The prefix each folder's files take in the key (see `key_manifest`).
+    prefixes: FxHashMap<Vec<u8>, String>,
+    hashes: Vec<std::io::Result<Stamped>>,
+}
+
+/// Lists, stats and hashes the external inputs of `stage`.
+pub fn gather(env: &BuildEnv, stage: &ResolvedStage) -> Result<Gathered, Error> {
     let external = stage
         .kind
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
-        .map_err(key_error)?;
+        .map_err(|source| Error::Key {
+            stage: stage.name.clone(),
+            source,
+        })?;
     let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let roots = env.roots();
     // Each folder is resolved once (a corpus of 15,000 files would otherwise
     // cost 15,000 `realpath`s per no-op) into the prefix its files' names
     // take in the key; keyed by bytes, since `Path`'s hash walks components.
-    let mut prefixes: FxHashMap<&[u8], String> = FxHashMap::default();
+    let mut prefixes: FxHashMap<Vec<u8>, String> = FxHashMap::default();
     for path in &external.paths {
         let (folder, _) = split_name(path);
         if !folder.is_empty() && !prefixes.contains_key(folder) {
@@ -101,18 +106,86 @@ pub fn key_manifest(
             if !prefix.is_empty() && !prefix.ends_with('/') {
                 prefix.push('/');
             }
-            prefixes.insert(folder, prefix);
+            prefixes.insert(folder.to_vec(), prefix);
         }
     }
     // Stat (and, when changed, hash) on every core: a corpus of thousands
     // of files is most of a no-op's time, and the kernel's stat scales.
     let hashes = hash_paths(&external.paths, &env.store.stats);
-    let entry = |(path, hash): (&PathBuf, std::io::Result<blake3::Hash>)| {
-        let hash = hash.map_err(|e| {
-            key_error(vgmake_api::StageError::io(
-                format!("hashing {}", path.display()),
-                e,
-            ))
+    Ok(Gathered {
+        external,
+        prefixes,
+        hashes,
+    })
+}
+
+/// The key memo's digest of everything `stage`'s key is made of (see
+/// `keymemo.rs`), or `None` when an input is a folder or unreadable.
+fn memo_digest(
+    env: &BuildEnv,
+    gathered: &Gathered,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Option<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key("vgmake key memo v1");
+    fn field_into(h: &mut blake3::Hasher, bytes: &[u8]) {
+        h.update(&(bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    }
+    let mut field = |bytes: &[u8]| field_into(&mut h, bytes);
+    field(stage.kind.name().as_bytes());
+    field(&stage.kind.version().to_le_bytes());
+    field(&serde_json::to_vec(stage.params.values()).ok()?);
+    for dep in deps {
+        field(dep.stage.as_bytes());
+        field(dep.output.as_bytes());
+    }
+    for (name, value) in &gathered.external.values {
+        field(name.as_bytes());
+        field(value.as_bytes());
+    }
+    let roots = env.roots();
+    field(roots.0.as_os_str().as_bytes());
+    field(roots.1.as_os_str().as_bytes());
+    for (path, hashed) in gathered.external.paths.iter().zip(&gathered.hashes) {
+        let (Some(stamp), _) = hashed.as_ref().ok()? else {
+            return None;
+        };
+        let (folder, name) = split_name(path);
+        field_into(&mut h, gathered.prefixes.get(folder)?.as_bytes());
+        field_into(&mut h, name);
+        stamp.digest_into(&mut h);
+    }
+    Some(*h.finalize().as_bytes())
+}
+
+/// The key manifest of `stage` given its dependencies' outputs.
+pub fn key_manifest(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<KeyManifest, Error> {
+    let gathered = gather(env, stage)?;
+    manifest_of(env, gathered, stage, deps)
+}
+
+/// The key manifest from what [`gather`] read.
+fn manifest_of(
+    env: &BuildEnv,
+    gathered: Gathered,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<KeyManifest, Error> {
+    let Gathered {
+        external,
+        prefixes,
+        hashes,
+    } = gathered;
+    let roots = env.roots();
+    let entry = |(path, hash): (&PathBuf, std::io::Result<Stamped>)| {
+        let (_, hash) = hash.map_err(|e| Error::Key {
+            stage: stage.name.clone(),
+            source: vgmake_api::StageError::io(format!("hashing {}", path.display()), e),
         })?;
         let name = match split_name(path) {
             (folder, name) if !folder.is_empty() => {
@@ -245,16 +318,44 @@ pub fn probe(
     progress: &dyn Progress,
 ) -> Result<Probe, StageFailure> {
     let started = Instant::now();
-    let manifest = key_manifest(env, stage, deps)?;
-    let key = manifest.key().to_hex().to_string();
-    Ok(match lookup(env, &key, verify, progress) {
-        Some(output) => Probe::Hit(Done {
+    let gathered = gather(env, stage)?;
+    let digest = memo_digest(env, &gathered, stage, deps);
+    let hit = |key: String, output: String| {
+        Probe::Hit(Done {
             key,
             output,
             ran: false,
             fetched: false,
             seconds: started.elapsed().as_secs_f64(),
-        }),
+        })
+    };
+    let memo = &env.store.keys;
+    if let Some(digest) = &digest
+        && let Some(found) = memo.get(digest, |key| env.store.record_path(key))
+    {
+        let (key, output) = (keymemo::hex(&found.key), keymemo::hex(&found.output));
+        match verify {
+            Verify::WhenRead => return Ok(hit(key, output)),
+            Verify::Now => match env.store.verify_output(&output) {
+                Ok(()) => return Ok(hit(key, output)),
+                Err(why) => {
+                    progress.log(&format!(
+                        "cached result failed verification, rebuilding: {why}"
+                    ));
+                    env.store.discard(&key, &output);
+                }
+            },
+        }
+    }
+    let manifest = manifest_of(env, gathered, stage, deps)?;
+    let key = manifest.key().to_hex().to_string();
+    Ok(match lookup(env, &key, verify, progress) {
+        Some(output) => {
+            if let Some(digest) = digest {
+                memo.remember(digest, &key, &output, &env.store.record_path(&key));
+            }
+            hit(key, output)
+        }
         None => Probe::Miss(Keyed { manifest, key }),
     })
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::statcache::StatCache;
+use crate::statcache::{Stamp, StatCache};
 
 /// Everything a stage's key is computed from, stored beside each result so
 /// `vgmake why` can say exactly what changed.
@@ -200,11 +200,16 @@ fn scan_into(
     Ok(())
 }
 
+/// A content hash and, for a file, the stamp it is known by.
+pub type Stamped = (Option<Stamp>, blake3::Hash);
+
 /// [`hash_path`] of each of `paths`, in order, on every core. Each file is
 /// stat'ed at its folder's descriptor (opened once per run of paths in one
 /// folder): the kernel then resolves one name instead of the whole path,
 /// which was most of a stat's cost on a corpus of thousands of files.
-pub fn hash_paths(paths: &[PathBuf], stats: &StatCache) -> Vec<io::Result<blake3::Hash>> {
+/// Each comes with the file's stamp; a folder's is `None` (its stamp does
+/// not cover its files).
+pub fn hash_paths(paths: &[PathBuf], stats: &StatCache) -> Vec<io::Result<Stamped>> {
     use rayon::prelude::*;
     if paths.len() < PARALLEL_FROM {
         return hash_chunk(paths, stats).collect();
@@ -224,12 +229,12 @@ pub const PARALLEL_FROM: usize = 512;
 fn hash_chunk<'a>(
     chunk: &'a [PathBuf],
     stats: &'a StatCache,
-) -> impl Iterator<Item = io::Result<blake3::Hash>> + 'a {
+) -> impl Iterator<Item = io::Result<Stamped>> + 'a {
     let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
     chunk.iter().map(move |path| {
         let bytes = path.as_os_str().as_bytes();
         let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
-            return hash_path(path, stats);
+            return hash_path(path, stats).map(|h| (None, h));
         };
         let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
         if folder.as_ref().is_none_or(|(d, _)| *d != dir) {
@@ -241,14 +246,15 @@ fn hash_chunk<'a>(
             folder = Some((dir, fd.ok()));
         }
         let Some((_, Some(fd))) = &folder else {
-            return hash_path(path, stats);
+            return hash_path(path, stats).map(|h| (None, h));
         };
         let st = rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::empty())
             .map_err(io::Error::from)?;
         if FileType::from_raw_mode(st.st_mode).is_dir() {
-            Ok(TreeManifest::scan(path, stats)?.hash())
+            Ok((None, TreeManifest::scan(path, stats)?.hash()))
         } else {
-            stats.hash_with_stat(path, &st)
+            let stamp = Stamp::of_stat(&st);
+            Ok((Some(stamp), stats.hash_with_stamp(path, stamp)?))
         }
     })
 }

@@ -12,6 +12,7 @@ mod fsutil;
 mod graph;
 mod hashing;
 mod history;
+mod keymemo;
 mod lock;
 mod memo;
 mod outcome;

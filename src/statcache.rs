@@ -33,8 +33,9 @@ const MAGIC: &[u8; 8] = b"VGMSTAT1";
 /// Size, mtime, ctime, inode, hash: the fixed part after an entry's path.
 const FIXED: usize = 8 * 4 + 32;
 
+/// What a file's content is known by.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Stamp {
+pub struct Stamp {
     size: u64,
     mtime_ns: i64,
     ctime_ns: i64,
@@ -42,7 +43,15 @@ struct Stamp {
 }
 
 impl Stamp {
-    fn of_stat(st: &rustix::fs::Stat) -> Stamp {
+    /// Feeds the stamp to `hasher` (the key memo's digest).
+    pub fn digest_into(&self, hasher: &mut blake3::Hasher) {
+        hasher.update(&self.size.to_le_bytes());
+        hasher.update(&self.mtime_ns.to_le_bytes());
+        hasher.update(&self.ctime_ns.to_le_bytes());
+        hasher.update(&self.ino.to_le_bytes());
+    }
+
+    pub fn of_stat(st: &rustix::fs::Stat) -> Stamp {
         Stamp {
             size: st.st_size as u64,
             mtime_ns: st.st_mtime * 1_000_000_000 + st.st_mtime_nsec as i64,
@@ -239,13 +248,9 @@ impl StatCache {
         self.hash_with_stamp(path, Stamp::of(meta))
     }
 
-    /// [`StatCache::hash_with_meta`] from a `stat` taken another way (at a
-    /// folder's descriptor).
-    pub fn hash_with_stat(&self, path: &Path, st: &rustix::fs::Stat) -> io::Result<blake3::Hash> {
-        self.hash_with_stamp(path, Stamp::of_stat(st))
-    }
-
-    fn hash_with_stamp(&self, path: &Path, stamp: Stamp) -> io::Result<blake3::Hash> {
+    /// [`StatCache::hash_with_meta`] from a stamp taken another way (a
+    /// `stat` at a folder's descriptor).
+    pub fn hash_with_stamp(&self, path: &Path, stamp: Stamp) -> io::Result<blake3::Hash> {
         if let Some(entry) = self.get(key(path))
             && entry.stamp == stamp
         {

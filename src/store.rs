@@ -33,6 +33,7 @@ use crate::error::Damage;
 use crate::fsutil::{self, write_atomic};
 use crate::hashing::{KeyManifest, TreeManifest};
 use crate::history::{self, HistoryEntry};
+use crate::keymemo::KeyMemo;
 use crate::statcache::StatCache;
 
 /// What the cache remembers about one run of a stage.
@@ -78,6 +79,8 @@ pub struct Store {
     /// Names this project's folder of refs (a hash of its path).
     project_id: String,
     pub stats: StatCache,
+    /// Keys and results remembered by the stamps of their inputs.
+    pub keys: KeyMemo,
     refs: Mutex<RefsCache>,
     commit_lock: Mutex<()>,
 }
@@ -120,10 +123,12 @@ impl Store {
         }
         let root = root.canonicalize()?;
         let stats = StatCache::load(&root.join("statcache.bin"));
+        let keys = KeyMemo::load(&root.join("keymemo.bin"));
         Ok(Store {
             root,
             project_id,
             stats,
+            keys,
             refs: Mutex::new(RefsCache::default()),
             commit_lock: Mutex::new(()),
         })
@@ -144,7 +149,7 @@ impl Store {
     fn manifest_path(&self, hash: &str) -> PathBuf {
         self.root.join("manifests").join(format!("{hash}.json"))
     }
-    fn record_path(&self, key: &str) -> PathBuf {
+    pub fn record_path(&self, key: &str) -> PathBuf {
         self.root
             .join("actions")
             .join(&key[..2])

@@ -60,6 +60,12 @@ impl StageKind for Source {
                 0,
                 "extra files",
             ),
+            ParamSpec::new(
+                "reads",
+                ParamType::ANY_STR,
+                "",
+                "a project file whose text is appended (an external input)",
+            ),
             ParamSpec::new("lo", ParamType::Int { min: 0, max: 100 }, 0, ""),
             ParamSpec::new("hi", ParamType::Int { min: 0, max: 100 }, 10, ""),
         ]
@@ -73,9 +79,26 @@ impl StageKind for Source {
     fn inputs(&self) -> Inputs {
         Inputs::Slots(&[])
     }
+    fn external_inputs(
+        &self,
+        params: &Params,
+        project_dir: &Path,
+        _data_dir: &Path,
+    ) -> Result<ExternalInputs, StageError> {
+        let mut ext = ExternalInputs::default();
+        if !params.str("reads").is_empty() {
+            ext.paths.push(project_dir.join(params.str("reads")));
+        }
+        Ok(ext)
+    }
     fn run(&self, ctx: &StageContext) -> Result<(), StageError> {
         note_run(ctx);
-        fs::write(ctx.out_dir.join("value.txt"), ctx.params.str("value")).ctx(|| "writing")?;
+        let mut value = ctx.params.str("value").to_string();
+        if !ctx.params.str("reads").is_empty() {
+            value += &fs::read_to_string(ctx.project_dir.join(ctx.params.str("reads")))
+                .ctx(|| "reading")?;
+        }
+        fs::write(ctx.out_dir.join("value.txt"), value).ctx(|| "writing")?;
         for i in 0..ctx.params.usize("files") {
             fs::write(ctx.out_dir.join(format!("f{i}.txt")), format!("{i}")).ctx(|| "writing")?;
         }
@@ -259,6 +282,7 @@ impl TestProject {
         };
         let results = build(&env, &variants.all, &options, Arc::new(Quiet)).unwrap();
         store.stats.save().unwrap();
+        store.keys.save().unwrap();
         results
     }
 
