@@ -127,10 +127,12 @@ fn memo_digest(
     stage: &ResolvedStage,
     deps: &[DepOutput],
 ) -> Option<[u8; 32]> {
-    let mut h = blake3::Hasher::new_derive_key("vgmake key memo v1");
-    fn field_into(h: &mut blake3::Hasher, bytes: &[u8]) {
-        h.update(&(bytes.len() as u64).to_le_bytes());
-        h.update(bytes);
+    // Gathered into one buffer and hashed at once: blake3 is several times
+    // faster over one long input than over 20,000 small updates.
+    let mut h = Vec::with_capacity(256 + gathered.external.paths.len() * 96);
+    fn field_into(h: &mut Vec<u8>, bytes: &[u8]) {
+        h.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
+        h.extend_from_slice(bytes);
     }
     let mut field = |bytes: &[u8]| field_into(&mut h, bytes);
     field(stage.kind.name().as_bytes());
@@ -156,7 +158,8 @@ fn memo_digest(
         field_into(&mut h, name);
         stamp.digest_into(&mut h);
     }
-    Some(*h.finalize().as_bytes())
+    let mut hasher = blake3::Hasher::new_derive_key("vgmake key memo v1");
+    Some(*hasher.update(&h).finalize().as_bytes())
 }
 
 /// The key manifest of `stage` given its dependencies' outputs.

@@ -43,12 +43,12 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// Feeds the stamp to `hasher` (the key memo's digest).
-    pub fn digest_into(&self, hasher: &mut blake3::Hasher) {
-        hasher.update(&self.size.to_le_bytes());
-        hasher.update(&self.mtime_ns.to_le_bytes());
-        hasher.update(&self.ctime_ns.to_le_bytes());
-        hasher.update(&self.ino.to_le_bytes());
+    /// Appends the stamp to `digest` (the key memo's input).
+    pub fn digest_into(&self, digest: &mut Vec<u8>) {
+        digest.extend_from_slice(&self.size.to_le_bytes());
+        digest.extend_from_slice(&self.mtime_ns.to_le_bytes());
+        digest.extend_from_slice(&self.ctime_ns.to_le_bytes());
+        digest.extend_from_slice(&self.ino.to_le_bytes());
     }
 
     pub fn of_stat(st: &rustix::fs::Stat) -> Stamp {
