@@ -18,11 +18,23 @@ FILES=${1:-6000}
 RUNS=${2:-21}
 CORPUS_SRC=${CORPUS_SRC:-../shared/corpus}
 [ -d "$CORPUS_SRC" ] || { echo "no $CORPUS_SRC: the real corpus is needed"; exit 1; }
-cargo build --release --quiet
-VGMAKE=$PWD/target/release/vgmake
-WORK=$(mktemp -d)
-[ -n "${KEEP:-}" ] && echo "keeping $WORK" || trap 'rm -rf "$WORK"' EXIT
+# VGMAKE=path times another binary; WORK=dir keeps the corpus and the
+# cache there and reuses them on the next run (KEEP=1: keep the temporary one).
+if [ -z "${VGMAKE:-}" ]; then
+    cargo build --release --quiet
+    VGMAKE=$PWD/target/release/vgmake
+fi
+REUSE=
+if [ -n "${WORK:-}" ]; then
+    [ -d "$WORK/corpus" ] && REUSE=1
+    mkdir -p "$WORK"
+    echo "keeping $WORK"
+else
+    WORK=$(mktemp -d)
+    [ -n "${KEEP:-}" ] && echo "keeping $WORK" || trap 'rm -rf "$WORK"' EXIT
+fi
 
+if [ -z "$REUSE" ]; then
 mapfile -t real < <(find "$CORPUS_SRC" -name '*.mid' | sort)
 mkdir -p "$WORK/corpus"
 python3 - "$WORK/corpus" "$FILES" "${real[@]}" <<'EOF'
@@ -47,6 +59,7 @@ deps = ["encode"]
 [stages.vocab]
 deps = ["limit"]
 EOF
+fi
 (cd "$WORK" && "$VGMAKE" build vocab >/dev/null 2>&1) || { echo "the first build failed"; exit 1; }
 
 NINJA=$(command -v ninja || true)
