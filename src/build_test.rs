@@ -243,6 +243,32 @@ fn a_damaged_intermediate_is_verified_when_read_and_rebuilt_first() {
 }
 
 #[test]
+fn two_readers_of_a_damaged_intermediate_both_wait_for_its_rebuild() {
+    let p = TestProject::new(&format!(
+        "{CHAIN}\n[stages.other]\nkind = \"transform\"\ndeps = [\"up\"]\nsuffix = \"o\"\n"
+    ));
+    let r = p.build();
+    let up = r.iter().find(|r| r.name == "up").unwrap();
+    let up_file = p
+        .store()
+        .output_dir(up.output.as_ref().unwrap())
+        .join("value.txt");
+    for jobs in [1, 4] {
+        tamper(&up_file, "tampered");
+        let suffix = if jobs == 1 { "x" } else { "y" };
+        let sets = [
+            format!("down.suffix={suffix}"),
+            format!("other.suffix=o{suffix}"),
+        ];
+        let sets: Vec<&str> = sets.iter().map(String::as_str).collect();
+        let r = p.build_with(&sets, &[], jobs);
+        assert_eq!(status(&r, "down"), Status::Ran, "{r:?}");
+        assert_eq!(status(&r, "other"), Status::Ran, "{r:?}");
+    }
+    assert_eq!(p.runs("up"), 3, "rebuilt once per build");
+}
+
+#[test]
 fn the_key_memo_never_answers_for_a_changed_input() {
     let p = TestProject::new(&CHAIN.replace("value = \"a\"", "value = \"a\"\nreads = \"in.txt\""));
     let input = p.path().join("in.txt");

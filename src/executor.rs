@@ -13,7 +13,7 @@ use rustc_hash::FxHashMap;
 use vgmake_api::{ExternalInputs, Input, Progress};
 
 use crate::error::{Error, StageFailure};
-use crate::hashing::{KeyManifest, PARALLEL_FROM, Stamped, hash_paths};
+use crate::hashing::{KeyManifest, PARALLEL_FROM, Stamped, hash_paths, split_plain};
 use crate::keymemo;
 use crate::lock::unix_now;
 use crate::pipeline::{Executor, ResolvedStage};
@@ -83,8 +83,10 @@ pub struct Gathered {
     hashes: Vec<std::io::Result<Stamped>>,
 }
 
-/// Lists, stats and hashes the external inputs of `stage`.
-pub fn gather(env: &BuildEnv, stage: &ResolvedStage) -> Result<Gathered, Error> {
+/// Lists, stats and hashes the external inputs of `stage`; with
+/// `known_only`, reads no file the stat cache does not know (see
+/// [`hash_paths`]).
+pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result<Gathered, Error> {
     let external = stage
         .kind
         .external_inputs(&stage.params, env.project_dir, env.data_dir)
@@ -99,8 +101,10 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage) -> Result<Gathered, Error> 
     // take in the key; keyed by bytes, since `Path`'s hash walks components.
     let mut prefixes: FxHashMap<Vec<u8>, String> = FxHashMap::default();
     for path in &external.paths {
-        let (folder, _) = split_name(path);
-        if !folder.is_empty() && !prefixes.contains_key(folder) {
+        let Some((folder, _)) = split_plain(path) else {
+            continue;
+        };
+        if !prefixes.contains_key(folder) {
             let resolved = canon(Path::new(std::ffi::OsStr::from_bytes(folder)));
             let mut prefix = key_name(&resolved, &roots.1, &roots.0);
             if !prefix.is_empty() && !prefix.ends_with('/') {
@@ -111,7 +115,7 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage) -> Result<Gathered, Error> 
     }
     // Stat (and, when changed, hash) on every core: a corpus of thousands
     // of files is most of a no-op's time, and the kernel's stat scales.
-    let hashes = hash_paths(&external.paths, &env.store.stats);
+    let hashes = hash_paths(&external.paths, &env.store.stats, known_only);
     Ok(Gathered {
         external,
         prefixes,
@@ -153,7 +157,7 @@ fn memo_digest(
         let (Some(stamp), _) = hashed.as_ref().ok()? else {
             return None;
         };
-        let (folder, name) = split_name(path);
+        let (folder, name) = split_plain(path)?;
         field_into(&mut h, gathered.prefixes.get(folder)?.as_bytes());
         field_into(&mut h, name);
         stamp.digest_into(&mut h);
@@ -168,7 +172,7 @@ pub fn key_manifest(
     stage: &ResolvedStage,
     deps: &[DepOutput],
 ) -> Result<KeyManifest, Error> {
-    let gathered = gather(env, stage)?;
+    let gathered = gather(env, stage, false)?;
     manifest_of(env, gathered, stage, deps)
 }
 
@@ -190,28 +194,25 @@ fn manifest_of(
             stage: stage.name.clone(),
             source: vgmake_api::StageError::io(format!("hashing {}", path.display()), e),
         })?;
-        let name = match split_name(path) {
-            (folder, name) if !folder.is_empty() => {
+        let name = match split_plain(path) {
+            Some((folder, name)) => {
                 format!("path:{}{}", prefixes[folder], String::from_utf8_lossy(name))
             }
-            _ => format!("path:{}", key_name(path, &roots.1, &roots.0)),
+            None => format!("path:{}", path_name(path, roots)),
         };
         Ok((name, hash.to_hex().to_string()))
     };
-    let entries: Vec<(String, String)> = if external.paths.len() < PARALLEL_FROM {
-        external
-            .paths
-            .iter()
-            .zip(hashes)
-            .map(entry)
-            .collect::<Result<_, Error>>()?
+    let entries: Vec<Result<(String, String), Error>> = if external.paths.len() < PARALLEL_FROM {
+        external.paths.iter().zip(hashes).map(entry).collect()
     } else {
         use rayon::prelude::*;
         (external.paths.par_iter().zip(hashes))
             .with_min_len(PARALLEL_FROM / 2)
             .map(entry)
-            .collect::<Result<_, Error>>()?
+            .collect()
     };
+    // The first failure in the listing's order names the file, every time.
+    let entries: Vec<(String, String)> = entries.into_iter().collect::<Result<_, _>>()?;
     // Built from a list, a BTreeMap sorts once and fills its nodes in bulk.
     let mut ext: BTreeMap<String, String> = entries.into_iter().collect();
     for (name, value) in external.values {
@@ -229,15 +230,22 @@ fn manifest_of(
     })
 }
 
-/// A path's folder and its own name, as bytes: its name is kept as listed,
-/// so a link is named as listed, not by its target.
-fn split_name(path: &Path) -> (&[u8], &[u8]) {
-    let bytes = path.as_os_str().as_bytes();
-    match bytes.iter().rposition(|b| *b == b'/') {
-        Some(0) => (&bytes[..1], &bytes[1..]),
-        Some(i) => (&bytes[..i], &bytes[i + 1..]),
-        None => (&[], bytes),
-    }
+/// The name a path that is not a folder and a plain name (`scripts/`,
+/// `.`) takes in a key: its folder resolved, its own name as listed (so a
+/// link is named as listed, not by its target).
+fn path_name(path: &Path, roots: &(PathBuf, PathBuf)) -> String {
+    let resolved;
+    let path = match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
+            resolved = parent
+                .canonicalize()
+                .unwrap_or_else(|_| parent.to_path_buf())
+                .join(name);
+            &resolved
+        }
+        _ => path,
+    };
+    key_name(path, &roots.1, &roots.0)
 }
 
 /// A resolved path as it enters a key: relative to the project or the
@@ -274,9 +282,23 @@ pub fn lookup(
     verify: Verify,
     progress: &dyn Progress,
 ) -> Option<String> {
+    lookup_read(env, key, verify, progress).map(|(output, _)| output)
+}
+
+/// [`lookup`], with the record file's metadata (read through the same
+/// descriptor) when it is known.
+fn lookup_read(
+    env: &BuildEnv,
+    key: &str,
+    verify: Verify,
+    progress: &dyn Progress,
+) -> Option<(String, Option<fs::Metadata>)> {
     match verify {
-        Verify::Now => lookup_store(env.store, key, progress).map(|r| r.output),
-        Verify::WhenRead => env.store.record_output(key),
+        Verify::Now => lookup_store(env.store, key, progress).map(|r| (r.output, None)),
+        Verify::WhenRead => env
+            .store
+            .record_output(key)
+            .map(|(output, meta)| (output, Some(meta))),
     }
 }
 
@@ -302,6 +324,9 @@ pub enum Probe {
     Hit(Done),
     /// Not in the local cache: the key, for [`execute`].
     Miss(Keyed),
+    /// An input must be read (hashed) first: work for a stage thread,
+    /// which shows progress and leaves the scheduler free meanwhile.
+    Busy,
 }
 
 /// A stage's key and what it was computed from.
@@ -312,7 +337,8 @@ pub struct Keyed {
 
 /// The stage's key, and its result when the local cache has it: what a
 /// no-op does for every stage, cheap enough for the scheduler's own thread
-/// (a thread per cached stage cost more than the lookup).
+/// (a thread per cached stage cost more than the lookup). It reads no
+/// input the stat cache does not know: that is [`Probe::Busy`].
 pub fn probe(
     env: &BuildEnv,
     stage: &ResolvedStage,
@@ -321,7 +347,11 @@ pub fn probe(
     progress: &dyn Progress,
 ) -> Result<Probe, StageFailure> {
     let started = Instant::now();
-    let gathered = gather(env, stage)?;
+    let gathered = gather(env, stage, true)?;
+    let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    if gathered.hashes.iter().any(unknown) {
+        return Ok(Probe::Busy);
+    }
     let digest = memo_digest(env, &gathered, stage, deps);
     let hit = |key: String, output: String| {
         Probe::Hit(Done {
@@ -352,10 +382,14 @@ pub fn probe(
     }
     let manifest = manifest_of(env, gathered, stage, deps)?;
     let key = manifest.key().to_hex().to_string();
-    Ok(match lookup(env, &key, verify, progress) {
-        Some(output) => {
-            if let Some(digest) = digest {
-                memo.remember(digest, &key, &output, &env.store.record_path(&key));
+    Ok(match lookup_read(env, &key, verify, progress) {
+        Some((output, record)) => {
+            // A handed-over hit was read in full (and verified); its record's
+            // stamp is taken now, which a rerun in between would only make
+            // miss the memo next time.
+            let record = record.or_else(|| fs::metadata(env.store.record_path(&key)).ok());
+            if let (Some(digest), Some(record)) = (digest, record) {
+                memo.remember(digest, &key, &output, &record);
             }
             hit(key, output)
         }

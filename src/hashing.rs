@@ -6,6 +6,7 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
@@ -209,15 +210,40 @@ pub type Stamped = (Option<Stamp>, blake3::Hash);
 /// which was most of a stat's cost on a corpus of thousands of files.
 /// Each comes with the file's stamp; a folder's is `None` (its stamp does
 /// not cover its files).
-pub fn hash_paths(paths: &[PathBuf], stats: &StatCache) -> Vec<io::Result<Stamped>> {
+/// With `known_only`, nothing is read: a file the stat cache does not know
+/// (or a folder) is an error of kind `WouldBlock`, and the rest are skipped.
+pub fn hash_paths(
+    paths: &[PathBuf],
+    stats: &StatCache,
+    known_only: bool,
+) -> Vec<io::Result<Stamped>> {
     use rayon::prelude::*;
+    let unknown = AtomicBool::new(false);
+    let mode = HashMode {
+        known_only,
+        unknown: &unknown,
+    };
     if paths.len() < PARALLEL_FROM {
-        return hash_chunk(paths, stats).collect();
+        return hash_chunk(paths, stats, mode).collect();
     }
     paths
         .par_chunks(PARALLEL_FROM / 2)
-        .flat_map_iter(|chunk| hash_chunk(chunk, stats))
+        .flat_map_iter(|chunk| hash_chunk(chunk, stats, mode))
         .collect()
+}
+
+#[derive(Clone, Copy)]
+struct HashMode<'a> {
+    known_only: bool,
+    /// Set at the first unknown file: the rest need not be stat'ed.
+    unknown: &'a AtomicBool,
+}
+
+impl HashMode<'_> {
+    fn would_block(&self) -> io::Error {
+        self.unknown.store(true, Ordering::Relaxed);
+        io::Error::new(io::ErrorKind::WouldBlock, "not known to the stat cache")
+    }
 }
 
 /// Below this many files one thread stats them sooner than two: starting
@@ -229,14 +255,19 @@ pub const PARALLEL_FROM: usize = 512;
 fn hash_chunk<'a>(
     chunk: &'a [PathBuf],
     stats: &'a StatCache,
+    mode: HashMode<'a>,
 ) -> impl Iterator<Item = io::Result<Stamped>> + 'a {
     let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
     chunk.iter().map(move |path| {
-        let bytes = path.as_os_str().as_bytes();
-        let Some(slash) = bytes.iter().rposition(|b| *b == b'/') else {
+        if mode.known_only && mode.unknown.load(Ordering::Relaxed) {
+            return Err(mode.would_block());
+        }
+        let Some((dir, name)) = split_plain(path) else {
+            if mode.known_only {
+                return Err(mode.would_block());
+            }
             return hash_path(path, stats).map(|h| (None, h));
         };
-        let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
         if folder.as_ref().is_none_or(|(d, _)| *d != dir) {
             let fd = rustix::fs::open(
                 Path::new(OsStr::from_bytes(dir)),
@@ -246,17 +277,37 @@ fn hash_chunk<'a>(
             folder = Some((dir, fd.ok()));
         }
         let Some((_, Some(fd))) = &folder else {
+            if mode.known_only {
+                return Err(mode.would_block());
+            }
             return hash_path(path, stats).map(|h| (None, h));
         };
         let st = rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::empty())
             .map_err(io::Error::from)?;
-        if FileType::from_raw_mode(st.st_mode).is_dir() {
-            Ok((None, TreeManifest::scan(path, stats)?.hash()))
-        } else {
-            let stamp = Stamp::of_stat(&st);
-            Ok((Some(stamp), stats.hash_with_stamp(path, stamp)?))
+        let stamp = Stamp::of_stat(&st);
+        match (
+            FileType::from_raw_mode(st.st_mode).is_dir(),
+            mode.known_only,
+        ) {
+            (true, true) => Err(mode.would_block()),
+            (true, false) => Ok((None, TreeManifest::scan(path, stats)?.hash())),
+            (false, true) => match stats.known_hash(path, stamp) {
+                Some(hash) => Ok((Some(stamp), hash)),
+                None => Err(mode.would_block()),
+            },
+            (false, false) => Ok((Some(stamp), stats.hash_with_stamp(path, stamp)?)),
         }
     })
+}
+
+/// A path's folder and its name, when its last component is a plain name
+/// (not `.`, `..` or empty: `scripts/` is named and stat'ed as a `Path`).
+pub fn split_plain(path: &Path) -> Option<(&[u8], &[u8])> {
+    let bytes = path.as_os_str().as_bytes();
+    let slash = bytes.iter().rposition(|b| *b == b'/')?;
+    let (dir, name) = (&bytes[..slash.max(1)], &bytes[slash + 1..]);
+    let plain = !name.is_empty() && name != b"." && name != b"..";
+    plain.then_some((dir, name))
 }
 
 /// The content hash of an external input: a file's hash, or a folder's
@@ -293,6 +344,18 @@ mod tests {
         let hb2 = TreeManifest::scan(b.path(), &stats).unwrap();
         assert_ne!(ha.hash(), hb2.hash());
         assert_eq!(hb2.diff_summary(&ha), "+1 file, sub/x changed");
+    }
+
+    #[test]
+    fn only_plain_names_are_split() {
+        fn split(p: &str) -> Option<(&[u8], &[u8])> {
+            split_plain(Path::new(p))
+        }
+        assert_eq!(split("/a/b.mid"), Some((&b"/a"[..], &b"b.mid"[..])));
+        assert_eq!(split("/x"), Some((&b"/"[..], &b"x"[..])));
+        for odd in ["/a/scripts/", "/a/.", "/a/..", "name"] {
+            assert_eq!(split(odd), None, "{odd}");
+        }
     }
 
     #[test]

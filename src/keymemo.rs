@@ -58,12 +58,17 @@ struct RecordStamp {
 
 impl RecordStamp {
     fn of(record: &Path) -> Option<RecordStamp> {
-        let meta = fs::metadata(record).ok()?;
-        Some(RecordStamp {
+        fs::metadata(record)
+            .ok()
+            .map(|meta| RecordStamp::of_meta(&meta))
+    }
+
+    fn of_meta(meta: &fs::Metadata) -> RecordStamp {
+        RecordStamp {
             size: meta.len(),
             mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
             ino: meta.ino(),
-        })
+        }
     }
 }
 
@@ -99,13 +104,12 @@ impl KeyMemo {
     }
 
     /// Remembers `key` and `output` for `digest`, as read from the record
-    /// at `record_path` (stamped now).
-    pub fn remember(&self, digest: [u8; 32], key: &str, output: &str, record_path: &Path) {
-        let (Some(key), Some(output), Some(record)) =
-            (hex32(key), hex32(output), RecordStamp::of(record_path))
-        else {
+    /// whose file had metadata `record` (taken from the descriptor read).
+    pub fn remember(&self, digest: [u8; 32], key: &str, output: &str, record: &fs::Metadata) {
+        let (Some(key), Some(output)) = (hex32(key), hex32(output)) else {
             return;
         };
+        let record = RecordStamp::of_meta(record);
         let mut entries = self.entries.lock().unwrap();
         let entry = Remembered {
             key,
@@ -218,7 +222,12 @@ mod tests {
         let digest = *blake3::hash(b"inputs").as_bytes();
         let at = |_: &str| record.clone();
         assert!(memo.get(&digest, at).is_none());
-        memo.remember(digest, &hash_hex("key"), &hash_hex("out"), &record);
+        memo.remember(
+            digest,
+            &hash_hex("key"),
+            &hash_hex("out"),
+            &fs::metadata(&record).unwrap(),
+        );
         memo.save().unwrap();
         let again = KeyMemo::load(&path);
         let found = again.get(&digest, at).unwrap();
@@ -239,7 +248,8 @@ mod tests {
         let memo = KeyMemo::load(&path);
         for i in 0..KEEP + 3 {
             let digest = *blake3::hash(&i.to_le_bytes()).as_bytes();
-            memo.remember(digest, &hash_hex("k"), &hash_hex("o"), &record);
+            let meta = fs::metadata(&record).unwrap();
+            memo.remember(digest, &hash_hex("k"), &hash_hex("o"), &meta);
         }
         memo.save().unwrap();
         let loaded = KeyMemo::load(&path);

@@ -52,6 +52,8 @@ enum Failure {
     /// was about to read it: rebuild the dependency, then this stage.
     DamagedInput {
         dep: String,
+        /// The output hash that failed.
+        output: String,
         message: String,
     },
     Error(String),
@@ -160,6 +162,7 @@ pub fn build(
                         continue;
                     }
                     Some(Ok(Probe::Miss(keyed))) => Some(keyed),
+                    Some(Ok(Probe::Busy)) => None,
                     Some(Err(e)) => {
                         let message = with_log_tail(e.to_string(), &log.lines());
                         settled_here.push((i, Err(Failure::Error(message))));
@@ -183,6 +186,11 @@ pub fn build(
                     let result = result.map_err(|e: StageFailure| match e {
                         StageFailure::DamagedInput { ref stage, .. } => Failure::DamagedInput {
                             dep: stage.clone(),
+                            output: deps
+                                .iter()
+                                .find(|d| d.stage == *stage)
+                                .map(|d| d.output.clone())
+                                .unwrap_or_default(),
                             message: e.to_string(),
                         },
                         e => Failure::Error(with_log_tail(e.to_string(), &log.lines())),
@@ -240,20 +248,33 @@ pub fn build(
                     r.key = Some(done.key);
                     r
                 }
-                Err(Failure::DamagedInput { dep, message }) => {
+                Err(Failure::DamagedInput {
+                    dep,
+                    output,
+                    message,
+                }) => {
                     let d = node
                         .deps
                         .iter()
                         .copied()
                         .find(|d| nodes[*d].stage.name == dep);
-                    match d {
-                        Some(d) if !damaged[d] => {
-                            // Its hit was not verified (nothing read it then):
-                            // drop it and build it again, then this stage.
-                            damaged[d] = true;
-                            if let State::Finished(_, Some(out)) = &states[d] {
+                    let current = d.and_then(|d| match &states[d] {
+                        State::Finished(_, Some(out)) => Some(Some(out.clone())),
+                        State::Finished(_, None) => None,
+                        _ => Some(None),
+                    });
+                    match (d, current) {
+                        // Still the output that failed, not yet rebuilt: its
+                        // hit was not verified (nothing read it then). Check
+                        // again under its key (another variant may be
+                        // rebuilding it), drop it, build it again, then this.
+                        (Some(d), Some(Some(out))) if out.output == output && !damaged[d] => {
+                            let key_lock = key_locks.lock_for(&out.key);
+                            let _same_key = key_lock.lock().unwrap_or_else(|e| e.into_inner());
+                            if env.store.verify_output(&out.output).is_err() {
                                 env.store.discard(&out.key, &out.output);
                             }
+                            damaged[d] = true;
                             display.note(&format!(
                                 "note: {message}; rebuilding `{}`",
                                 label(&nodes[d], multi)
@@ -263,6 +284,16 @@ pub fn build(
                                 !(r.variant == variant && &r.name == name)
                             });
                             states[d] = State::Pending;
+                            states[i] = State::Pending;
+                            continue;
+                        }
+                        // Being rebuilt for a sibling reader, or rebuilt
+                        // already: this stage waits for (or takes) the new one.
+                        (Some(_), Some(None)) => {
+                            states[i] = State::Pending;
+                            continue;
+                        }
+                        (Some(_), Some(Some(out))) if out.output != output => {
                             states[i] = State::Pending;
                             continue;
                         }

@@ -154,14 +154,15 @@ fn path_hash(path: &[u8]) -> u64 {
     h.finish()
 }
 
-/// The file's bytes: mapped, not read (reading 2 MB into fresh memory cost
-/// a no-op a millisecond of page faults). The file is only ever replaced by
+/// The file's bytes: mapped, not read, on a local disk (reading 2 MB into
+/// fresh memory cost a no-op a millisecond of page faults). The file is only ever replaced by
 /// a rename, never written in place, so the mapping cannot change under us.
 #[derive(Default)]
 enum Bytes {
     #[default]
     Empty,
     Mapped(memmap2::Mmap),
+    Read(Vec<u8>),
 }
 
 impl std::ops::Deref for Bytes {
@@ -170,16 +171,40 @@ impl std::ops::Deref for Bytes {
         match self {
             Bytes::Empty => &[],
             Bytes::Mapped(map) => map,
+            Bytes::Read(bytes) => bytes,
         }
     }
 }
 
 fn map(path: &Path) -> io::Result<Bytes> {
-    let file = fs::File::open(path)?;
+    let mut file = fs::File::open(path)?;
+    if !on_local_disk(&file) {
+        // On NFS (a Slurm cluster's shared cache) a file renamed over by
+        // another machine can vanish under a mapping: a later page-in would
+        // be SIGBUS. Read it instead.
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut file, &mut bytes)?;
+        return Ok(Bytes::Read(bytes));
+    }
     // SAFETY: see `Bytes`: vgmake never modifies the file in place; a user
     // who does so anyway at most makes the checksum fail (an empty cache).
     let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
     Ok(Bytes::Mapped(map))
+}
+
+/// Whether `file` lies on a local file system (by `statfs` magic), whose
+/// renamed-over files live on while mapped.
+fn on_local_disk(file: &fs::File) -> bool {
+    const LOCAL: [i64; 7] = [
+        0xEF53,     // ext2/3/4
+        0x58465342, // xfs
+        0x9123683E, // btrfs
+        0x01021994, // tmpfs
+        0x794C7630, // overlayfs
+        0xF2F52010, // f2fs
+        0x2FC12FC1, // zfs
+    ];
+    rustix::fs::fstatfs(file).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
 }
 
 /// Thread-safe; saved with [`StatCache::save`] (atomically) at the end of a build.
@@ -250,6 +275,12 @@ impl StatCache {
 
     /// [`StatCache::hash_with_meta`] from a stamp taken another way (a
     /// `stat` at a folder's descriptor).
+    /// The hash remembered for `path` at `stamp`, without reading it.
+    pub fn known_hash(&self, path: &Path, stamp: Stamp) -> Option<blake3::Hash> {
+        let entry = self.get(key(path))?;
+        (entry.stamp == stamp).then(|| blake3::Hash::from_bytes(entry.hash))
+    }
+
     pub fn hash_with_stamp(&self, path: &Path, stamp: Stamp) -> io::Result<blake3::Hash> {
         if let Some(entry) = self.get(key(path))
             && entry.stamp == stamp

@@ -209,17 +209,22 @@ impl Store {
     /// The output hash of the record for `key`, without building the rest
     /// of it: a record keeps its key manifest, which for a stage over a
     /// corpus names every file (a megabyte of JSON the lookup only skims).
-    pub fn record_output(&self, key: &str) -> Option<String> {
+    /// Also returns the record file's metadata, taken from the descriptor
+    /// it was read through (the key memo stamps the record by it).
+    pub fn record_output(&self, key: &str) -> Option<(String, fs::Metadata)> {
         #[derive(Deserialize)]
         struct Head {
             key: String,
             output: String,
         }
-        let bytes = fs::read(self.record_path(key)).ok()?;
+        let mut file = fs::File::open(self.record_path(key)).ok()?;
+        let meta = file.metadata().ok()?;
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        io::Read::read_to_end(&mut file, &mut bytes).ok()?;
         serde_json::from_slice::<Head>(&bytes)
             .ok()
             .filter(|r| r.key == key)
-            .map(|r| r.output)
+            .map(|r| (r.output, meta))
     }
 
     pub fn remove_record(&self, key: &str) {
