@@ -314,8 +314,15 @@ fn cancel_stops_running_stages_and_skips_the_rest() {
     let p = TestProject::new(CHAIN);
     let canceller = {
         let cancel = p.cancel.clone();
+        let runs = p.path().join("runs.log");
         std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            // Once `up` runs (however loaded the machine), not after a delay.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+            while !fs::read_to_string(&runs).is_ok_and(|r| r.lines().any(|l| l == "up"))
+                && std::time::Instant::now() < deadline
+            {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
             cancel.store(true, std::sync::atomic::Ordering::SeqCst);
         })
     };

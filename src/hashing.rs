@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
 
-use crate::statcache::{Stamp, StatCache};
+use crate::statcache::{Cursor, Stamp, StatCache};
 
 /// Everything a stage's key is computed from, stored beside each result so
 /// `vgmake why` can say exactly what changed.
@@ -258,6 +258,7 @@ fn hash_chunk<'a>(
     mode: HashMode<'a>,
 ) -> impl Iterator<Item = io::Result<Stamped>> + 'a {
     let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
+    let mut cursor = Cursor::default();
     chunk.iter().map(move |path| {
         if mode.known_only && mode.unknown.load(Ordering::Relaxed) {
             return Err(mode.would_block());
@@ -291,11 +292,14 @@ fn hash_chunk<'a>(
         ) {
             (true, true) => Err(mode.would_block()),
             (true, false) => Ok((None, TreeManifest::scan(path, stats)?.hash())),
-            (false, true) => match stats.known_hash(path, stamp) {
+            (false, true) => match stats.known_hash(path, stamp, &mut cursor) {
                 Some(hash) => Ok((Some(stamp), hash)),
                 None => Err(mode.would_block()),
             },
-            (false, false) => Ok((Some(stamp), stats.hash_with_stamp(path, stamp)?)),
+            (false, false) => Ok((
+                Some(stamp),
+                stats.hash_with_stamp(path, stamp, &mut cursor)?,
+            )),
         }
     })
 }

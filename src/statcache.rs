@@ -108,10 +108,21 @@ impl Loaded {
         (at == body.len()).then_some(Loaded { bytes, index })
     }
 
-    fn get(&self, path: &[u8]) -> Option<Entry> {
-        let at = *self.index.get(&path_hash(path))? as usize;
-        let (found, _) = entry_at(&self.bytes, at)?;
-        (found == path).then(|| decode_fixed(&self.bytes[at + 4 + path.len()..]))
+    /// The entry for `path`: first the one at `cursor` (where the previous
+    /// lookup ended: files looked up in order are mostly neighbours in the
+    /// file, sorted by path), else through the index. Leaves `cursor` after
+    /// the entry found.
+    fn get(&self, path: &[u8], cursor: &mut Cursor) -> Option<Entry> {
+        let at = match entry_at(&self.bytes, cursor.0) {
+            Some((found, _)) if cursor.0 != 0 && found == path => cursor.0,
+            _ => *self.index.get(&path_hash(path))? as usize,
+        };
+        let (found, next) = entry_at(&self.bytes, at)?;
+        if found != path {
+            return None;
+        }
+        cursor.0 = next;
+        Some(decode_fixed(&self.bytes[at + 4 + path.len()..]))
     }
 
     /// Every entry, in file order.
@@ -207,6 +218,11 @@ fn on_local_disk(file: &fs::File) -> bool {
     rustix::fs::fstatfs(file).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
 }
 
+/// Where the last lookup of one thread ended in the loaded file (see
+/// `Loaded::get`); a fresh one finds everything through the index.
+#[derive(Default)]
+pub struct Cursor(usize);
+
 /// Thread-safe; saved with [`StatCache::save`] (atomically) at the end of a build.
 pub struct StatCache {
     path: PathBuf,
@@ -258,31 +274,41 @@ impl StatCache {
         self.merged().len()
     }
 
-    fn get(&self, path: &[u8]) -> Option<Entry> {
+    fn get(&self, path: &[u8], cursor: &mut Cursor) -> Option<Entry> {
         if self.changed.load(Ordering::Acquire)
             && let Some(change) = self.changes.read().unwrap().get(path)
         {
             return *change;
         }
-        self.loaded.get(path)
+        self.loaded.get(path, cursor)
     }
 
     /// The blake3 hash of the file's contents; computed only when its stamp
     /// changed since it was last seen.
     pub fn hash_with_meta(&self, path: &Path, meta: &fs::Metadata) -> io::Result<blake3::Hash> {
-        self.hash_with_stamp(path, Stamp::of(meta))
+        self.hash_with_stamp(path, Stamp::of(meta), &mut Cursor::default())
     }
 
-    /// [`StatCache::hash_with_meta`] from a stamp taken another way (a
-    /// `stat` at a folder's descriptor).
     /// The hash remembered for `path` at `stamp`, without reading it.
-    pub fn known_hash(&self, path: &Path, stamp: Stamp) -> Option<blake3::Hash> {
-        let entry = self.get(key(path))?;
+    pub fn known_hash(
+        &self,
+        path: &Path,
+        stamp: Stamp,
+        cursor: &mut Cursor,
+    ) -> Option<blake3::Hash> {
+        let entry = self.get(key(path), cursor)?;
         (entry.stamp == stamp).then(|| blake3::Hash::from_bytes(entry.hash))
     }
 
-    pub fn hash_with_stamp(&self, path: &Path, stamp: Stamp) -> io::Result<blake3::Hash> {
-        if let Some(entry) = self.get(key(path))
+    /// [`StatCache::hash_with_meta`] from a stamp taken another way (a
+    /// `stat` at a folder's descriptor); `cursor` speeds up lookups in order.
+    pub fn hash_with_stamp(
+        &self,
+        path: &Path,
+        stamp: Stamp,
+        cursor: &mut Cursor,
+    ) -> io::Result<blake3::Hash> {
+        if let Some(entry) = self.get(key(path), cursor)
             && entry.stamp == stamp
         {
             return Ok(blake3::Hash::from_bytes(entry.hash));
@@ -416,17 +442,18 @@ mod tests {
         cache.save().unwrap();
         let loaded = StatCache::load(&path);
         assert_eq!(loaded.len(), 2);
-        assert!(loaded.get(key(&a)).is_some() && loaded.get(key(&b)).is_some());
+        let get = |p: &Path| loaded.get(key(p), &mut Cursor::default());
+        assert!(get(&a).is_some() && get(&b).is_some());
         // A wrong hash remembered now wins over the loaded entry...
         loaded.remember(&b, &blake3::hash(b"lie")).unwrap();
         assert_eq!(loaded.hash_file(&b).unwrap(), blake3::hash(b"lie"));
         // ...and forgetting a folder drops what was loaded under it.
         loaded.forget_under(&sub);
-        assert!(loaded.get(key(&a)).is_none());
+        assert!(loaded.get(key(&a), &mut Cursor::default()).is_none());
         loaded.save().unwrap();
         let again = StatCache::load(&path);
         assert_eq!(again.len(), 1);
-        assert!(again.get(key(&a)).is_none());
+        assert!(again.get(key(&a), &mut Cursor::default()).is_none());
         assert_eq!(again.hash_file(&b).unwrap(), blake3::hash(b"lie"));
     }
 
