@@ -177,13 +177,21 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
     if format == NoteFormat::Duration {
         return duration_line(&notes, &tempos, options.steps_per_beat);
     }
-    // Packed (position, program, pitch, velocity), sorted as numbers.
+    // Starts packed as (position, program, pitch, velocity), in order.
     let pack = |step: u64, n: &GridNote| {
         (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
     };
     let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
-    let mut ends: Vec<u64> = notes.iter().map(|n| pack(n.end, n)).collect();
+    // Ends packed as (position, program, pitch), sorted as numbers: no two
+    // notes of one (program, pitch) end together (overlaps are resolved),
+    // and the one ending has the velocity of the last start of its
+    // (program, pitch), kept in `velocities` (fewer key bits, fewer passes).
+    let mut ends: Vec<u64> = notes
+        .iter()
+        .map(|n| (n.end << 15) | (n.program as u64) << 7 | n.pitch as u64)
+        .collect();
     super::radix::radix_sort(&mut ends);
+    let mut velocities = [0u8; 129 * 128];
     let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
     let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
@@ -195,16 +203,16 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
     let (mut s, mut e, mut t) = (0, 0, 0);
     let mut now = 0u64;
     loop {
-        // The next position holding an event.
-        let next = [
-            tempos.get(t).map(|x| x.0),
-            ends.get(e).map(|&k| unpack(k).0),
-            starts.get(s).map(|&k| unpack(k).0),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(position) = next else { break };
+        // The next position holding an event (u64::MAX: none; positions
+        // are at most MAX_STEP).
+        let position = tempos
+            .get(t)
+            .map_or(u64::MAX, |x| x.0)
+            .min(ends.get(e).map_or(u64::MAX, |&k| k >> 15))
+            .min(starts.get(s).map_or(u64::MAX, |&k| k >> 24));
+        if position == u64::MAX {
+            break;
+        }
         if position > now {
             let wait = (position - now).min(u32::MAX as u64) as u32;
             push(Token::Wait(wait), &mut out);
@@ -214,15 +222,14 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
             push(Token::Tempo(bpm), &mut out);
             t += 1;
         }
-        while let Some((_, program, pitch, velocity)) =
-            ends.get(e).map(|&k| unpack(k)).filter(|x| x.0 == position)
-        {
-            let velocity = options.note_off_velocity.then_some(velocity);
+        while let Some(&k) = ends.get(e).filter(|&&k| k >> 15 == position) {
+            let slot = (k & 0x7FFF) as usize;
+            let velocity = options.note_off_velocity.then_some(velocities[slot]);
             push(
                 Token::NoteOff {
-                    program,
+                    program: (slot >> 7) as u8,
                     velocity,
-                    pitch,
+                    pitch: (slot & 0x7F) as u8,
                 },
                 &mut out,
             );
@@ -233,6 +240,7 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
             .map(|&k| unpack(k))
             .filter(|x| x.0 == position)
         {
+            velocities[program as usize * 128 + pitch as usize] = velocity;
             push(
                 Token::NoteOn {
                     program,
