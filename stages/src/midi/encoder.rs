@@ -42,18 +42,18 @@ pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -
             round_lengths(notes, spb);
         }
     };
-    let spb = options.steps_per_beat;
+    let stepper = song.clock.stepper(spb);
     // `song.notes` is sorted by start tick, so this is sorted by start.
     let mut notes: Vec<GridNote> = song
         .notes
         .iter()
         .map(|n| {
-            let start = song.clock.step(n.start, spb).min(MAX_STEP - 1);
+            let start = stepper.step(n.start).min(MAX_STEP - 1);
             GridNote {
                 program: options.instrument_groups.map(n.program),
                 pitch: n.pitch,
                 start,
-                end: song.clock.step(n.end, spb).clamp(start + 1, MAX_STEP),
+                end: stepper.step(n.end).clamp(start + 1, MAX_STEP),
                 velocity: round_velocity(n.velocity, options.velocity_step),
             }
         })
