@@ -13,7 +13,7 @@ mod graph;
 mod hashing;
 mod history;
 mod lock;
-mod memo;
+pub mod memo;
 mod outcome;
 mod page;
 mod pipeline;

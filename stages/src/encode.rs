@@ -10,26 +10,84 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::*;
 use crate::dataset::write_json;
 use crate::midi::{self, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
-use crate::songs::{CodecInfo, SongInfo, SongSet, write_lines};
+use crate::songs::{CodecInfo, SongInfo, SongSet};
 use crate::walk;
 
 pub struct EncodeKind;
 
 /// What the memo stores per song.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 enum Outcome {
     Encoded {
-        tokens: String,
+        /// The tokens as [`crate::midi::tokens::Token::code`]s.
+        codes: Vec<u64>,
         warnings: Vec<String>,
     },
     Skipped {
         reason: String,
     },
+}
+
+impl Outcome {
+    /// The memo's bytes: `E`, the number of warnings (u32 LE), each as its
+    /// length (u32 LE) and UTF-8 bytes, then the token codes (u64 LE) to
+    /// the end; or `S` and the reason (UTF-8).
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Outcome::Encoded { codes, warnings } => {
+                let text: usize = warnings.iter().map(|w| w.len() + 4).sum();
+                let mut out = Vec::with_capacity(5 + text + codes.len() * 8);
+                out.push(b'E');
+                out.extend_from_slice(&(warnings.len() as u32).to_le_bytes());
+                for w in warnings {
+                    out.extend_from_slice(&(w.len() as u32).to_le_bytes());
+                    out.extend_from_slice(w.as_bytes());
+                }
+                for code in codes {
+                    out.extend_from_slice(&code.to_le_bytes());
+                }
+                out
+            }
+            Outcome::Skipped { reason } => [b"S", reason.as_bytes()].concat(),
+        }
+    }
+
+    /// The outcome of memo bytes; `None` when they are not one (a miss).
+    fn from_bytes(bytes: &[u8]) -> Option<Outcome> {
+        let (&tag, mut rest) = bytes.split_first()?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        match tag {
+            b'E' => {
+                let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                let mut warnings = Vec::new();
+                for _ in 0..count {
+                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                    warnings.push(String::from_utf8(take(len as usize)?.to_vec()).ok()?);
+                }
+                if rest.len() % 8 != 0 || rest.is_empty() {
+                    return None;
+                }
+                let codes = rest
+                    .chunks_exact(8)
+                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                    .collect();
+                Some(Outcome::Encoded { codes, warnings })
+            }
+            b'S' => Some(Outcome::Skipped {
+                reason: String::from_utf8(rest.to_vec()).ok()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// One line of `report.json`'s `files`.
@@ -241,29 +299,29 @@ fn encode_memoized(
     format: NoteFormat,
 ) -> Outcome {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"vgmake-encode\0");
+    // "-codes": entries hold token codes in a binary form (older ones held
+    // JSON with the token line; they are not looked up).
+    hasher.update(b"vgmake-encode-codes\0");
     hasher.update(fingerprint.as_bytes());
     hasher.update(b"\0");
     hasher.update(file_hash.as_bytes());
     let key = hasher.finalize();
     if let Some(stored) = memo.get(&key)
-        && let Ok(outcome) = serde_json::from_slice::<Outcome>(&stored)
+        && let Some(outcome) = Outcome::from_bytes(&stored)
     {
         return outcome;
     }
     let outcome = match midi::read_song(bytes) {
         Ok(song) => Outcome::Encoded {
-            tokens: midi::encoder::encode_song_as(&song, options, format),
+            codes: midi::encoder::encode_song_codes(&song, options, format),
             warnings: song.warnings,
         },
         Err(e) => Outcome::Skipped {
             reason: e.to_string(),
         },
     };
-    if let Ok(value) = serde_json::to_vec(&outcome) {
-        // A memo that cannot be written costs only speed next time.
-        let _ = memo.put(&key, &value);
-    }
+    // A memo that cannot be written costs only speed next time.
+    let _ = memo.put(&key, &outcome.to_bytes());
     outcome
 }
 
@@ -282,15 +340,15 @@ fn write_outputs(
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
     let mut skipped_by_reason = std::collections::BTreeMap::new();
-    let mut songs: Vec<&str> = Vec::new();
+    let mut songs: Vec<&[u64]> = Vec::new();
     let mut infos: Vec<SongInfo> = Vec::new();
     let mut total_tokens = 0usize;
     for (info, outcome) in results {
         match outcome {
-            Outcome::Encoded { tokens, warnings } => {
-                let count = tokens.split(' ').count();
+            Outcome::Encoded { codes, warnings } => {
+                let count = codes.len();
                 total_tokens += count;
-                songs.push(tokens.as_str());
+                songs.push(codes.as_slice());
                 infos.push(info.clone());
                 files.push(FileReport {
                     path: info.path.clone(),
@@ -342,16 +400,46 @@ fn write_outputs(
         "tokens_per_song": total_tokens as f64 / songs.len() as f64,
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
-    write_lines(out, &songs)?;
-    SongSet::from_lines(
+    let set = SongSet::from_codes(
         &songs,
         infos,
         CodecInfo::from_options(options).with_format(format),
-    )
-    .write(out)?;
+    );
+    set.write_lines(out)?;
+    set.write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memo_bytes_round_trip_and_damage_is_a_miss() {
+        let encoded = Outcome::Encoded {
+            codes: vec![0, 3 << 56 | 8, 1 << 56],
+            warnings: vec![
+                "track 1: malformed meta event skipped at byte 9".into(),
+                String::new(),
+            ],
+        };
+        let skipped = Outcome::Skipped {
+            reason: "no notes".into(),
+        };
+        for outcome in [&encoded, &skipped] {
+            assert_eq!(
+                Outcome::from_bytes(&outcome.to_bytes()).as_ref(),
+                Some(outcome)
+            );
+        }
+        let bytes = encoded.to_bytes();
+        assert_eq!(Outcome::from_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Outcome::from_bytes(&bytes[..6]), None);
+        assert_eq!(Outcome::from_bytes(b""), None);
+        assert_eq!(Outcome::from_bytes(b"{\"Encoded\":{}}"), None);
+    }
 }

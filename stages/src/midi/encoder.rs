@@ -167,15 +167,61 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     encode_song_as(song, options, NoteFormat::OnOff)
 }
 
+/// Where the encoder puts tokens: a text line, or [`Token::code`]s.
+pub trait TokenSink {
+    fn token(&mut self, token: Token);
+}
+
+/// A token line being written (`start` first, tokens separated by spaces).
+struct Line(Vec<u8>);
+
+impl TokenSink for Line {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        if !self.0.is_empty() {
+            self.0.push(b' ');
+        }
+        token.write_to(&mut self.0);
+    }
+}
+
+impl TokenSink for Vec<u64> {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        self.push(token.code());
+    }
+}
+
 /// The token line of `song` in a note format.
 pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -> String {
+    let mut line = Line(Vec::with_capacity(song.notes.len() * 30 + 32));
+    encode_song_into(song, options, format, &mut line);
+    // Tokens are ASCII by construction.
+    String::from_utf8(line.0).unwrap_or_default()
+}
+
+/// The song's tokens as [`Token::code`]s (the same tokens as
+/// [`encode_song_as`]'s line).
+pub fn encode_song_codes(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Vec<u64> {
+    let mut codes = Vec::with_capacity(song.notes.len() * 3 + 8);
+    encode_song_into(song, options, format, &mut codes);
+    codes
+}
+
+/// The song's tokens, in order, into `out`.
+pub fn encode_song_into<S: TokenSink>(
+    song: &Song,
+    options: &EncodeOptions,
+    format: NoteFormat,
+    out: &mut S,
+) {
     let notes = grid_notes_as(song, options, format);
     let mut tempos = grid_tempos(song, options);
     // A tempo change after the last note changes nothing audible.
     let last_end = notes.iter().map(|n| n.end).max().unwrap_or(0);
     tempos.retain(|t| t.0 == 0 || t.0 < last_end);
     if format == NoteFormat::Duration {
-        return duration_line(&notes, &tempos, options.steps_per_beat);
+        return duration_line(&notes, &tempos, options.steps_per_beat, out);
     }
     // Starts packed as (position, program, pitch, velocity), in order.
     let pack = |step: u64, n: &GridNote| {
@@ -194,12 +240,8 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
     let mut velocities = [0u8; 129 * 128];
     let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
-    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
-    let push = |token: Token, out: &mut Vec<u8>| {
-        out.push(b' ');
-        token.write_to(out);
-    };
-    out.extend_from_slice(b"start");
+    let push = |token: Token, out: &mut S| out.token(token);
+    out.token(Token::Start);
     let (mut s, mut e, mut t) = (0, 0, 0);
     let mut now = 0u64;
     loop {
@@ -215,11 +257,11 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
         }
         if position > now {
             let wait = (position - now).min(u32::MAX as u64) as u32;
-            push(Token::Wait(wait), &mut out);
+            push(Token::Wait(wait), out);
             now = position;
         }
         while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
-            push(Token::Tempo(bpm), &mut out);
+            push(Token::Tempo(bpm), out);
             t += 1;
         }
         while let Some(&k) = ends.get(e).filter(|&&k| k >> 15 == position) {
@@ -231,7 +273,7 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
                     velocity,
                     pitch: (slot & 0x7F) as u8,
                 },
-                &mut out,
+                out,
             );
             e += 1;
         }
@@ -247,25 +289,19 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
                     velocity,
                     pitch,
                 },
-                &mut out,
+                out,
             );
             s += 1;
         }
     }
-    out.extend_from_slice(b" finish");
-    // Tokens are ASCII by construction.
-    String::from_utf8(out).unwrap_or_default()
+    out.token(Token::Finish);
 }
 
 /// The duration-format line: per grid position, tempo, then each start
 /// (by program, pitch) followed by its `d:` tokens.
-fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 24 + 32);
-    let push = |token: Token, out: &mut Vec<u8>| {
-        out.push(b' ');
-        token.write_to(out);
-    };
-    out.extend_from_slice(b"start");
+fn duration_line<S: TokenSink>(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32, out: &mut S) {
+    let push = |token: Token, out: &mut S| out.token(token);
+    out.token(Token::Start);
     let (mut s, mut t) = (0, 0);
     let mut now = 0u64;
     loop {
@@ -276,11 +312,11 @@ fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String 
         let Some(position) = next else { break };
         if position > now {
             let wait = (position - now).min(u32::MAX as u64) as u32;
-            push(Token::Wait(wait), &mut out);
+            push(Token::Wait(wait), out);
             now = position;
         }
         while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
-            push(Token::Tempo(bpm), &mut out);
+            push(Token::Tempo(bpm), out);
             t += 1;
         }
         while let Some(n) = notes.get(s).filter(|n| n.start == position) {
@@ -290,16 +326,15 @@ fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String 
                     velocity: n.velocity,
                     pitch: n.pitch,
                 },
-                &mut out,
+                out,
             );
             for d in duration::tie(n.end - n.start, spb) {
-                push(Token::Duration(d), &mut out);
+                push(Token::Duration(d), out);
             }
             s += 1;
         }
     }
-    out.extend_from_slice(b" finish");
-    String::from_utf8(out).unwrap_or_default()
+    out.token(Token::Finish);
 }
 
 #[cfg(test)]

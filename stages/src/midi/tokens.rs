@@ -70,6 +70,58 @@ impl Token {
         })
     }
 
+    /// The token as one number (the encode stage's compact form, in its
+    /// memo and while it builds the song set): the kind in the top byte,
+    /// the fields below. [`Token::from_code`] reverses it.
+    #[inline]
+    pub fn code(&self) -> u64 {
+        match *self {
+            Token::Start => 0,
+            Token::Finish => 1 << 56,
+            Token::Tempo(n) => 2 << 56 | n as u64,
+            Token::Wait(n) => 3 << 56 | n as u64,
+            Token::Duration(n) => 4 << 56 | n as u64,
+            Token::NoteOn {
+                program,
+                velocity,
+                pitch,
+            } => 5 << 56 | (program as u64) << 16 | (velocity as u64) << 8 | pitch as u64,
+            Token::NoteOff {
+                program,
+                velocity,
+                pitch,
+            } => {
+                let v = velocity.map_or(0, |v| 1 << 24 | (v as u64) << 8);
+                6 << 56 | (program as u64) << 16 | v | pitch as u64
+            }
+        }
+    }
+
+    /// The token of a [`Token::code`]; `None` for a number that is not one.
+    pub fn from_code(code: u64) -> Option<Token> {
+        let low = code as u32;
+        let (program, velocity, pitch) = ((code >> 16) as u8, (code >> 8) as u8, code as u8);
+        let token = match code >> 56 {
+            0 => Token::Start,
+            1 => Token::Finish,
+            2 => Token::Tempo(low),
+            3 => Token::Wait(low),
+            4 => Token::Duration(low),
+            5 => Token::NoteOn {
+                program,
+                velocity,
+                pitch,
+            },
+            6 => Token::NoteOff {
+                program,
+                velocity: (code >> 24 & 1 == 1).then_some(velocity),
+                pitch,
+            },
+            _ => return None,
+        };
+        (token.code() == code).then_some(token)
+    }
+
     /// The number of grid steps this token advances time by.
     pub fn wait_steps(&self) -> u32 {
         match self {
@@ -279,7 +331,10 @@ mod tests {
         for token in tokens {
             let text = token.to_string();
             assert_eq!(Token::parse(&text), Some(token), "{text}");
+            assert_eq!(Token::from_code(token.code()), Some(token), "{text}");
         }
+        assert_eq!(Token::from_code(7 << 56), None);
+        assert_eq!(Token::from_code(1 << 56 | 5), None);
         assert_eq!(Token::Wait(8).to_string(), "wait:8");
         assert_eq!(Token::Duration(3).to_string(), "d:3");
         assert_eq!(
