@@ -35,21 +35,31 @@ enum Outcome {
 
 impl Outcome {
     /// The memo's bytes: `E`, the number of warnings (u32 LE), each as its
-    /// length (u32 LE) and UTF-8 bytes, then the token codes (u64 LE) to
-    /// the end; or `S` and the reason (UTF-8).
+    /// length (u32 LE) and UTF-8 bytes, then the token codes to the end:
+    /// `4` and each as a u32 LE (the kind in the top 3 bits, the fields in
+    /// the 29 below: every token of a real song fits), or `8` and each as
+    /// its u64 LE. Or `S` and the reason (UTF-8).
     fn to_bytes(&self) -> Vec<u8> {
         match self {
             Outcome::Encoded { codes, warnings } => {
                 let text: usize = warnings.iter().map(|w| w.len() + 4).sum();
-                let mut out = Vec::with_capacity(5 + text + codes.len() * 8);
+                let narrow: Option<Vec<u32>> = codes.iter().map(|&c| narrow(c)).collect();
+                let width = if narrow.is_some() { 4 } else { 8 };
+                let mut out = Vec::with_capacity(6 + text + codes.len() * width);
                 out.push(b'E');
                 out.extend_from_slice(&(warnings.len() as u32).to_le_bytes());
                 for w in warnings {
                     out.extend_from_slice(&(w.len() as u32).to_le_bytes());
                     out.extend_from_slice(w.as_bytes());
                 }
-                for code in codes {
-                    out.extend_from_slice(&code.to_le_bytes());
+                out.push(width as u8);
+                match narrow {
+                    Some(codes) => codes
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
+                    None => codes
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
                 }
                 out
             }
@@ -73,13 +83,19 @@ impl Outcome {
                     let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
                     warnings.push(String::from_utf8(take(len as usize)?.to_vec()).ok()?);
                 }
-                if rest.len() % 8 != 0 || rest.is_empty() {
+                let width = take(1)?[0] as usize;
+                if !matches!(width, 4 | 8) || rest.len() % width != 0 || rest.is_empty() {
                     return None;
                 }
-                let codes = rest
-                    .chunks_exact(8)
-                    .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                    .collect();
+                let codes = if width == 4 {
+                    rest.chunks_exact(4)
+                        .map(|c| widen(u32::from_le_bytes(c.try_into().unwrap())))
+                        .collect()
+                } else {
+                    rest.chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                };
                 Some(Outcome::Encoded { codes, warnings })
             }
             b'S' => Some(Outcome::Skipped {
@@ -289,6 +305,18 @@ impl StageKind for EncodeKind {
     }
 }
 
+/// A token code (kind in the top byte, fields in the low 32 bits) in 32
+/// bits, when its fields fit 29.
+fn narrow(code: u64) -> Option<u32> {
+    let (kind, fields) = (code >> 56, code & 0xFFFF_FFFF);
+    (kind < 8 && fields < 1 << 29 && code >> 32 & 0xFF_FFFF == 0)
+        .then_some((kind as u32) << 29 | fields as u32)
+}
+
+fn widen(code: u32) -> u64 {
+    ((code >> 29) as u64) << 56 | (code & ((1 << 29) - 1)) as u64
+}
+
 /// Encodes one file, or returns its memoized outcome.
 fn encode_memoized(
     memo: &dyn Memo,
@@ -427,10 +455,16 @@ mod tests {
                 String::new(),
             ],
         };
+        let wide = Outcome::Encoded {
+            codes: vec![0, 3 << 56 | u32::MAX as u64, 1 << 56],
+            warnings: Vec::new(),
+        };
+        assert_eq!(encoded.to_bytes().len(), 1 + 4 + 4 + 47 + 4 + 1 + 3 * 4);
+        assert_eq!(wide.to_bytes().len(), 1 + 4 + 1 + 3 * 8);
         let skipped = Outcome::Skipped {
             reason: "no notes".into(),
         };
-        for outcome in [&encoded, &skipped] {
+        for outcome in [&encoded, &wide, &skipped] {
             assert_eq!(
                 Outcome::from_bytes(&outcome.to_bytes()).as_ref(),
                 Some(outcome)

@@ -18,6 +18,7 @@
 //! map. numpy reads the arrays directly.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -251,22 +252,24 @@ impl SongSet {
     }
 
     /// Writes the songs as `tokens.txt`, one line each (what
-    /// [`write_lines`] writes for their lines).
+    /// [`write_lines`] writes for their lines), through a buffer.
     pub fn write_lines(&self, dir: &Path) -> Result<(), StageError> {
-        let width: Vec<usize> = self.table.iter().map(|t| t.len() + 1).collect();
-        let size: usize = self.ids.iter().map(|&id| width[id as usize]).sum::<usize>() + self.len();
-        let mut text = Vec::with_capacity(size);
-        for i in 0..self.len() {
-            for (j, &id) in self.song(i).iter().enumerate() {
-                if j > 0 {
-                    text.push(b' ');
+        let path = dir.join(TOKENS_FILE);
+        let write = || -> std::io::Result<()> {
+            let mut out = std::io::BufWriter::with_capacity(1 << 18, fs::File::create(&path)?);
+            for i in 0..self.len() {
+                for (j, &id) in self.song(i).iter().enumerate() {
+                    if j > 0 {
+                        out.write_all(b" ")?;
+                    }
+                    out.write_all(self.table[id as usize].as_bytes())?;
                 }
-                text.extend_from_slice(self.table[id as usize].as_bytes());
+                out.write_all(b"\n")?;
             }
-            text.push(b'\n');
-        }
-        fs::write(dir.join(TOKENS_FILE), text)
-            .ctx(|| format!("writing {}", dir.join(TOKENS_FILE).display()))
+            out.into_inner().map_err(|e| e.into_error())?;
+            Ok(())
+        };
+        write().ctx(|| format!("writing {}", path.display()))
     }
 
     /// The songs at `keep` (in that order), sharing this set's table.
