@@ -295,13 +295,22 @@ impl StageKind for EncodeKind {
             .num_threads(ctx.threads.max(1))
             .build()
             .map_err(|e| StageError::Other(format!("starting worker threads: {e}")))?;
+        let started = std::time::Instant::now();
         let results: Vec<Option<(SongInfo, Outcome)>> =
             pool.install(|| files.par_iter().map(encode_one).collect());
         if cancelled.load(Ordering::Relaxed) {
             return Err(StageError::Cancelled);
         }
+        let encoded = started.elapsed().as_secs_f64();
         let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
-        write_outputs(ctx, &options, format, &results)
+        write_outputs(ctx, &options, format, &results)?;
+        ctx.progress.log(&format!(
+            "read and encoded {} files in {encoded:.3} s ({} threads), wrote the outputs in {:.3} s",
+            files.len(),
+            ctx.threads.max(1),
+            started.elapsed().as_secs_f64() - encoded
+        ));
+        Ok(())
     }
 }
 

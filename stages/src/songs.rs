@@ -201,15 +201,25 @@ impl SongSet {
             .par_chunks(per_chunk)
             .map(|chunk| {
                 let mut local: FxHashMap<u64, u32> = FxHashMap::default();
+                // A direct-mapped cache in front of the map (most lookups
+                // end here: a song has a few hundred distinct tokens).
+                let mut cache = vec![(u64::MAX, 0u32); 4096];
                 let mut codes = Vec::new();
                 let mut ids = Vec::with_capacity(chunk.iter().map(|s| s.len()).sum());
                 let mut lengths = Vec::with_capacity(chunk.len());
                 for song in chunk {
                     ids.extend(song.iter().map(|&code| {
-                        *local.entry(code).or_insert_with(|| {
+                        let slot =
+                            &mut cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize];
+                        if slot.0 == code {
+                            return slot.1;
+                        }
+                        let id = *local.entry(code).or_insert_with(|| {
                             codes.push(code);
                             codes.len() as u32 - 1
-                        })
+                        });
+                        *slot = (code, id);
+                        id
                     }));
                     lengths.push(song.len());
                 }
@@ -254,20 +264,49 @@ impl SongSet {
     /// Writes the songs as `tokens.txt`, one line each (what
     /// [`write_lines`] writes for their lines), through a buffer.
     pub fn write_lines(&self, dir: &Path) -> Result<(), StageError> {
+        const FLUSH: usize = 1 << 18;
+        // Each token's text after a space, padded: one fixed-size copy per
+        // token (then cut back to its length).
+        let padded: Vec<([u8; 32], usize)> = self
+            .table
+            .iter()
+            .map(|t| {
+                let mut bytes = [0u8; 32];
+                let len = (t.len() + 1).min(32);
+                bytes[0] = b' ';
+                bytes[1..len].copy_from_slice(&t.as_bytes()[..len - 1]);
+                (bytes, len)
+            })
+            .collect();
+        let long = self.table.iter().any(|t| t.len() >= 32);
         let path = dir.join(TOKENS_FILE);
         let write = || -> std::io::Result<()> {
-            let mut out = std::io::BufWriter::with_capacity(1 << 18, fs::File::create(&path)?);
+            let mut file = fs::File::create(&path)?;
+            let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + (1 << 16));
             for i in 0..self.len() {
-                for (j, &id) in self.song(i).iter().enumerate() {
-                    if j > 0 {
-                        out.write_all(b" ")?;
+                let Some((&first, rest)) = self.song(i).split_first() else {
+                    buf.push(b'\n');
+                    continue;
+                };
+                buf.extend_from_slice(self.table[first as usize].as_bytes());
+                for &id in rest {
+                    if long {
+                        buf.push(b' ');
+                        buf.extend_from_slice(self.table[id as usize].as_bytes());
+                    } else {
+                        let (bytes, len) = &padded[id as usize];
+                        let at = buf.len();
+                        buf.extend_from_slice(bytes);
+                        buf.truncate(at + len);
                     }
-                    out.write_all(self.table[id as usize].as_bytes())?;
                 }
-                out.write_all(b"\n")?;
+                buf.push(b'\n');
+                if buf.len() >= FLUSH {
+                    file.write_all(&buf)?;
+                    buf.clear();
+                }
             }
-            out.into_inner().map_err(|e| e.into_error())?;
-            Ok(())
+            file.write_all(&buf)
         };
         write().ctx(|| format!("writing {}", path.display()))
     }
