@@ -194,7 +194,9 @@ impl TokenSink for Vec<u64> {
 
 /// The token line of `song` in a note format.
 pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -> String {
-    let mut line = Line(Vec::with_capacity(song.notes.len() * 30 + 32));
+    // About 36 bytes per note (a start, an end, a share of the waits): one
+    // allocation, no regrowth (a copy and fresh pages).
+    let mut line = Line(Vec::with_capacity(song.notes.len() * 40 + 64));
     encode_song_into(song, options, format, &mut line);
     // Tokens are ASCII by construction.
     String::from_utf8(line.0).unwrap_or_default()
