@@ -35,7 +35,7 @@ pub const MAX_EVENTS: usize = 2_000_000;
 pub const MAX_BEATS: u64 = 100_000;
 
 /// One note in file ticks. `program` is the GM program 0-127, or 128 for drums.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Note {
     pub start: u64,
     pub end: u64,
@@ -221,14 +221,20 @@ fn too_large(bytes: u64) -> MidiError {
 /// starting where the previous one ended. SMPTE time division is converted
 /// to quarter notes at 120 bpm (the file's tempo events then mean nothing).
 pub fn read_song(bytes: &[u8]) -> Result<Song, MidiError> {
-    read_song_with(bytes, read_track)
+    read_song_with(bytes, read_track, false)
 }
 
 /// How one track chunk is read ([`read_track`]; the tests swap in midly's
 /// reader to compare).
 type TrackReader = fn(&[u8], u16, u64, bool, &mut Vec<Event>, &mut Vec<String>) -> u64;
 
-fn read_song_with(bytes: &[u8], read_track: TrackReader) -> Result<Song, MidiError> {
+/// `merge_first`: always merge the tracks' events before pairing notes (the
+/// tests compare it with the shortcut for tracks that share no channel).
+fn read_song_with(
+    bytes: &[u8],
+    read_track: TrackReader,
+    merge_first: bool,
+) -> Result<Song, MidiError> {
     check_magic(bytes)?;
     let (header, tracks) =
         midly::parse(bytes).map_err(|e| MidiError::Malformed(format!("header: {e}")))?;
@@ -304,8 +310,19 @@ fn read_song_with(bytes: &[u8], read_track: TrackReader) -> Result<Song, MidiErr
     if track_ends.is_empty() {
         return Err(MidiError::Malformed("no track chunk".into()));
     }
-    let events = merge_tracks(events, &track_ranges);
-    let (notes, tempos) = pair_notes(&events, &track_ends);
+    let (notes, tempos) = if merge_first || !channels_apart(&events, &track_ranges) {
+        let events = merge_tracks(events, &track_ranges);
+        pair_notes(&events, &track_ends)
+    } else {
+        // No channel is shared by two tracks (the usual format 1 file):
+        // pairing track after track gives the same notes as pairing in time
+        // order, and sorting the notes by start (stable: at one tick, track
+        // then file order) gives the same list, with half the items to sort.
+        let (mut notes, mut tempos) = pair_notes(&events, &track_ends);
+        super::radix::radix_sort_by_key(&mut notes, |n| n.start);
+        tempos.sort_by_key(|t| t.tick);
+        (notes, tempos)
+    };
     if notes.is_empty() {
         return Err(MidiError::NoNotes);
     }
@@ -351,6 +368,29 @@ fn check_magic(bytes: &[u8]) -> Result<(), MidiError> {
             Err(MidiError::NotMidi(head))
         }
     }
+}
+
+/// Whether every channel's events (notes, program changes) come from one
+/// track at most.
+fn channels_apart(events: &[Event], ranges: &[(usize, usize)]) -> bool {
+    let mut owner = [usize::MAX; 16];
+    for (track, &(first, end)) in ranges.iter().enumerate() {
+        for event in &events[first..end] {
+            let channel = match event.kind {
+                Kind::NoteOn { channel, .. }
+                | Kind::NoteOff { channel, .. }
+                | Kind::Program { channel, .. } => channel,
+                Kind::Tempo(_) => continue,
+            };
+            let o = &mut owner[channel as usize & 15];
+            if *o == usize::MAX {
+                *o = track;
+            } else if *o != track {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// Merges the tracks' events (each already in time order) into one time
@@ -933,8 +973,8 @@ mod tests {
         }
         assert!(files.len() >= 50, "{} files", files.len());
         let same = |bytes: &[u8]| {
-            let new = read_song_with(bytes, read_track);
-            let old = read_song_with(bytes, read_track_midly);
+            let new = read_song_with(bytes, read_track, false);
+            let old = read_song_with(bytes, read_track_midly, true);
             match (&new, &old) {
                 (Ok(a), Ok(b)) => {
                     assert_eq!(a.notes, b.notes);
