@@ -289,8 +289,8 @@ fn encode_memoizes_per_song() {
     let entries = memo_entries(&memo_dir);
     assert_eq!(entries.len(), 4);
     // A valid entry is used as is: replace every entry by a marked outcome
-    // (the memo's binary form: `E`, no warnings, the token codes).
-    let mut payload = b"E\0\0\0\0".to_vec();
+    // (the memo's binary form: `E`, no warnings, codes of 8 bytes, the codes).
+    let mut payload = b"E\0\0\0\0\x08".to_vec();
     for token in ["start", "tempo:1", "finish"] {
         let code = vgmake_stages::midi::tokens::Token::parse(token)
             .unwrap()
