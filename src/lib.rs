@@ -14,7 +14,7 @@ mod hashing;
 mod history;
 mod keymemo;
 mod lock;
-mod memo;
+pub mod memo;
 mod outcome;
 mod page;
 mod pipeline;

@@ -72,6 +72,12 @@ pub fn run_stage(run: &StageRun) -> Result<RunOutcome, StageFailure> {
     if let Some(shared) = &shared {
         shared.report(run.progress);
     }
+    // The run's pack and its index, before the result is recorded (and its
+    // memo entries pushed to a remote cache).
+    if let Err(e) = memo.finish() {
+        run.progress
+            .log(&format!("could not write the memo's pack index: {e}"));
+    }
     if memo.corrupt_entries() > 0 {
         run.progress.log(&format!(
             "dropped {} corrupt memo entries (recomputed)",

@@ -113,7 +113,7 @@ pub fn run(
         .collect();
     let drop_memo: Vec<MemoEntry> = crate::memo::entries(&store.memo_root())
         .into_iter()
-        .filter(|entry| !keep_memo.contains(&entry.key()))
+        .filter(|entry| entry.superseded() || !keep_memo.contains(&entry.key()))
         .collect();
     let drop_refs: Vec<PathBuf> = store
         .ref_variants()
@@ -160,9 +160,7 @@ pub fn run(
                 std::fs::remove_file(p)
             };
         }
-        for entry in &drop_memo {
-            entry.remove();
-        }
+        crate::memo::remove(&drop_memo);
         let _ = store.clean_tmp();
         let _ = store.stats.save();
     }

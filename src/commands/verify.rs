@@ -46,11 +46,11 @@ pub fn run(host: &'static crate::Host, common: &Common) -> ExitCode {
         }
     }
     let memo = crate::memo::entries(&store.memo_root());
-    for entry in &memo {
+    for entry in memo.iter().filter(|e| !e.superseded()) {
         if entry.verify() {
             bytes += entry.payload_bytes();
         } else {
-            println!("BAD   memo entry {}", entry.payload.display());
+            println!("BAD   memo entry {}", entry.describe());
             bad += 1;
         }
     }
@@ -75,7 +75,7 @@ pub fn run(host: &'static crate::Host, common: &Common) -> ExitCode {
         "{} outputs of {} records, {} memo entries, {sealed} state files checked ({unsealed} unsealed, not used); {} read; {bad} damaged",
         outputs.len(),
         records.len(),
-        memo.len(),
+        memo.iter().filter(|e| !e.superseded()).count(),
         human_bytes(bytes),
     );
     if bad > 0 {

@@ -202,22 +202,37 @@ impl Inner {
     pub(super) fn upload_blob(&self, hash: &str, size: u64, path: &Path) -> Result<(), ()> {
         let name = format!("cas/{hash}");
         let bad = self.bad_blobs.lock().unwrap().contains(hash);
-        if !bad && size >= HEAD_FIRST {
-            match self.client.exists(&name) {
-                Ok(true) => return Ok(()),
-                Ok(false) => {}
-                Err(e) => {
-                    self.down(&e);
-                    return Err(());
-                }
-            }
+        if self.already_there(&name, size, bad)? {
+            return Ok(());
         }
         let bytes = fs::read(path).map_err(|_| ())?;
+        self.upload_checked(&name, hash, &bytes, bad)
+    }
+
+    /// The same for bytes already in memory (a memo entry read from a pack).
+    pub(super) fn upload_bytes(&self, hash: &str, bytes: &[u8]) -> Result<(), ()> {
+        let name = format!("cas/{hash}");
+        let bad = self.bad_blobs.lock().unwrap().contains(hash);
+        if self.already_there(&name, bytes.len() as u64, bad)? {
+            return Ok(());
+        }
+        self.upload_checked(&name, hash, bytes, bad)
+    }
+
+    /// Whether a large blob not known to be bad is on the remote already.
+    fn already_there(&self, name: &str, size: u64, bad: bool) -> Result<bool, ()> {
+        if bad || size < HEAD_FIRST {
+            return Ok(false);
+        }
+        self.client.exists(name).map_err(|e| self.down(&e))
+    }
+
+    fn upload_checked(&self, name: &str, hash: &str, bytes: &[u8], bad: bool) -> Result<(), ()> {
         // Never upload bytes that are not what the list says.
-        if blake3::hash(&bytes).to_hex().as_str() != hash {
+        if blake3::hash(bytes).to_hex().as_str() != hash {
             return Err(());
         }
-        self.put(&name, &bytes, !bad)?;
+        self.put(name, bytes, !bad)?;
         if bad {
             self.bad_blobs.lock().unwrap().remove(hash);
         }
@@ -308,6 +323,12 @@ impl Inner {
                 .filter(|k| !known.contains(*k) && k.len() >= 2)
                 .collect()
         };
+        // Entries live in packs or files (memo.rs): read them through the memo.
+        let local = if todo.is_empty() {
+            None
+        } else {
+            crate::memo::DirMemo::new(memo_dir).ok()
+        };
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         std::thread::scope(|scope| {
@@ -316,13 +337,15 @@ impl Inner {
                     while !failed.load(Ordering::Relaxed) {
                         let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(key) = todo.get(i) else { return };
-                        let payload = memo_dir.join(&key[..2]).join(key.as_str());
-                        let Ok(sum) = fs::read_to_string(payload.with_extension("b3")) else {
-                            continue; // removed since (gc): nothing to share
+                        let Some((hash, bytes)) = blake3::Hash::from_hex(key.as_str())
+                            .ok()
+                            .and_then(|k| local.as_ref()?.read_verified(&k))
+                        else {
+                            continue; // removed since (gc) or damaged: nothing to share
                         };
-                        let hash = sum.trim().to_string();
-                        let size = fs::metadata(&payload).map_or(0, |m| m.len());
-                        let ok = self.upload_blob(&hash, size, &payload).is_ok()
+                        let hash = hash.to_hex().to_string();
+                        let size = bytes.len() as u64;
+                        let ok = self.upload_bytes(&hash, &bytes).is_ok()
                             && self
                                 .put(
                                     &format!("memo/{kind_dir}/{key}"),

@@ -1,10 +1,12 @@
 //! Encode throughput (parse + tokenize, files already in memory) over a
 //! folder of MIDI files, on 1 thread and on N threads.
 //!
-//! cargo run --release -p vgmake-stages --example bench_encode [-- DIR [RUNS [THREADS]]]
+//! cargo run --release -p vgmake-stages --example bench_encode [-- DIR [RUNS [THREADS [FORM]]]]
 //!
 //! DIR defaults to ../shared/corpus beside the repository; each run encodes every file
-//! `ROUNDS` times; the median of RUNS runs is printed.
+//! `ROUNDS` times; the median of RUNS runs is printed. FORM is what a song becomes:
+//! `line` (default: the token line as text, `midi::encode_bytes`) or `codes` (the
+//! tokens as numbers, what the encode stage keeps and interns; the same tokens).
 
 use std::time::Instant;
 
@@ -28,6 +30,18 @@ fn main() {
         .collect();
     let bytes: usize = files.iter().map(|f| f.len()).sum();
     let options = EncodeOptions::default();
+    let codes = args.get(4).is_some_and(|f| f == "codes");
+    let to_codes = |bytes: &[u8]| -> bool {
+        midi::read_song(bytes)
+            .map(|song| {
+                std::hint::black_box(midi::encoder::encode_song_codes(
+                    &song,
+                    &options,
+                    midi::NoteFormat::OnOff,
+                ))
+            })
+            .is_ok()
+    };
     let tokens: usize = files
         .iter()
         .filter_map(|f| midi::encode_bytes(f, &options).ok())
@@ -56,10 +70,17 @@ fn main() {
                 let start = Instant::now();
                 let work: Vec<&Vec<u8>> = (0..ROUNDS).flat_map(|_| files.iter()).collect();
                 let ok: usize = pool.install(|| {
-                    work.par_iter()
-                        .with_min_len(8)
-                        .map(|f| midi::encode_bytes(f, &options).is_ok() as usize)
-                        .sum()
+                    if codes {
+                        work.par_iter()
+                            .with_min_len(8)
+                            .map(|f| to_codes(f) as usize)
+                            .sum()
+                    } else {
+                        work.par_iter()
+                            .with_min_len(8)
+                            .map(|f| midi::encode_bytes(f, &options).is_ok() as usize)
+                            .sum()
+                    }
                 });
                 std::hint::black_box(ok);
                 work.len() as f64 / start.elapsed().as_secs_f64()
@@ -67,11 +88,12 @@ fn main() {
             .collect();
         rates.sort_by(f64::total_cmp);
         println!(
-            "{threads} thread(s): median {:.0} files/s (min {:.0}, max {:.0}) over {runs} runs of {} files",
+            "{threads} thread(s): median {:.0} files/s (min {:.0}, max {:.0}) over {runs} runs of {} files ({})",
             rates[runs / 2],
             rates[0],
             rates[runs - 1],
-            files.len() * ROUNDS
+            files.len() * ROUNDS,
+            if codes { "token codes" } else { "token lines" }
         );
     }
 }

@@ -10,26 +10,100 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::*;
 use crate::dataset::write_json;
 use crate::midi::{self, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
-use crate::songs::{CodecInfo, SongInfo, SongSet, write_lines};
+use crate::songs::{CodecInfo, SongInfo, SongSet};
 use crate::walk;
 
 pub struct EncodeKind;
 
 /// What the memo stores per song.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 enum Outcome {
     Encoded {
-        tokens: String,
+        /// The tokens as [`crate::midi::tokens::Token::code`]s.
+        codes: Vec<u64>,
         warnings: Vec<String>,
     },
     Skipped {
         reason: String,
     },
+}
+
+impl Outcome {
+    /// The memo's bytes: `E`, the number of warnings (u32 LE), each as its
+    /// length (u32 LE) and UTF-8 bytes, then the token codes to the end:
+    /// `4` and each as a u32 LE (the kind in the top 3 bits, the fields in
+    /// the 29 below: every token of a real song fits), or `8` and each as
+    /// its u64 LE. Or `S` and the reason (UTF-8).
+    fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Outcome::Encoded { codes, warnings } => {
+                let text: usize = warnings.iter().map(|w| w.len() + 4).sum();
+                let narrow: Option<Vec<u32>> = codes.iter().map(|&c| narrow(c)).collect();
+                let width = if narrow.is_some() { 4 } else { 8 };
+                let mut out = Vec::with_capacity(6 + text + codes.len() * width);
+                out.push(b'E');
+                out.extend_from_slice(&(warnings.len() as u32).to_le_bytes());
+                for w in warnings {
+                    out.extend_from_slice(&(w.len() as u32).to_le_bytes());
+                    out.extend_from_slice(w.as_bytes());
+                }
+                out.push(width as u8);
+                match narrow {
+                    Some(codes) => codes
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
+                    None => codes
+                        .iter()
+                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
+                }
+                out
+            }
+            Outcome::Skipped { reason } => [b"S", reason.as_bytes()].concat(),
+        }
+    }
+
+    /// The outcome of memo bytes; `None` when they are not one (a miss).
+    fn from_bytes(bytes: &[u8]) -> Option<Outcome> {
+        let (&tag, mut rest) = bytes.split_first()?;
+        let mut take = |n: usize| -> Option<&[u8]> {
+            let (head, tail) = rest.split_at_checked(n)?;
+            rest = tail;
+            Some(head)
+        };
+        match tag {
+            b'E' => {
+                let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                let mut warnings = Vec::new();
+                for _ in 0..count {
+                    let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
+                    warnings.push(String::from_utf8(take(len as usize)?.to_vec()).ok()?);
+                }
+                let width = take(1)?[0] as usize;
+                if !matches!(width, 4 | 8) || rest.len() % width != 0 || rest.is_empty() {
+                    return None;
+                }
+                let codes = if width == 4 {
+                    rest.chunks_exact(4)
+                        .map(|c| widen(u32::from_le_bytes(c.try_into().unwrap())))
+                        .collect()
+                } else {
+                    rest.chunks_exact(8)
+                        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                        .collect()
+                };
+                Some(Outcome::Encoded { codes, warnings })
+            }
+            b'S' => Some(Outcome::Skipped {
+                reason: String::from_utf8(rest.to_vec()).ok()?,
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// One line of `report.json`'s `files`.
@@ -221,14 +295,35 @@ impl StageKind for EncodeKind {
             .num_threads(ctx.threads.max(1))
             .build()
             .map_err(|e| StageError::Other(format!("starting worker threads: {e}")))?;
+        let started = std::time::Instant::now();
         let results: Vec<Option<(SongInfo, Outcome)>> =
             pool.install(|| files.par_iter().map(encode_one).collect());
         if cancelled.load(Ordering::Relaxed) {
             return Err(StageError::Cancelled);
         }
+        let encoded = started.elapsed().as_secs_f64();
         let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
-        write_outputs(ctx, &options, format, &results)
+        write_outputs(ctx, &options, format, &results)?;
+        ctx.progress.log(&format!(
+            "read and encoded {} files in {encoded:.3} s ({} threads), wrote the outputs in {:.3} s",
+            files.len(),
+            ctx.threads.max(1),
+            started.elapsed().as_secs_f64() - encoded
+        ));
+        Ok(())
     }
+}
+
+/// A token code (kind in the top byte, fields in the low 32 bits) in 32
+/// bits, when its fields fit 29.
+fn narrow(code: u64) -> Option<u32> {
+    let (kind, fields) = (code >> 56, code & 0xFFFF_FFFF);
+    (kind < 8 && fields < 1 << 29 && code >> 32 & 0xFF_FFFF == 0)
+        .then_some((kind as u32) << 29 | fields as u32)
+}
+
+fn widen(code: u32) -> u64 {
+    ((code >> 29) as u64) << 56 | (code & ((1 << 29) - 1)) as u64
 }
 
 /// Encodes one file, or returns its memoized outcome.
@@ -241,29 +336,29 @@ fn encode_memoized(
     format: NoteFormat,
 ) -> Outcome {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(b"vgmake-encode\0");
+    // "-codes": entries hold token codes in a binary form (older ones held
+    // JSON with the token line; they are not looked up).
+    hasher.update(b"vgmake-encode-codes\0");
     hasher.update(fingerprint.as_bytes());
     hasher.update(b"\0");
     hasher.update(file_hash.as_bytes());
     let key = hasher.finalize();
     if let Some(stored) = memo.get(&key)
-        && let Ok(outcome) = serde_json::from_slice::<Outcome>(&stored)
+        && let Some(outcome) = Outcome::from_bytes(&stored)
     {
         return outcome;
     }
     let outcome = match midi::read_song(bytes) {
         Ok(song) => Outcome::Encoded {
-            tokens: midi::encoder::encode_song_as(&song, options, format),
+            codes: midi::encoder::encode_song_codes(&song, options, format),
             warnings: song.warnings,
         },
         Err(e) => Outcome::Skipped {
             reason: e.to_string(),
         },
     };
-    if let Ok(value) = serde_json::to_vec(&outcome) {
-        // A memo that cannot be written costs only speed next time.
-        let _ = memo.put(&key, &value);
-    }
+    // A memo that cannot be written costs only speed next time.
+    let _ = memo.put(&key, &outcome.to_bytes());
     outcome
 }
 
@@ -282,15 +377,15 @@ fn write_outputs(
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
     let mut skipped_by_reason = std::collections::BTreeMap::new();
-    let mut songs: Vec<&str> = Vec::new();
+    let mut songs: Vec<&[u64]> = Vec::new();
     let mut infos: Vec<SongInfo> = Vec::new();
     let mut total_tokens = 0usize;
     for (info, outcome) in results {
         match outcome {
-            Outcome::Encoded { tokens, warnings } => {
-                let count = tokens.split(' ').count();
+            Outcome::Encoded { codes, warnings } => {
+                let count = codes.len();
                 total_tokens += count;
-                songs.push(tokens.as_str());
+                songs.push(codes.as_slice());
                 infos.push(info.clone());
                 files.push(FileReport {
                     path: info.path.clone(),
@@ -342,16 +437,52 @@ fn write_outputs(
         "tokens_per_song": total_tokens as f64 / songs.len() as f64,
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
-    write_lines(out, &songs)?;
-    SongSet::from_lines(
+    let set = SongSet::from_codes(
         &songs,
         infos,
         CodecInfo::from_options(options).with_format(format),
-    )
-    .write(out)?;
+    );
+    set.write_lines(out)?;
+    set.write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped
     ));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memo_bytes_round_trip_and_damage_is_a_miss() {
+        let encoded = Outcome::Encoded {
+            codes: vec![0, 3 << 56 | 8, 1 << 56],
+            warnings: vec![
+                "track 1: malformed meta event skipped at byte 9".into(),
+                String::new(),
+            ],
+        };
+        let wide = Outcome::Encoded {
+            codes: vec![0, 3 << 56 | u32::MAX as u64, 1 << 56],
+            warnings: Vec::new(),
+        };
+        assert_eq!(encoded.to_bytes().len(), 1 + 4 + 4 + 47 + 4 + 1 + 3 * 4);
+        assert_eq!(wide.to_bytes().len(), 1 + 4 + 1 + 3 * 8);
+        let skipped = Outcome::Skipped {
+            reason: "no notes".into(),
+        };
+        for outcome in [&encoded, &wide, &skipped] {
+            assert_eq!(
+                Outcome::from_bytes(&outcome.to_bytes()).as_ref(),
+                Some(outcome)
+            );
+        }
+        let bytes = encoded.to_bytes();
+        assert_eq!(Outcome::from_bytes(&bytes[..bytes.len() - 1]), None);
+        assert_eq!(Outcome::from_bytes(&bytes[..6]), None);
+        assert_eq!(Outcome::from_bytes(b""), None);
+        assert_eq!(Outcome::from_bytes(b"{\"Encoded\":{}}"), None);
+    }
 }

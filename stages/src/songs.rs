@@ -18,6 +18,7 @@
 //! map. numpy reads the arrays directly.
 
 use std::fs;
+use std::io::Write;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
 use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
+use crate::midi::tokens::Token;
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
 pub const TABLE_FILE: &str = "token_table.txt";
@@ -189,6 +191,126 @@ impl SongSet {
         }
     }
 
+    /// Interns songs given as [`Token::code`]s (the encode stage's form):
+    /// the same set as [`SongSet::from_lines`] on their lines, without
+    /// splitting and hashing text (one hash of a number per token; the
+    /// names of the distinct tokens are written once, then sorted).
+    pub fn from_codes(songs: &[&[u64]], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
+        let per_chunk = songs.len().div_ceil(64).max(16);
+        let chunks: Vec<(Vec<u64>, Vec<u32>, Vec<usize>)> = songs
+            .par_chunks(per_chunk)
+            .map(|chunk| {
+                let mut local: FxHashMap<u64, u32> = FxHashMap::default();
+                // A direct-mapped cache in front of the map (most lookups
+                // end here: a song has a few hundred distinct tokens).
+                let mut cache = vec![(u64::MAX, 0u32); 4096];
+                let mut codes = Vec::new();
+                let mut ids = Vec::with_capacity(chunk.iter().map(|s| s.len()).sum());
+                let mut lengths = Vec::with_capacity(chunk.len());
+                for song in chunk {
+                    ids.extend(song.iter().map(|&code| {
+                        let slot =
+                            &mut cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize];
+                        if slot.0 == code {
+                            return slot.1;
+                        }
+                        let id = *local.entry(code).or_insert_with(|| {
+                            codes.push(code);
+                            codes.len() as u32 - 1
+                        });
+                        *slot = (code, id);
+                        id
+                    }));
+                    lengths.push(song.len());
+                }
+                (codes, ids, lengths)
+            })
+            .collect();
+        let mut named: Vec<(String, u64)> = chunks
+            .iter()
+            .flat_map(|c| c.0.iter().copied())
+            .collect::<rustc_hash::FxHashSet<u64>>()
+            .into_iter()
+            .map(|code| {
+                let name = Token::from_code(code).map_or_else(String::new, |t| t.to_string());
+                (name, code)
+            })
+            .collect();
+        named.par_sort_unstable();
+        let index: FxHashMap<u64, u32> = named
+            .iter()
+            .enumerate()
+            .map(|(i, (_, code))| (*code, i as u32))
+            .collect();
+        let mut ids = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
+        let mut offsets = Vec::with_capacity(songs.len() + 1);
+        offsets.push(0u64);
+        for (codes, local_ids, lengths) in &chunks {
+            let remap: Vec<u32> = codes.iter().map(|c| index[c]).collect();
+            ids.extend(local_ids.iter().map(|&l| remap[l as usize]));
+            for len in lengths {
+                offsets.push(offsets.last().copied().unwrap_or(0) + *len as u64);
+            }
+        }
+        SongSet {
+            table: named.into_iter().map(|(name, _)| name).collect(),
+            ids,
+            offsets,
+            infos,
+            codec,
+        }
+    }
+
+    /// Writes the songs as `tokens.txt`, one line each (what
+    /// [`write_lines`] writes for their lines), through a buffer.
+    pub fn write_lines(&self, dir: &Path) -> Result<(), StageError> {
+        const FLUSH: usize = 1 << 18;
+        // Each token's text after a space, padded: one fixed-size copy per
+        // token (then cut back to its length).
+        let padded: Vec<([u8; 32], usize)> = self
+            .table
+            .iter()
+            .map(|t| {
+                let mut bytes = [0u8; 32];
+                let len = (t.len() + 1).min(32);
+                bytes[0] = b' ';
+                bytes[1..len].copy_from_slice(&t.as_bytes()[..len - 1]);
+                (bytes, len)
+            })
+            .collect();
+        let long = self.table.iter().any(|t| t.len() >= 32);
+        let path = dir.join(TOKENS_FILE);
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::File::create(&path)?;
+            let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + (1 << 16));
+            for i in 0..self.len() {
+                let Some((&first, rest)) = self.song(i).split_first() else {
+                    buf.push(b'\n');
+                    continue;
+                };
+                buf.extend_from_slice(self.table[first as usize].as_bytes());
+                for &id in rest {
+                    if long {
+                        buf.push(b' ');
+                        buf.extend_from_slice(self.table[id as usize].as_bytes());
+                    } else {
+                        let (bytes, len) = &padded[id as usize];
+                        let at = buf.len();
+                        buf.extend_from_slice(bytes);
+                        buf.truncate(at + len);
+                    }
+                }
+                buf.push(b'\n');
+                if buf.len() >= FLUSH {
+                    file.write_all(&buf)?;
+                    buf.clear();
+                }
+            }
+            file.write_all(&buf)
+        };
+        write().ctx(|| format!("writing {}", path.display()))
+    }
+
     /// The songs at `keep` (in that order), sharing this set's table.
     pub fn subset(&self, keep: &[usize]) -> SongSet {
         let mut ids = Vec::with_capacity(keep.iter().map(|&i| self.song(i).len()).sum());
@@ -324,6 +446,33 @@ mod tests {
         assert_eq!(sub.line(0), lines[2]);
         assert_eq!(sub.line(1), lines[0]);
         assert_eq!(sub.infos[0].path, "s2.mid");
+        // From token codes: the same set as from the lines, and the same text.
+        let real = [
+            "start tempo:120 i33:v60:64 wait:4 end:i33:v60:64 finish",
+            "start i128:v100:36 wait:1 end:i128:36 wait:12 finish",
+        ];
+        let codes: Vec<Vec<u64>> = real
+            .iter()
+            .map(|l| {
+                l.split(' ')
+                    .map(|t| Token::parse(t).unwrap().code())
+                    .collect()
+            })
+            .collect();
+        let refs: Vec<&[u64]> = codes.iter().map(|c| c.as_slice()).collect();
+        let codec = CodecInfo::from_options(&EncodeOptions::default());
+        let from_codes = SongSet::from_codes(&refs, (0..2).map(info).collect(), codec.clone());
+        assert_eq!(
+            from_codes,
+            SongSet::from_lines(&real, (0..2).map(info).collect(), codec)
+        );
+        let text_dir = tempfile::tempdir().unwrap();
+        from_codes.write_lines(text_dir.path()).unwrap();
+        write_lines(dir.path(), &real).unwrap();
+        assert_eq!(
+            fs::read(text_dir.path().join(TOKENS_FILE)).unwrap(),
+            fs::read(dir.path().join(TOKENS_FILE)).unwrap()
+        );
         // Disagreeing files are an error naming the file.
         write_npy_u64(&dir.path().join(OFFSETS_FILE), &[0, 2]).unwrap();
         let err = SongSet::read(dir.path()).unwrap_err().to_string();

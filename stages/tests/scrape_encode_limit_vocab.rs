@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value as Json;
 use vgmake_engine::standalone::run as run_standalone;
-use vgmake_stages::api::{Input, NoProgress, StageKind, Value};
+use vgmake_stages::api::{Input, Memo, NoProgress, StageKind, Value};
 use vgmake_stages::dataset::Dataset;
 use vgmake_stages::kinds as registry;
 
@@ -241,19 +241,16 @@ fn local_folder_source_with_rmid_and_skips() {
     );
 }
 
-/// Memo payload files (not their `.b3` records) under `dir`.
-fn memo_entries(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    for sub in std::fs::read_dir(dir).unwrap().flatten() {
-        if sub.path().is_dir() {
-            for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
-                if f.path().extension().is_none() {
-                    found.push(f.path());
-                }
-            }
-        }
-    }
-    found
+/// The keys of the live memo entries under `dir` (one kind's memo folder).
+fn memo_entries(dir: &Path) -> Vec<String> {
+    let root = tempfile::tempdir().unwrap();
+    // `entries` lists every kind under a root: give it this one alone.
+    std::os::unix::fs::symlink(dir, root.path().join("encode")).unwrap();
+    vgmake_engine::memo::entries(root.path())
+        .into_iter()
+        .filter(|e| !e.superseded())
+        .map(|e| e.key())
+        .collect()
 }
 
 #[test]
@@ -291,16 +288,21 @@ fn encode_memoizes_per_song() {
     );
     let entries = memo_entries(&memo_dir);
     assert_eq!(entries.len(), 4);
-    // A valid entry is used as is: replace every entry by a marked outcome.
-    for entry in &entries {
-        let payload = br#"{"Encoded":{"tokens":"start tempo:1 finish","warnings":[]}}"#;
-        std::fs::write(entry, payload).unwrap();
-        std::fs::write(
-            entry.with_extension("b3"),
-            blake3::hash(payload).to_hex().as_bytes(),
-        )
-        .unwrap();
+    // A valid entry is used as is: replace every entry by a marked outcome
+    // (the memo's binary form: `E`, no warnings, codes of 8 bytes, the codes).
+    let mut payload = b"E\0\0\0\0\x08".to_vec();
+    for token in ["start", "tempo:1", "finish"] {
+        let code = vgmake_stages::midi::tokens::Token::parse(token)
+            .unwrap()
+            .code();
+        payload.extend_from_slice(&code.to_le_bytes());
     }
+    let memo = vgmake_engine::memo::DirMemo::new(&memo_dir).unwrap();
+    for key in &entries {
+        memo.put(&blake3::Hash::from_hex(key).unwrap(), &payload)
+            .unwrap();
+    }
+    drop(memo);
     let e3 = tmp.path().join("e3");
     run("encode", &[], &[input("scrape", &corpus)], &e3, &work);
     let tokens = std::fs::read_to_string(e3.join("tokens.txt")).unwrap();

@@ -42,18 +42,18 @@ pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -
             round_lengths(notes, spb);
         }
     };
-    let spb = options.steps_per_beat;
+    let stepper = song.clock.stepper(spb);
     // `song.notes` is sorted by start tick, so this is sorted by start.
     let mut notes: Vec<GridNote> = song
         .notes
         .iter()
         .map(|n| {
-            let start = song.clock.step(n.start, spb).min(MAX_STEP - 1);
+            let start = stepper.step(n.start).min(MAX_STEP - 1);
             GridNote {
                 program: options.instrument_groups.map(n.program),
                 pitch: n.pitch,
                 start,
-                end: song.clock.step(n.end, spb).clamp(start + 1, MAX_STEP),
+                end: stepper.step(n.end).clamp(start + 1, MAX_STEP),
                 velocity: round_velocity(n.velocity, options.velocity_step),
             }
         })
@@ -167,64 +167,115 @@ pub fn encode_song(song: &Song, options: &EncodeOptions) -> String {
     encode_song_as(song, options, NoteFormat::OnOff)
 }
 
+/// Where the encoder puts tokens: a text line, or [`Token::code`]s.
+pub trait TokenSink {
+    fn token(&mut self, token: Token);
+}
+
+/// A token line being written (`start` first, tokens separated by spaces).
+struct Line(Vec<u8>);
+
+impl TokenSink for Line {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        if !self.0.is_empty() {
+            self.0.push(b' ');
+        }
+        token.write_to(&mut self.0);
+    }
+}
+
+impl TokenSink for Vec<u64> {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        self.push(token.code());
+    }
+}
+
 /// The token line of `song` in a note format.
 pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -> String {
+    // About 36 bytes per note (a start, an end, a share of the waits): one
+    // allocation, no regrowth (a copy and fresh pages).
+    let mut line = Line(Vec::with_capacity(song.notes.len() * 40 + 64));
+    encode_song_into(song, options, format, &mut line);
+    // Tokens are ASCII by construction.
+    String::from_utf8(line.0).unwrap_or_default()
+}
+
+/// The song's tokens as [`Token::code`]s (the same tokens as
+/// [`encode_song_as`]'s line).
+pub fn encode_song_codes(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Vec<u64> {
+    let mut codes = Vec::with_capacity(song.notes.len() * 3 + 8);
+    encode_song_into(song, options, format, &mut codes);
+    codes
+}
+
+/// The song's tokens, in order, into `out`.
+pub fn encode_song_into<S: TokenSink>(
+    song: &Song,
+    options: &EncodeOptions,
+    format: NoteFormat,
+    out: &mut S,
+) {
     let notes = grid_notes_as(song, options, format);
     let mut tempos = grid_tempos(song, options);
     // A tempo change after the last note changes nothing audible.
     let last_end = notes.iter().map(|n| n.end).max().unwrap_or(0);
     tempos.retain(|t| t.0 == 0 || t.0 < last_end);
     if format == NoteFormat::Duration {
-        return duration_line(&notes, &tempos, options.steps_per_beat);
+        return duration_line(&notes, &tempos, options.steps_per_beat, out);
     }
-    // Packed (position, program, pitch, velocity), sorted as numbers.
+    // Starts packed as (position, program, pitch, velocity), in order.
     let pack = |step: u64, n: &GridNote| {
         (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
     };
     let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
-    let mut ends: Vec<u64> = notes.iter().map(|n| pack(n.end, n)).collect();
+    // Ends packed as (position, program, pitch), sorted as numbers: no two
+    // notes of one (program, pitch) end together (overlaps are resolved),
+    // and the one ending has the velocity of the last start of its
+    // (program, pitch), kept in `velocities` (fewer key bits, fewer passes).
+    let mut ends: Vec<u64> = notes
+        .iter()
+        .map(|n| (n.end << 15) | (n.program as u64) << 7 | n.pitch as u64)
+        .collect();
     super::radix::radix_sort(&mut ends);
+    let mut velocities = [0u8; 129 * 128];
     let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
-    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 36 + 32);
-    let push = |token: Token, out: &mut Vec<u8>| {
-        out.push(b' ');
-        token.write_to(out);
-    };
-    out.extend_from_slice(b"start");
+    let push = |token: Token, out: &mut S| out.token(token);
+    out.token(Token::Start);
     let (mut s, mut e, mut t) = (0, 0, 0);
     let mut now = 0u64;
     loop {
-        // The next position holding an event.
-        let next = [
-            tempos.get(t).map(|x| x.0),
-            ends.get(e).map(|&k| unpack(k).0),
-            starts.get(s).map(|&k| unpack(k).0),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        let Some(position) = next else { break };
+        // The next position holding an event (u64::MAX: none; positions
+        // are at most MAX_STEP).
+        let position = tempos
+            .get(t)
+            .map_or(u64::MAX, |x| x.0)
+            .min(ends.get(e).map_or(u64::MAX, |&k| k >> 15))
+            .min(starts.get(s).map_or(u64::MAX, |&k| k >> 24));
+        if position == u64::MAX {
+            break;
+        }
         if position > now {
             let wait = (position - now).min(u32::MAX as u64) as u32;
-            push(Token::Wait(wait), &mut out);
+            push(Token::Wait(wait), out);
             now = position;
         }
         while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
-            push(Token::Tempo(bpm), &mut out);
+            push(Token::Tempo(bpm), out);
             t += 1;
         }
-        while let Some((_, program, pitch, velocity)) =
-            ends.get(e).map(|&k| unpack(k)).filter(|x| x.0 == position)
-        {
-            let velocity = options.note_off_velocity.then_some(velocity);
+        while let Some(&k) = ends.get(e).filter(|&&k| k >> 15 == position) {
+            let slot = (k & 0x7FFF) as usize;
+            let velocity = options.note_off_velocity.then_some(velocities[slot]);
             push(
                 Token::NoteOff {
-                    program,
+                    program: (slot >> 7) as u8,
                     velocity,
-                    pitch,
+                    pitch: (slot & 0x7F) as u8,
                 },
-                &mut out,
+                out,
             );
             e += 1;
         }
@@ -233,31 +284,26 @@ pub fn encode_song_as(song: &Song, options: &EncodeOptions, format: NoteFormat) 
             .map(|&k| unpack(k))
             .filter(|x| x.0 == position)
         {
+            velocities[program as usize * 128 + pitch as usize] = velocity;
             push(
                 Token::NoteOn {
                     program,
                     velocity,
                     pitch,
                 },
-                &mut out,
+                out,
             );
             s += 1;
         }
     }
-    out.extend_from_slice(b" finish");
-    // Tokens are ASCII by construction.
-    String::from_utf8(out).unwrap_or_default()
+    out.token(Token::Finish);
 }
 
 /// The duration-format line: per grid position, tempo, then each start
 /// (by program, pitch) followed by its `d:` tokens.
-fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String {
-    let mut out: Vec<u8> = Vec::with_capacity(notes.len() * 24 + 32);
-    let push = |token: Token, out: &mut Vec<u8>| {
-        out.push(b' ');
-        token.write_to(out);
-    };
-    out.extend_from_slice(b"start");
+fn duration_line<S: TokenSink>(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32, out: &mut S) {
+    let push = |token: Token, out: &mut S| out.token(token);
+    out.token(Token::Start);
     let (mut s, mut t) = (0, 0);
     let mut now = 0u64;
     loop {
@@ -268,11 +314,11 @@ fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String 
         let Some(position) = next else { break };
         if position > now {
             let wait = (position - now).min(u32::MAX as u64) as u32;
-            push(Token::Wait(wait), &mut out);
+            push(Token::Wait(wait), out);
             now = position;
         }
         while let Some(&(_, bpm)) = tempos.get(t).filter(|x| x.0 == position) {
-            push(Token::Tempo(bpm), &mut out);
+            push(Token::Tempo(bpm), out);
             t += 1;
         }
         while let Some(n) = notes.get(s).filter(|n| n.start == position) {
@@ -282,16 +328,15 @@ fn duration_line(notes: &[GridNote], tempos: &[(u64, u32)], spb: u32) -> String 
                     velocity: n.velocity,
                     pitch: n.pitch,
                 },
-                &mut out,
+                out,
             );
             for d in duration::tie(n.end - n.start, spb) {
-                push(Token::Duration(d), &mut out);
+                push(Token::Duration(d), out);
             }
             s += 1;
         }
     }
-    out.extend_from_slice(b" finish");
-    String::from_utf8(out).unwrap_or_default()
+    out.token(Token::Finish);
 }
 
 #[cfg(test)]

@@ -1,27 +1,38 @@
 //! Sorting packed u64 keys in linear passes (the encoder's hot sorts).
 
 const DIGIT_BITS: usize = 11;
-const DIGITS: usize = 64usize.div_ceil(DIGIT_BITS);
 const BUCKETS: usize = 1 << DIGIT_BITS;
 
 /// LSD radix sort, 11 bits per pass: the counts of every digit come from
 /// one read, and digits all keys share are skipped (a few linear passes
 /// instead of n log n comparisons).
 pub fn radix_sort(keys: &mut Vec<u64>) {
-    if keys.len() < 64 || keys.len() >= u32::MAX as usize {
-        keys.sort_unstable();
+    radix_sort_by_key(keys, |&k| k);
+}
+
+/// The same for items sorted by a key; stable (items of equal keys keep
+/// their order), and only as many digits as the largest key has are looked at.
+pub fn radix_sort_by_key<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(&T) -> u64) {
+    if items.len() < 64 || items.len() >= u32::MAX as usize {
+        items.sort_by_key(|x| key(x));
+        return;
+    }
+    let max = items.iter().map(&key).max().unwrap_or(0);
+    let digits = (64 - max.leading_zeros() as usize).div_ceil(DIGIT_BITS);
+    if digits == 0 {
         return;
     }
     let mask = (BUCKETS - 1) as u64;
-    let mut counts = vec![[0u32; BUCKETS]; DIGITS];
-    for &k in keys.iter() {
+    let mut counts = vec![[0u32; BUCKETS]; digits];
+    for x in items.iter() {
+        let k = key(x);
         for (digit, c) in counts.iter_mut().enumerate() {
             c[((k >> (digit * DIGIT_BITS)) & mask) as usize] += 1;
         }
     }
-    let mut buffer = vec![0u64; keys.len()];
+    let mut buffer = vec![T::default(); items.len()];
     for (digit, c) in counts.iter_mut().enumerate() {
-        if c.contains(&(keys.len() as u32)) {
+        if c.contains(&(items.len() as u32)) {
             continue;
         }
         let mut offset = 0;
@@ -31,12 +42,12 @@ pub fn radix_sort(keys: &mut Vec<u64>) {
             offset += n;
         }
         let shift = digit * DIGIT_BITS;
-        for &k in keys.iter() {
-            let bucket = &mut c[((k >> shift) & mask) as usize];
-            buffer[*bucket as usize] = k;
+        for x in items.iter() {
+            let bucket = &mut c[((key(x) >> shift) & mask) as usize];
+            buffer[*bucket as usize] = *x;
             *bucket += 1;
         }
-        std::mem::swap(keys, &mut buffer);
+        std::mem::swap(items, &mut buffer);
     }
 }
 
@@ -55,5 +66,11 @@ mod tests {
         expected.sort_unstable();
         super::radix_sort(&mut keys);
         assert_eq!(keys, expected);
+        // Stable by key: pairs sorted by their first half keep the second's order.
+        let mut pairs: Vec<(u64, u64)> = expected.iter().rev().map(|&k| (k >> 20, k)).collect();
+        let mut by_std = pairs.clone();
+        by_std.sort_by_key(|p| p.0);
+        super::radix_sort_by_key(&mut pairs, |p| p.0);
+        assert_eq!(pairs, by_std);
     }
 }

@@ -70,6 +70,58 @@ impl Token {
         })
     }
 
+    /// The token as one number (the encode stage's compact form, in its
+    /// memo and while it builds the song set): the kind in the top byte,
+    /// the fields below. [`Token::from_code`] reverses it.
+    #[inline]
+    pub fn code(&self) -> u64 {
+        match *self {
+            Token::Start => 0,
+            Token::Finish => 1 << 56,
+            Token::Tempo(n) => 2 << 56 | n as u64,
+            Token::Wait(n) => 3 << 56 | n as u64,
+            Token::Duration(n) => 4 << 56 | n as u64,
+            Token::NoteOn {
+                program,
+                velocity,
+                pitch,
+            } => 5 << 56 | (program as u64) << 16 | (velocity as u64) << 8 | pitch as u64,
+            Token::NoteOff {
+                program,
+                velocity,
+                pitch,
+            } => {
+                let v = velocity.map_or(0, |v| 1 << 24 | (v as u64) << 8);
+                6 << 56 | (program as u64) << 16 | v | pitch as u64
+            }
+        }
+    }
+
+    /// The token of a [`Token::code`]; `None` for a number that is not one.
+    pub fn from_code(code: u64) -> Option<Token> {
+        let low = code as u32;
+        let (program, velocity, pitch) = ((code >> 16) as u8, (code >> 8) as u8, code as u8);
+        let token = match code >> 56 {
+            0 => Token::Start,
+            1 => Token::Finish,
+            2 => Token::Tempo(low),
+            3 => Token::Wait(low),
+            4 => Token::Duration(low),
+            5 => Token::NoteOn {
+                program,
+                velocity,
+                pitch,
+            },
+            6 => Token::NoteOff {
+                program,
+                velocity: (code >> 24 & 1 == 1).then_some(velocity),
+                pitch,
+            },
+            _ => return None,
+        };
+        (token.code() == code).then_some(token)
+    }
+
     /// The number of grid steps this token advances time by.
     pub fn wait_steps(&self) -> u32 {
         match self {
@@ -124,9 +176,17 @@ impl fmt::Display for Token {
 
 impl Token {
     /// Appends the token's ASCII text to `out` (the encoder's hot path: the
-    /// token is built on the stack, then copied once).
+    /// bytes go straight into `out`'s buffer, which is then cut back to the
+    /// token's length; building it elsewhere and copying it cost a stalled
+    /// load per token).
+    #[inline]
     pub fn write_to(&self, out: &mut Vec<u8>) {
-        let mut buf = TokenBuf::default();
+        let start = out.len();
+        out.resize(start + TOKEN_MAX, 0);
+        let mut buf = TokenBuf {
+            bytes: (&mut out[start..]).try_into().unwrap(),
+            len: 0,
+        };
         match *self {
             Token::Start => buf.push_str(b"start"),
             Token::Finish => buf.push_str(b"finish"),
@@ -156,31 +216,52 @@ impl Token {
                 buf.push_note(program, velocity, pitch);
             }
         }
-        // A fixed-size copy (inlined), then the length cut back.
-        let len = out.len() + buf.len;
-        out.extend_from_slice(&buf.bytes);
-        out.truncate(len);
+        let len = buf.len;
+        out.truncate(start + len);
     }
 }
 
-/// Room for the longest token: `end:i128:v127:127` or `wait:4294967295`.
-#[derive(Default)]
-struct TokenBuf {
-    bytes: [u8; 24],
+/// The longest token: `end:i128:v127:127` or `wait:4294967295`.
+const TOKEN_MAX: usize = 24;
+
+/// A token's bytes, written in place.
+struct TokenBuf<'a> {
+    bytes: &'a mut [u8; TOKEN_MAX],
     len: usize,
 }
 
-impl TokenBuf {
+/// The decimal text of 0-255, padded to 4 bytes, and its length.
+const SMALL: [([u8; 4], usize); 256] = {
+    let mut table = [([0u8; 4], 0usize); 256];
+    let mut n = 0;
+    while n < 256 {
+        let (h, t, o) = ((n / 100) as u8, (n / 10 % 10) as u8, (n % 10) as u8);
+        table[n] = if n >= 100 {
+            ([b'0' + h, b'0' + t, b'0' + o, 0], 3)
+        } else if n >= 10 {
+            ([b'0' + t, b'0' + o, 0, 0], 2)
+        } else {
+            ([b'0' + o, 0, 0, 0], 1)
+        };
+        n += 1;
+    }
+    table
+};
+
+impl TokenBuf<'_> {
+    #[inline(always)]
     fn push(&mut self, b: u8) {
         self.bytes[self.len] = b;
         self.len += 1;
     }
 
+    #[inline(always)]
     fn push_str(&mut self, s: &[u8]) {
         self.bytes[self.len..self.len + s.len()].copy_from_slice(s);
         self.len += s.len();
     }
 
+    #[inline(always)]
     fn push_number(&mut self, n: u32) {
         let mut digits = [0u8; 10];
         let mut i = digits.len();
@@ -196,16 +277,16 @@ impl TokenBuf {
         self.push_str(&digits[i..]);
     }
 
+    /// Writes 4 bytes (the room is there: no token gets within 4 bytes of
+    /// the end with a small number still to write) and keeps the digits.
+    #[inline(always)]
     fn push_small(&mut self, n: u8) {
-        if n >= 100 {
-            self.push(b'0' + n / 100);
-        }
-        if n >= 10 {
-            self.push(b'0' + n / 10 % 10);
-        }
-        self.push(b'0' + n % 10);
+        let (digits, len) = SMALL[n as usize];
+        self.bytes[self.len..self.len + 4].copy_from_slice(&digits);
+        self.len += len;
     }
 
+    #[inline(always)]
     fn push_note(&mut self, program: u8, velocity: Option<u8>, pitch: u8) {
         self.push(b'i');
         self.push_small(program);
@@ -250,7 +331,10 @@ mod tests {
         for token in tokens {
             let text = token.to_string();
             assert_eq!(Token::parse(&text), Some(token), "{text}");
+            assert_eq!(Token::from_code(token.code()), Some(token), "{text}");
         }
+        assert_eq!(Token::from_code(7 << 56), None);
+        assert_eq!(Token::from_code(1 << 56 | 5), None);
         assert_eq!(Token::Wait(8).to_string(), "wait:8");
         assert_eq!(Token::Duration(3).to_string(), "d:3");
         assert_eq!(
