@@ -58,6 +58,7 @@ struct Saved {
     qkv: Vec<f32>,
     y: Vec<f32>,
     lse: Vec<f32>,
+    probs: Vec<f32>,
     attn_mask: Option<Vec<f32>>,
     x1: Vec<f32>,
     h2: Vec<f32>,
@@ -226,6 +227,65 @@ fn scatter_rows(out: &mut [f32], dx: &[f32], d: usize, idx: impl Fn(usize) -> us
     }
 }
 
+/// CPU time of the calling thread per phase of a step, printed to stderr
+/// after each step when `VGMAKE_STEP_PROFILE` is set (a tool for work on
+/// the kernels: at 1 thread it is the whole step's time, phase by phase).
+struct Phases {
+    on: bool,
+    last: f64,
+    acc: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let on = std::env::var_os("VGMAKE_STEP_PROFILE").is_some();
+        Phases {
+            on,
+            last: if on { thread_cpu_seconds() } else { 0.0 },
+            acc: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let now = thread_cpu_seconds();
+        let dt = now - self.last;
+        self.last = now;
+        match self.acc.iter_mut().find(|e| e.0 == name) {
+            Some(e) => e.1 += dt,
+            None => self.acc.push((name, dt)),
+        }
+    }
+
+    fn report(&self) {
+        if self.on {
+            let total: f64 = self.acc.iter().map(|e| e.1).sum();
+            let parts: Vec<String> = self
+                .acc
+                .iter()
+                .map(|(n, s)| format!("{n} {:.1}", s * 1e3))
+                .collect();
+            eprintln!(
+                "step profile (ms, thread CPU): total {:.1}; {}",
+                total * 1e3,
+                parts.join(", ")
+            );
+        }
+    }
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// Runs the forward and backward of one batch: `ids` and `targets` are
 /// `batch * t` ids; `mask(len)` draws a dropout mask of `len` values (or
 /// `None`) in the order of the autograd path: after the embeddings, then
@@ -247,6 +307,7 @@ pub fn train_step(
         t,
     } = dims;
     let n = batch * t;
+    let mut prof = Phases::new();
     assert_eq!(ids.len(), n);
     assert_eq!(targets.len(), n);
 
@@ -260,6 +321,7 @@ pub fn train_step(
         }
     });
     let emb_mask = mask(n * d);
+    prof.mark("emb");
     if let Some(m) = &emb_mask {
         mul_in_place(&mut x, m);
     }
@@ -271,26 +333,36 @@ pub fn train_step(
     for blk in &w.blocks {
         let x_in = x;
         let h1 = layer_norm::forward(&x_in, blk.ln1.0, blk.ln1.1, d);
+        prof.mark("f.ln1");
         let qkv = linear(&h1, blk.qkv.0, Some(blk.qkv.1), d, 3 * d);
-        let (y, lse) = causal_attention::forward(&qkv, batch, attn_dims);
+        prof.mark("f.qkv");
+        let (y, lse, probs) = causal_attention::forward_keeping_probs(&qkv, batch, attn_dims);
+        prof.mark("f.attn");
         let mut x1 = linear(&y, blk.proj.0, Some(blk.proj.1), d, d);
+        prof.mark("f.proj");
         let attn_mask = mask(n * d);
         if let Some(m) = &attn_mask {
             mul_in_place(&mut x1, m);
         }
         add_in_place(&mut x1, &x_in);
+        prof.mark("f.res1");
         let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
+        prof.mark("f.ln2");
         let u = linear(&h2, blk.fc.0, Some(blk.fc.1), d, hidden);
+        prof.mark("f.fc");
         let mut g = vec![0f32; u.len()];
         g.par_chunks_mut(16_384)
             .zip(u.par_chunks(16_384))
             .for_each(|(g, u)| vector::gelu_forward(g, u));
+        prof.mark("f.gelu");
         let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
+        prof.mark("f.mlp");
         let mlp_mask = mask(n * d);
         if let Some(m) = &mlp_mask {
             mul_in_place(&mut x2, m);
         }
         add_in_place(&mut x2, &x1);
+        prof.mark("f.res2");
         x = x2;
         saved.push(Saved {
             x_in,
@@ -298,6 +370,7 @@ pub fn train_step(
             qkv,
             y,
             lse,
+            probs,
             attn_mask,
             x1,
             h2,
@@ -307,19 +380,25 @@ pub fn train_step(
         });
     }
     let hf = layer_norm::forward(&x, w.ln_f.0, w.ln_f.1, d);
+    prof.mark("f.lnf");
     let mut logits = linear(&hf, w.head, None, d, vocab);
+    prof.mark("f.head");
     let loss = cross_entropy_in_place(&mut logits, targets, vocab);
+    prof.mark("xent");
     let dlogits = logits;
 
     // Backward, collecting the gradients from the last parameter back.
     let mut rev: Vec<Vec<f32>> = Vec::with_capacity(3 + 12 * w.blocks.len() + 2);
     rev.push(grad_weight(&hf, &dlogits, d, vocab));
+    prof.mark("b.head_w");
     drop(hf);
     let mut dhf = vec![0f32; n * d];
     grad_input(&mut dhf, &dlogits, w.head, d, vocab, false);
+    prof.mark("b.head_x");
     drop(dlogits);
     let mut dx = vec![0f32; n * d];
     let (dg, db) = layer_norm::backward(&x, w.ln_f.0, &dhf, d, &mut dx, false);
+    prof.mark("b.lnf");
     rev.push(db);
     rev.push(dg);
     drop(x);
@@ -336,19 +415,27 @@ pub fn train_step(
         };
         let dm_ref = dm.as_deref().unwrap_or(&dx);
         let d_mlp_w = grad_weight(&s.g, dm_ref, hidden, d);
+        prof.mark("b.mlp_w");
         let d_mlp_b = column_sums(dm_ref, d);
+        prof.mark("b.mlp_b");
         let mut du = s.g; // reuse the GELU buffer for its gradient
         grad_input(&mut du, dm_ref, blk.mlp_proj.0, hidden, d, false);
+        prof.mark("b.mlp_x");
         drop(dm);
         du.par_chunks_mut(16_384)
             .zip(s.u.par_chunks(16_384))
             .for_each(|(g, u)| vector::gelu_backward(g, u));
+        prof.mark("b.gelu");
         drop(s.u);
         let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
+        prof.mark("b.fc_w");
         let d_fc_b = column_sums(&du, hidden);
+        prof.mark("b.fc_b");
         grad_input(&mut scratch, &du, blk.fc.0, d, hidden, false);
+        prof.mark("b.fc_x");
         drop(du);
         let (d_ln2_g, d_ln2_b) = layer_norm::backward(&s.x1, blk.ln2.0, &scratch, d, &mut dx, true);
+        prof.mark("b.ln2");
         // x1 = x_in + mask * (y @ Wp + bp)
         let da = match &s.attn_mask {
             Some(m) => {
@@ -360,16 +447,33 @@ pub fn train_step(
         };
         let da_ref = da.as_deref().unwrap_or(&dx);
         let d_proj_w = grad_weight(&s.y, da_ref, d, d);
+        prof.mark("b.proj_w");
         let d_proj_b = column_sums(da_ref, d);
+        prof.mark("b.proj_b");
         grad_input(&mut scratch, da_ref, blk.proj.0, d, d, false);
+        prof.mark("b.proj_x");
         drop(da);
-        let dqkv = causal_attention::backward(&s.qkv, &s.y, &scratch, &s.lse, batch, attn_dims);
+        let dqkv = causal_attention::backward(
+            &s.qkv,
+            &s.y,
+            &scratch,
+            &s.lse,
+            Some(&s.probs),
+            batch,
+            attn_dims,
+        );
+        drop(s.probs);
+        prof.mark("b.attn");
         let d_qkv_w = grad_weight(&s.h1, &dqkv, d, 3 * d);
+        prof.mark("b.qkv_w");
         let d_qkv_b = column_sums(&dqkv, 3 * d);
+        prof.mark("b.qkv_b");
         grad_input(&mut scratch, &dqkv, blk.qkv.0, d, 3 * d, false);
+        prof.mark("b.qkv_x");
         drop(dqkv);
         let (d_ln1_g, d_ln1_b) =
             layer_norm::backward(&s.x_in, blk.ln1.0, &scratch, d, &mut dx, true);
+        prof.mark("b.ln1");
         rev.extend([
             d_mlp_b, d_mlp_w, d_fc_b, d_fc_w, d_ln2_b, d_ln2_g, d_proj_b, d_proj_w, d_qkv_b,
             d_qkv_w, d_ln1_b, d_ln1_g,
@@ -382,9 +486,11 @@ pub fn train_step(
     scatter_rows(&mut d_pos, &dx, d, |r| r % t);
     let mut d_tok = vec![0f32; w.tok_emb.len()];
     scatter_rows(&mut d_tok, &dx, d, |r| ids[r] as usize);
+    prof.mark("b.emb");
     rev.push(d_pos);
     rev.push(d_tok);
     rev.reverse();
+    prof.report();
     (loss, rev)
 }
 

@@ -36,6 +36,17 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout, op: &str) -> Result<&
     }
 }
 
+/// A vector of `len` floats left uninitialised, for buffers that are
+/// written whole before they are read (a zero fill would be one more pass
+/// over memory the allocator has used before).
+fn uninit(len: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: f32 has no invalid bit patterns, and every caller writes each
+    // element before reading it.
+    unsafe { v.set_len(len) };
+    v
+}
+
 /// Rows per parallel task: enough work per task to pay for the hand-off.
 fn rows_per_task(rows: usize, width: usize) -> usize {
     (16_384 / width.max(1)).clamp(1, rows.max(1))

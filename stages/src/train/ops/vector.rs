@@ -179,6 +179,23 @@ pub fn sum(xs: &[f32]) -> f32 {
     reduce(acc)
 }
 
+/// The dot product of `a` and `b` (same length), in 16 lanes.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let n = a.len().min(b.len());
+    let full = n - n % LANES;
+    for c in (0..full).step_by(LANES) {
+        for i in 0..LANES {
+            acc[i] += a[c + i] * b[c + i];
+        }
+    }
+    for i in full..n {
+        acc[i - full] += a[i] * b[i];
+    }
+    reduce(acc)
+}
+
 /// The maximum of `xs` (NEG_INFINITY when empty), in 16 lanes.
 pub fn max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
