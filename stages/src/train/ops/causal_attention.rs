@@ -206,7 +206,8 @@ fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Ve
         scale,
     } = dm;
     let rs = 3 * d;
-    let mut y = vec![0f32; batch * t * d];
+    // Written whole: every head's columns of every row.
+    let mut y = super::uninit(batch * t * d);
     let mut lse = vec![0f32; batch * heads * t];
     let per_task = probs_per_task(dm);
     // Every kept float is written (the block product, then the mask).
@@ -352,7 +353,8 @@ pub(super) fn backward(
             "attention backward: kept probabilities"
         );
     }
-    let mut dqkv = vec![0f32; batch * t * rs];
+    // Written whole: every head's q, k and v columns of every row.
+    let mut dqkv = super::uninit(batch * t * rs);
     let out = Shared(dqkv.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
         let (bi, h) = (task / heads, task % heads);

@@ -16,9 +16,10 @@
 use rayon::prelude::*;
 
 use super::add_bias::column_sums;
+use super::add_bias::{ROW_BLOCKS, add_partials};
 use super::causal_attention::{self, BLOCK};
 use super::cross_entropy::log_sum_exp;
-use super::{layer_norm, rows_per_task, vector};
+use super::{layer_norm, rows_per_task, uninit, vector};
 use crate::train::fastmath;
 
 /// One block's weights, in `ModelConfig::parameter_shapes` order.
@@ -132,14 +133,11 @@ fn product(
 /// `x (rows, i) @ w (i, o) + b`, the bias being the products' start value.
 fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
     let rows = x.len() / i;
-    let mut y = match b {
-        Some(b) => {
-            let mut y = vec![0f32; rows * o];
-            y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
-            y
-        }
-        None => vec![0f32; rows * o],
-    };
+    // Written whole: by the bias rows, or by the product.
+    let mut y = uninit(rows * o);
+    if let Some(b) = b {
+        y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
+    }
     product(&mut y, (rows, o, i), b.is_some(), x, (i, 1), w, (o, 1));
     y
 }
@@ -153,7 +151,7 @@ fn grad_input(dx: &mut [f32], dy: &[f32], w: &[f32], i: usize, o: usize, accumul
 /// `dw (i, o) = x^T (i, rows) @ dy (rows, o)`.
 fn grad_weight(x: &[f32], dy: &[f32], i: usize, o: usize) -> Vec<f32> {
     let rows = dy.len() / o;
-    let mut dw = vec![0f32; i * o];
+    let mut dw = uninit(i * o); // written whole by the product
     product(&mut dw, (i, o, rows), false, x, (1, i), dy, (o, 1));
     dw
 }
@@ -348,12 +346,18 @@ pub fn train_step(
         prof.mark("f.res1");
         let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
         prof.mark("f.ln2");
-        let u = linear(&h2, blk.fc.0, Some(blk.fc.1), d, hidden);
+        // The bias joins in the GELU pass: u = h2 @ W + b, g = gelu(u).
+        let mut u = linear(&h2, blk.fc.0, None, d, hidden);
         prof.mark("f.fc");
-        let mut g = vec![0f32; u.len()];
-        g.par_chunks_mut(16_384)
-            .zip(u.par_chunks(16_384))
-            .for_each(|(g, u)| vector::gelu_forward(g, u));
+        let mut g = uninit(u.len());
+        let rows = rows_per_task(n, hidden) * hidden;
+        g.par_chunks_mut(rows)
+            .zip(u.par_chunks_mut(rows))
+            .for_each(|(g, u)| {
+                for (g, u) in g.chunks_exact_mut(hidden).zip(u.chunks_exact_mut(hidden)) {
+                    vector::bias_gelu_row(u, g, blk.fc.1);
+                }
+            });
         prof.mark("f.gelu");
         let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
         prof.mark("f.mlp");
@@ -392,11 +396,11 @@ pub fn train_step(
     rev.push(grad_weight(&hf, &dlogits, d, vocab));
     prof.mark("b.head_w");
     drop(hf);
-    let mut dhf = vec![0f32; n * d];
+    let mut dhf = uninit(n * d); // written whole by the product
     grad_input(&mut dhf, &dlogits, w.head, d, vocab, false);
     prof.mark("b.head_x");
     drop(dlogits);
-    let mut dx = vec![0f32; n * d];
+    let mut dx = uninit(n * d); // written whole (not accumulated)
     let (dg, db) = layer_norm::backward(&x, w.ln_f.0, &dhf, d, &mut dx, false);
     prof.mark("b.lnf");
     rev.push(db);
@@ -422,15 +426,25 @@ pub fn train_step(
         grad_input(&mut du, dm_ref, blk.mlp_proj.0, hidden, d, false);
         prof.mark("b.mlp_x");
         drop(dm);
-        du.par_chunks_mut(16_384)
-            .zip(s.u.par_chunks(16_384))
-            .for_each(|(g, u)| vector::gelu_backward(g, u));
+        // du *= gelu'(u), with the bias gradient's column sums in the same
+        // pass (fixed row blocks, added in order).
+        let rows = n.div_ceil(ROW_BLOCKS).max(1) * hidden;
+        let partials: Vec<Vec<f32>> = du
+            .par_chunks_mut(rows)
+            .zip(s.u.par_chunks(rows))
+            .map(|(du, u)| {
+                let mut sums = vec![0f32; hidden];
+                for (du, u) in du.chunks_exact_mut(hidden).zip(u.chunks_exact(hidden)) {
+                    vector::gelu_backward_row(du, u, &mut sums);
+                }
+                sums
+            })
+            .collect();
+        let d_fc_b = add_partials(partials, hidden);
         prof.mark("b.gelu");
         drop(s.u);
         let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
         prof.mark("b.fc_w");
-        let d_fc_b = column_sums(&du, hidden);
-        prof.mark("b.fc_b");
         grad_input(&mut scratch, &du, blk.fc.0, d, hidden, false);
         prof.mark("b.fc_x");
         drop(du);

@@ -78,19 +78,31 @@ dispatch! {
 }
 
 dispatch! {
-    /// `g = gelu(u)` for every element.
-    fn gelu_forward(g: &mut [f32], u: &[f32]) {
-        for (g, &u) in g.iter_mut().zip(u) {
-            *g = gelu::value(u);
+    /// One row of the MLP's first layer: `u += b`, then `g = gelu(u)`.
+    fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
+        for ((u, g), &b) in u.iter_mut().zip(g.iter_mut()).zip(b) {
+            *u += b;
+            *g = gelu::value(*u);
         }
     }
 }
 
 dispatch! {
-    /// `du *= gelu'(u)` for every element.
-    fn gelu_backward(du: &mut [f32], u: &[f32]) {
-        for (g, &u) in du.iter_mut().zip(u) {
+    /// One row of the GELU backward: `du *= gelu'(u)`, and `sums += du`
+    /// (the bias gradient's column sums).
+    fn gelu_backward_row(du: &mut [f32], u: &[f32], sums: &mut [f32]) {
+        for ((g, &u), s) in du.iter_mut().zip(u).zip(sums.iter_mut()) {
             *g *= gelu::slope(u);
+            *s += *g;
+        }
+    }
+}
+
+dispatch! {
+    /// `sums += row`, elementwise.
+    fn add_row(sums: &mut [f32], row: &[f32]) {
+        for (s, &x) in sums.iter_mut().zip(row) {
+            *s += x;
         }
     }
 }
@@ -250,14 +262,23 @@ mod tests {
         let u: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 61.0).collect();
         let mut e = u.clone();
         exp_affine(&mut e, 0.7, 0.2);
+        let b: Vec<f32> = (0..u.len()).map(|i| (i % 7) as f32 / 8.0).collect();
+        let mut ub = u.clone();
         let mut g = vec![0f32; u.len()];
-        gelu_forward(&mut g, &u);
+        bias_gelu_row(&mut ub, &mut g, &b);
         let mut d = vec![1.5f32; u.len()];
-        gelu_backward(&mut d, &u);
+        let mut sums = b.clone();
+        gelu_backward_row(&mut d, &u, &mut sums);
+        let mut rows = b.clone();
+        add_row(&mut rows, &u);
         for i in 0..u.len() {
             assert_eq!(e[i].to_bits(), fastmath::exp(0.7 * u[i] - 0.2).to_bits());
-            assert_eq!(g[i].to_bits(), gelu::value(u[i]).to_bits());
-            assert_eq!(d[i].to_bits(), (1.5 * gelu::slope(u[i])).to_bits());
+            assert_eq!(ub[i].to_bits(), (u[i] + b[i]).to_bits());
+            assert_eq!(g[i].to_bits(), gelu::value(u[i] + b[i]).to_bits());
+            let du = 1.5 * gelu::slope(u[i]);
+            assert_eq!(d[i].to_bits(), du.to_bits());
+            assert_eq!(sums[i].to_bits(), (b[i] + du).to_bits());
+            assert_eq!(rows[i].to_bits(), (b[i] + u[i]).to_bits());
         }
     }
 }
