@@ -353,6 +353,22 @@ pub(super) fn backward(
             "attention backward: kept probabilities"
         );
     }
+    // D = dy . y per row and head, `(batch, heads, t)`, in one sequential
+    // pass over both (per task, the head's 64-float pieces of rows 1 KB
+    // apart came from memory four times over).
+    let mut dd_all = vec![0f32; batch * heads * t];
+    dd_all
+        .par_chunks_mut(heads * t)
+        .enumerate()
+        .for_each(|(bi, dd)| {
+            for i in 0..t {
+                let r = (bi * t + i) * d;
+                for h in 0..heads {
+                    let c = r + h * hd;
+                    dd[h * t + i] = vector::dot(&dy[c..c + hd], &yv[c..c + hd]);
+                }
+            }
+        });
     // Written whole: every head's q, k and v columns of every row.
     let mut dqkv = super::uninit(batch * t * rs);
     let out = Shared(dqkv.as_mut_ptr());
@@ -370,7 +386,6 @@ pub(super) fn backward(
             gather_transposed(x, head + 2 * d, t, d, hd),
         );
         let (q, k, kt, vt) = (qh.as_ptr(), kh.as_ptr(), kth.as_ptr(), vth.as_ptr());
-        let o = &yv[bi * t * d + h * hd..];
         let mut douth = vec![0f32; t * hd];
         for (i, r) in douth.chunks_exact_mut(hd).enumerate() {
             r.copy_from_slice(&dy[(bi * t + i) * d + h * hd..][..hd]);
@@ -380,9 +395,7 @@ pub(super) fn backward(
             (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
         let (dq, dk, dv) = (dqh.as_mut_ptr(), dkh.as_mut_ptr(), dvh.as_mut_ptr());
         let lse = &lse_all[task * t..(task + 1) * t];
-        let dd: Vec<f32> = (0..t)
-            .map(|i| vector::dot(&dout[i * hd..(i + 1) * hd], &o[i * d..i * d + hd]))
-            .collect();
+        let dd = &dd_all[task * t..(task + 1) * t];
         let mut probs = match probs_all {
             Some(_) => Vec::new(),
             None => vec![0f32; block.min(t) * t],
