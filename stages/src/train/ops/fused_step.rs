@@ -186,11 +186,34 @@ fn mul_in_place(a: &mut [f32], m: &[f32]) {
         .for_each(|(a, m)| a.iter_mut().zip(m).for_each(|(a, m)| *a *= m));
 }
 
-/// `a += b` elementwise, in parallel.
-fn add_in_place(a: &mut [f32], b: &[f32]) {
-    a.par_chunks_mut(16_384)
-        .zip(b.par_chunks(16_384))
-        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+/// `out = x + mask (out + b)` for rows of width `b.len()` (the bias `b`
+/// added per row, `mask` elementwise where given), in parallel: a residual
+/// connection around a linear layer whose product `out` was computed
+/// without its bias (the same operations, in the same order, as a bias
+/// start value, a mask pass and an add pass).
+fn residual(out: &mut [f32], b: &[f32], mask: Option<&[f32]>, x: &[f32]) {
+    let w = b.len();
+    let chunk = rows_per_task(out.len() / w.max(1), w) * w;
+    let x = x.par_chunks(chunk);
+    match mask {
+        Some(m) => out
+            .par_chunks_mut(chunk)
+            .zip(x.zip(m.par_chunks(chunk)))
+            .for_each(|(o, (x, m))| {
+                for ((o, x), m) in o
+                    .chunks_exact_mut(w)
+                    .zip(x.chunks_exact(w))
+                    .zip(m.chunks_exact(w))
+                {
+                    vector::residual_row_masked(o, b, m, x);
+                }
+            }),
+        None => out.par_chunks_mut(chunk).zip(x).for_each(|(o, x)| {
+            for (o, x) in o.chunks_exact_mut(w).zip(x.chunks_exact(w)) {
+                vector::residual_row(o, b, x);
+            }
+        }),
+    }
 }
 
 /// The mean cross-entropy of `targets` under `logits` (n, v), and its
@@ -359,13 +382,11 @@ pub fn train_step(
         prof.mark("f.qkv");
         let (y, lse, probs) = causal_attention::forward_keeping_probs(&qkv, batch, attn_dims);
         prof.mark("f.attn");
-        let mut x1 = linear(&y, blk.proj.0, Some(blk.proj.1), d, d);
+        // The bias joins in the residual pass: x1 = x_in + mask (y Wp + bp).
+        let mut x1 = linear(&y, blk.proj.0, None, d, d);
         prof.mark("f.proj");
         let attn_mask = mask(n * d);
-        if let Some(m) = &attn_mask {
-            mul_in_place(&mut x1, m);
-        }
-        add_in_place(&mut x1, &x_in);
+        residual(&mut x1, blk.proj.1, attn_mask.as_deref(), &x_in);
         prof.mark("f.res1");
         let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
         prof.mark("f.ln2");
@@ -382,13 +403,10 @@ pub fn train_step(
                 }
             });
         prof.mark("f.gelu");
-        let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
+        let mut x2 = linear(&g, blk.mlp_proj.0, None, hidden, d);
         prof.mark("f.mlp");
         let mlp_mask = mask(n * d);
-        if let Some(m) = &mlp_mask {
-            mul_in_place(&mut x2, m);
-        }
-        add_in_place(&mut x2, &x1);
+        residual(&mut x2, blk.mlp_proj.1, mlp_mask.as_deref(), &x1);
         prof.mark("f.res2");
         x = x2;
         saved.push(Saved {

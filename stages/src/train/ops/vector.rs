@@ -78,6 +78,24 @@ dispatch! {
 }
 
 dispatch! {
+    /// One row of a residual connection: `o = x + (o + b)`.
+    fn residual_row(o: &mut [f32], b: &[f32], x: &[f32]) {
+        for ((o, &b), &x) in o.iter_mut().zip(b).zip(x) {
+            *o = (*o + b) + x;
+        }
+    }
+}
+
+dispatch! {
+    /// One row of a residual connection after dropout: `o = x + m (o + b)`.
+    fn residual_row_masked(o: &mut [f32], b: &[f32], m: &[f32], x: &[f32]) {
+        for (((o, &b), &m), &x) in o.iter_mut().zip(b).zip(m).zip(x) {
+            *o = (*o + b) * m + x;
+        }
+    }
+}
+
+dispatch! {
     /// One row of the MLP's first layer: `u += b`, then `g = gelu(u)`.
     fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
         for ((u, g), &b) in u.iter_mut().zip(g.iter_mut()).zip(b) {
