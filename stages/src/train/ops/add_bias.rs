@@ -6,7 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::{f32_slice, map_with_bias};
+use super::{f32_slice, map_with_bias, vector};
 
 pub fn add_bias(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
@@ -57,24 +57,37 @@ impl CustomOp2 for AddBias {
 /// order, whatever the thread count, so the result is deterministic.
 pub(super) struct ColumnSum;
 
-/// Columns per parallel task: a strip that stays in L1 while the rows stream.
-const COLUMNS_PER_TASK: usize = 128;
+/// Row blocks of [`column_sums`]: a fixed count, so the summation order
+/// (and the result) is the same on any number of threads.
+pub(super) const ROW_BLOCKS: usize = 16;
 
-/// Column sums of a (rows, n) matrix, each column summed over the rows in
-/// order, in parallel over strips of columns.
+/// Column sums of a (rows, n) matrix: per block of rows (in parallel) the
+/// rows are added in order into one n-wide row, a sequential pass over the
+/// memory; then the blocks' sums are added in block order.
 pub(super) fn column_sums(g: &[f32], n: usize) -> Vec<f32> {
-    let mut sums = vec![0f32; n];
-    sums.par_chunks_mut(COLUMNS_PER_TASK)
-        .enumerate()
-        .for_each(|(c, strip)| {
-            let first = c * COLUMNS_PER_TASK;
-            for row in g.chunks_exact(n.max(1)) {
-                let row = &row[first..first + strip.len()];
-                for (s, &v) in strip.iter_mut().zip(row) {
-                    *s += v;
-                }
+    let n = n.max(1);
+    let rows = g.len() / n;
+    let chunk = rows.div_ceil(ROW_BLOCKS).max(1) * n;
+    let partials: Vec<Vec<f32>> = g
+        .par_chunks(chunk)
+        .map(|block| {
+            let mut sums = vec![0f32; n];
+            for row in block.chunks_exact(n) {
+                vector::add_row(&mut sums, row);
             }
-        });
+            sums
+        })
+        .collect();
+    add_partials(partials, n)
+}
+
+/// The element-wise sum of `partials` (each n wide), in order.
+pub(super) fn add_partials(partials: Vec<Vec<f32>>, n: usize) -> Vec<f32> {
+    let mut it = partials.into_iter();
+    let mut sums = it.next().unwrap_or_else(|| vec![0f32; n]);
+    for p in it {
+        vector::add_row(&mut sums, &p);
+    }
     sums
 }
 

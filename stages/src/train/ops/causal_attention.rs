@@ -29,8 +29,9 @@ use super::{f32_slice, vector};
 
 /// Query rows per block: big enough for efficient block products, small
 /// enough that the diagonal blocks (computed whole, then masked) waste little
-/// (at t = 256: 62% of the full square instead of 50%).
-pub const BLOCK: usize = 64;
+/// (at t = 256: 56% of the full square instead of 50%). Measured per step
+/// at 1 thread: 32 beat 16, 48, 64 and 128, at context 256 and 1,024.
+pub const BLOCK: usize = 32;
 
 /// Causal self-attention of `qkv` `(batch * t, 3 d)` with `heads` heads:
 /// `softmax(q k^T / sqrt(head_dim) + causal mask) v` per sequence and head,
@@ -173,6 +174,29 @@ fn query_blocks(t: usize, block: usize) -> impl Iterator<Item = (usize, usize, u
 /// The forward pass on `x` = qkv `(batch * t, 3 d)`: returns the output
 /// `(batch * t, d)` and the per-row log-sum-exp `(batch, heads, t)`.
 pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>) {
+    let (y, lse, _) = forward_inner(x, batch, dm, false);
+    (y, lse)
+}
+
+/// Floats of one (sequence, head)'s kept probabilities: its query blocks'
+/// `rows x keys seen`, one after the other.
+pub(super) fn probs_per_task(dm: Dims) -> usize {
+    query_blocks(dm.t, dm.block).map(|(_, m, n)| m * n).sum()
+}
+
+/// [`forward`] that also returns the attention probabilities of every
+/// query block (`(batch, heads)` tasks of [`probs_per_task`] floats each),
+/// for [`backward`] to use instead of recomputing them (one block product
+/// and one `exp` per score fewer, for `b * heads * t^2 / 2` floats kept).
+pub(super) fn forward_keeping_probs(
+    x: &[f32],
+    batch: usize,
+    dm: Dims,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    forward_inner(x, batch, dm, true)
+}
+
+fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let Dims {
         t,
         d,
@@ -182,30 +206,56 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
         scale,
     } = dm;
     let rs = 3 * d;
-    let mut y = vec![0f32; batch * t * d];
+    // Written whole: every head's columns of every row.
+    let mut y = super::uninit(batch * t * d);
     let mut lse = vec![0f32; batch * heads * t];
+    let per_task = probs_per_task(dm);
+    // Every kept float is written (the block product, then the mask).
+    let mut probs = if keep {
+        super::uninit(batch * heads * per_task)
+    } else {
+        Vec::new()
+    };
     let out = Shared(y.as_mut_ptr());
+    let kept = Shared(probs.as_mut_ptr());
     lse.par_chunks_mut(t.max(1))
         .enumerate()
         .for_each(|(task, lse)| {
             let (bi, h) = (task / heads, task % heads);
-            let (qh, kh, vh) = head_matrices(x, bi * t * rs + h * hd, t, d, hd);
-            let (q, k, v) = (qh.as_ptr(), kh.as_ptr(), vh.as_ptr());
+            let head = bi * t * rs + h * hd;
+            let (qh, kth, vh) = (
+                gather(x, head, t, d, hd),
+                gather_transposed(x, head + d, t, d, hd),
+                gather(x, head + 2 * d, t, d, hd),
+            );
+            let (q, kt, v) = (qh.as_ptr(), kth.as_ptr(), vh.as_ptr());
             let y = out.at(bi * t * d + h * hd);
-            let mut scores = vec![0f32; block.min(t) * t];
+            let mut scratch = if keep {
+                Vec::new()
+            } else {
+                vec![0f32; block.min(t) * t]
+            };
+            let mut offset = task * per_task;
             for (i0, m, n) in query_blocks(t, block) {
-                let s = &mut scores[..m * n];
+                let s: &mut [f32] = if keep {
+                    // SAFETY: this task's own blocks, inside `probs`.
+                    let s = unsafe { std::slice::from_raw_parts_mut(kept.at(offset), m * n) };
+                    offset += m * n;
+                    s
+                } else {
+                    &mut scratch[..m * n]
+                };
                 // SAFETY: rows i0..i0 + m of q and 0..n of k and v are
                 // inside this sequence; y's rows likewise.
                 unsafe {
-                    // S = Q_blk K[..n]^T: K^T's row c is column c of K.
+                    // S = Q_blk K[..n]^T, from K^T stored (hd, t).
                     mm(
                         (m, n, hd),
                         s.as_mut_ptr(),
                         n,
                         false,
                         (q.add(i0 * hd), hd, 1),
-                        (k, 1, hd),
+                        (kt, t, 1),
                     );
                 }
                 for (r, row) in s.chunks_exact_mut(n).enumerate() {
@@ -233,7 +283,7 @@ pub(super) fn forward(x: &[f32], batch: usize, dm: Dims) -> (Vec<f32>, Vec<f32>)
                 }
             }
         });
-    (y, lse)
+    (y, lse, probs)
 }
 
 impl CustomOp1 for CausalAttention {
@@ -282,6 +332,7 @@ pub(super) fn backward(
     yv: &[f32],
     dy: &[f32],
     lse_all: &[f32],
+    probs_all: Option<&[f32]>,
     batch: usize,
     dm: Dims,
 ) -> Vec<f32> {
@@ -294,14 +345,47 @@ pub(super) fn backward(
         scale,
     } = dm;
     let rs = 3 * d;
-    let mut dqkv = vec![0f32; batch * t * rs];
+    let per_task = probs_per_task(dm);
+    if let Some(all) = probs_all {
+        assert_eq!(
+            all.len(),
+            batch * heads * per_task,
+            "attention backward: kept probabilities"
+        );
+    }
+    // D = dy . y per row and head, `(batch, heads, t)`, in one sequential
+    // pass over both (per task, the head's 64-float pieces of rows 1 KB
+    // apart came from memory four times over).
+    let mut dd_all = vec![0f32; batch * heads * t];
+    dd_all
+        .par_chunks_mut(heads * t)
+        .enumerate()
+        .for_each(|(bi, dd)| {
+            for i in 0..t {
+                let r = (bi * t + i) * d;
+                for h in 0..heads {
+                    let c = r + h * hd;
+                    dd[h * t + i] = vector::dot(&dy[c..c + hd], &yv[c..c + hd]);
+                }
+            }
+        });
+    // Written whole: every head's q, k and v columns of every row.
+    let mut dqkv = super::uninit(batch * t * rs);
     let out = Shared(dqkv.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
         let (bi, h) = (task / heads, task % heads);
         let head = bi * t * rs + h * hd;
-        let (qh, kh, vh) = head_matrices(x, head, t, d, hd);
-        let (q, k, v) = (qh.as_ptr(), kh.as_ptr(), vh.as_ptr());
-        let o = &yv[bi * t * d + h * hd..];
+        // K^T only for recomputing the probabilities.
+        let (qh, kh, kth, vth) = (
+            gather(x, head, t, d, hd),
+            gather(x, head + d, t, d, hd),
+            match probs_all {
+                Some(_) => Vec::new(),
+                None => gather_transposed(x, head + d, t, d, hd),
+            },
+            gather_transposed(x, head + 2 * d, t, d, hd),
+        );
+        let (q, k, kt, vt) = (qh.as_ptr(), kh.as_ptr(), kth.as_ptr(), vth.as_ptr());
         let mut douth = vec![0f32; t * hd];
         for (i, r) in douth.chunks_exact_mut(hd).enumerate() {
             r.copy_from_slice(&dy[(bi * t + i) * d + h * hd..][..hd]);
@@ -311,35 +395,43 @@ pub(super) fn backward(
             (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
         let (dq, dk, dv) = (dqh.as_mut_ptr(), dkh.as_mut_ptr(), dvh.as_mut_ptr());
         let lse = &lse_all[task * t..(task + 1) * t];
-        let dd: Vec<f32> = (0..t)
-            .map(|i| {
-                let (a, b) = (&dout[i * hd..(i + 1) * hd], &o[i * d..i * d + hd]);
-                a.iter().zip(b).map(|(a, b)| a * b).sum()
-            })
-            .collect();
-        let mut probs = vec![0f32; block.min(t) * t];
+        let dd = &dd_all[task * t..(task + 1) * t];
+        let mut probs = match probs_all {
+            Some(_) => Vec::new(),
+            None => vec![0f32; block.min(t) * t],
+        };
         let mut dscores = vec![0f32; block.min(t) * t];
+        let mut offset = task * per_task;
         for (i0, m, n) in query_blocks(t, block) {
-            let (p, ds) = (&mut probs[..m * n], &mut dscores[..m * n]);
-            // SAFETY: all rows addressed are inside this sequence; the
-            // destinations are this task's own head columns.
-            unsafe {
-                mm(
-                    (m, n, hd),
-                    p.as_mut_ptr(),
-                    n,
-                    false,
-                    (q.add(i0 * hd), hd, 1),
-                    (k, 1, hd),
-                );
-            }
-            for (r, row) in p.chunks_exact_mut(n).enumerate() {
-                let len = i0 + r + 1;
-                let (seen, masked) = row.split_at_mut(len);
-                let l = lse[i0 + r];
-                vector::exp_affine(seen, scale, l);
-                masked.fill(0.0);
-            }
+            let ds = &mut dscores[..m * n];
+            let p: &[f32] = match probs_all {
+                Some(all) => {
+                    offset += m * n;
+                    &all[offset - m * n..offset]
+                }
+                None => {
+                    let p = &mut probs[..m * n];
+                    // SAFETY: all rows addressed are inside this sequence.
+                    unsafe {
+                        mm(
+                            (m, n, hd),
+                            p.as_mut_ptr(),
+                            n,
+                            false,
+                            (q.add(i0 * hd), hd, 1),
+                            (kt, t, 1),
+                        );
+                    }
+                    for (r, row) in p.chunks_exact_mut(n).enumerate() {
+                        let len = i0 + r + 1;
+                        let (seen, masked) = row.split_at_mut(len);
+                        let l = lse[i0 + r];
+                        vector::exp_affine(seen, scale, l);
+                        masked.fill(0.0);
+                    }
+                    p
+                }
+            };
             // SAFETY: as above.
             unsafe {
                 // dV[..n] += P^T dY_blk (P^T's row j is column j of P).
@@ -358,7 +450,7 @@ pub(super) fn backward(
                     n,
                     false,
                     (dout[i0 * hd..].as_ptr(), hd, 1),
-                    (v, 1, hd),
+                    (vt, t, 1),
                 );
             }
             for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
@@ -401,23 +493,45 @@ pub(super) fn backward(
     dqkv
 }
 
-/// One head's q, k and v as contiguous `(t, hd)` matrices (the block
-/// products pack them much faster than rows `3 d` apart).
-fn head_matrices(
-    x: &[f32],
-    head: usize,
-    t: usize,
-    d: usize,
-    hd: usize,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let gather = |off: usize| {
-        let mut m = vec![0f32; t * hd];
-        for (i, r) in m.chunks_exact_mut(hd).enumerate() {
-            r.copy_from_slice(&x[head + off + i * 3 * d..][..hd]);
+/// One head's rows `(t, hd)` of q, k or v (`head` = offset of its first
+/// element in `x`) as a contiguous matrix (the block products pack them much
+/// faster than rows `3 d` apart).
+fn gather(x: &[f32], head: usize, t: usize, d: usize, hd: usize) -> Vec<f32> {
+    let mut m = vec![0f32; t * hd];
+    for (i, r) in m.chunks_exact_mut(hd).enumerate() {
+        r.copy_from_slice(&x[head + i * 3 * d..][..hd]);
+    }
+    m
+}
+
+/// [`gather`] transposed: `(hd, t)`, row `c` holding column `c` of every
+/// position. As the right operand of `A @ M^T` it needs no packing (gemm
+/// packs a row-major `M` read transposed, which made `Q K^T` and `dY V^T`
+/// a third slower than the other block products).
+fn gather_transposed(x: &[f32], head: usize, t: usize, d: usize, hd: usize) -> Vec<f32> {
+    let mut m = vec![0f32; t * hd];
+    // 16 x 16 tiles: 16 positions' 16 columns are read as 16 short rows and
+    // written as 16 short rows (a cache line each) of the transpose; walking
+    // whole source rows instead writes `hd` lines `t` floats apart, which
+    // alias in the L1 cache when `t` is a multiple of 1,024.
+    const TILE: usize = 16;
+    let mut tile = [[0f32; TILE]; TILE];
+    for j0 in (0..t).step_by(TILE) {
+        let rows = TILE.min(t - j0);
+        for c0 in (0..hd).step_by(TILE) {
+            let cols = TILE.min(hd - c0);
+            for (r, tr) in tile.iter_mut().enumerate().take(rows) {
+                tr[..cols].copy_from_slice(&x[head + (j0 + r) * 3 * d + c0..][..cols]);
+            }
+            for c in 0..cols {
+                let dst = &mut m[(c0 + c) * t + j0..][..rows];
+                for (r, v) in dst.iter_mut().enumerate() {
+                    *v = tile[r][c];
+                }
+            }
         }
-        m
-    };
-    (gather(0), gather(d), gather(2 * d))
+    }
+    m
 }
 
 impl CustomOp3 for CausalAttentionBackward {
@@ -442,7 +556,7 @@ impl CustomOp3 for CausalAttentionBackward {
         if yv.len() != rows * dm.d || dy.len() != rows * dm.d || self.lse.len() != rows * dm.heads {
             bail!("causal_attention backward: output, gradient or statistics do not fit");
         }
-        let dqkv = backward(x, yv, dy, &self.lse, self.batch, dm);
+        let dqkv = backward(x, yv, dy, &self.lse, None, self.batch, dm);
         Ok((CpuStorage::F32(dqkv), ql.shape().clone()))
     }
 }
@@ -575,6 +689,52 @@ mod tests {
         let one = run(1);
         assert_eq!(one, run(2));
         assert_eq!(one, run(3));
+    }
+
+    /// The backward from the forward's kept probabilities equals the one
+    /// that recomputes them (which the tests above check against the
+    /// composed attention and finite differences), for any thread count.
+    #[test]
+    fn kept_probabilities_give_the_recomputed_gradient() {
+        for (b, t, heads, hd, block) in [(2, 29, 2, 8, 4), (3, 70, 4, 16, 32), (1, 64, 1, 8, 64)] {
+            let x: Vec<f32> = tensor(&[b * t, 3 * heads * hd], 11)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let dy: Vec<f32> = tensor(&[b * t, heads * hd], 12)
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let dm = dims_of(b * t, 3 * heads * hd, b, heads, block).unwrap();
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let (y, lse, probs) = forward_keeping_probs(&x, b, dm);
+                    assert_eq!(probs.len(), b * heads * probs_per_task(dm));
+                    let (y2, lse2) = forward(&x, b, dm);
+                    assert_eq!((&y, &lse), (&y2, &lse2), "same forward");
+                    let kept = backward(&x, &y, &dy, &lse, Some(&probs), b, dm);
+                    let recomputed = backward(&x, &y, &dy, &lse, None, b, dm);
+                    (kept, recomputed)
+                })
+            };
+            let (kept, recomputed) = run(1);
+            for (i, (k, r)) in kept.iter().zip(&recomputed).enumerate() {
+                assert!(
+                    (k - r).abs() < 1e-5 * (1.0 + r.abs()),
+                    "block {block} [{i}]: {k} vs {r}"
+                );
+            }
+            for threads in [2, 3] {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&run(threads).0), bits(&kept), "{threads} threads");
+            }
+        }
     }
 
     #[test]

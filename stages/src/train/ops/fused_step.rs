@@ -16,9 +16,10 @@
 use rayon::prelude::*;
 
 use super::add_bias::column_sums;
+use super::add_bias::{ROW_BLOCKS, add_partials};
 use super::causal_attention::{self, BLOCK};
 use super::cross_entropy::log_sum_exp;
-use super::{layer_norm, rows_per_task, vector};
+use super::{layer_norm, rows_per_task, uninit, vector};
 use crate::train::fastmath;
 
 /// One block's weights, in `ModelConfig::parameter_shapes` order.
@@ -58,6 +59,7 @@ struct Saved {
     qkv: Vec<f32>,
     y: Vec<f32>,
     lse: Vec<f32>,
+    probs: Vec<f32>,
     attn_mask: Option<Vec<f32>>,
     x1: Vec<f32>,
     h2: Vec<f32>,
@@ -131,14 +133,11 @@ fn product(
 /// `x (rows, i) @ w (i, o) + b`, the bias being the products' start value.
 fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
     let rows = x.len() / i;
-    let mut y = match b {
-        Some(b) => {
-            let mut y = vec![0f32; rows * o];
-            y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
-            y
-        }
-        None => vec![0f32; rows * o],
-    };
+    // Written whole: by the bias rows, or by the product.
+    let mut y = uninit(rows * o);
+    if let Some(b) = b {
+        y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
+    }
     product(&mut y, (rows, o, i), b.is_some(), x, (i, 1), w, (o, 1));
     y
 }
@@ -152,9 +151,32 @@ fn grad_input(dx: &mut [f32], dy: &[f32], w: &[f32], i: usize, o: usize, accumul
 /// `dw (i, o) = x^T (i, rows) @ dy (rows, o)`.
 fn grad_weight(x: &[f32], dy: &[f32], i: usize, o: usize) -> Vec<f32> {
     let rows = dy.len() / o;
-    let mut dw = vec![0f32; i * o];
-    product(&mut dw, (i, o, rows), false, x, (1, i), dy, (o, 1));
+    let mut dw = uninit(i * o); // written whole by the product
+    if o < i {
+        // gemm runs `x^T dy` for a wide `x` (the MLP's output projection,
+        // 1,024 x 256) at ~90 GFLOP/s and `dy^T x` at ~97: compute
+        // dw^T (o, i) and transpose it (same products, same sums).
+        let mut dwt = uninit(o * i);
+        product(&mut dwt, (o, i, rows), false, dy, (1, o), x, (i, 1));
+        transpose_into(&mut dw, &dwt, o, i);
+    } else {
+        product(&mut dw, (i, o, rows), false, x, (1, i), dy, (o, 1));
+    }
     dw
+}
+
+/// `dst (cols, rows) = src (rows, cols)^T`, in strips of 16 source rows
+/// (each destination row gets 16 consecutive floats per strip).
+fn transpose_into(dst: &mut [f32], src: &[f32], rows: usize, cols: usize) {
+    const TILE: usize = 16;
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c in 0..cols {
+            for r in r0..r1 {
+                dst[c * rows + r] = src[r * cols + c];
+            }
+        }
+    }
 }
 
 /// `a *= m` elementwise, in parallel.
@@ -164,11 +186,34 @@ fn mul_in_place(a: &mut [f32], m: &[f32]) {
         .for_each(|(a, m)| a.iter_mut().zip(m).for_each(|(a, m)| *a *= m));
 }
 
-/// `a += b` elementwise, in parallel.
-fn add_in_place(a: &mut [f32], b: &[f32]) {
-    a.par_chunks_mut(16_384)
-        .zip(b.par_chunks(16_384))
-        .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, b)| *a += b));
+/// `out = x + mask (out + b)` for rows of width `b.len()` (the bias `b`
+/// added per row, `mask` elementwise where given), in parallel: a residual
+/// connection around a linear layer whose product `out` was computed
+/// without its bias (the same operations, in the same order, as a bias
+/// start value, a mask pass and an add pass).
+fn residual(out: &mut [f32], b: &[f32], mask: Option<&[f32]>, x: &[f32]) {
+    let w = b.len();
+    let chunk = rows_per_task(out.len() / w.max(1), w) * w;
+    let x = x.par_chunks(chunk);
+    match mask {
+        Some(m) => out
+            .par_chunks_mut(chunk)
+            .zip(x.zip(m.par_chunks(chunk)))
+            .for_each(|(o, (x, m))| {
+                for ((o, x), m) in o
+                    .chunks_exact_mut(w)
+                    .zip(x.chunks_exact(w))
+                    .zip(m.chunks_exact(w))
+                {
+                    vector::residual_row_masked(o, b, m, x);
+                }
+            }),
+        None => out.par_chunks_mut(chunk).zip(x).for_each(|(o, x)| {
+            for (o, x) in o.chunks_exact_mut(w).zip(x.chunks_exact(w)) {
+                vector::residual_row(o, b, x);
+            }
+        }),
+    }
 }
 
 /// The mean cross-entropy of `targets` under `logits` (n, v), and its
@@ -226,6 +271,65 @@ fn scatter_rows(out: &mut [f32], dx: &[f32], d: usize, idx: impl Fn(usize) -> us
     }
 }
 
+/// CPU time of the calling thread per phase of a step, printed to stderr
+/// after each step when `VGMAKE_STEP_PROFILE` is set (a tool for work on
+/// the kernels: at 1 thread it is the whole step's time, phase by phase).
+struct Phases {
+    on: bool,
+    last: f64,
+    acc: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    fn new() -> Self {
+        let on = std::env::var_os("VGMAKE_STEP_PROFILE").is_some();
+        Phases {
+            on,
+            last: if on { thread_cpu_seconds() } else { 0.0 },
+            acc: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, name: &'static str) {
+        if !self.on {
+            return;
+        }
+        let now = thread_cpu_seconds();
+        let dt = now - self.last;
+        self.last = now;
+        match self.acc.iter_mut().find(|e| e.0 == name) {
+            Some(e) => e.1 += dt,
+            None => self.acc.push((name, dt)),
+        }
+    }
+
+    fn report(&self) {
+        if self.on {
+            let total: f64 = self.acc.iter().map(|e| e.1).sum();
+            let parts: Vec<String> = self
+                .acc
+                .iter()
+                .map(|(n, s)| format!("{n} {:.1}", s * 1e3))
+                .collect();
+            eprintln!(
+                "step profile (ms, thread CPU): total {:.1}; {}",
+                total * 1e3,
+                parts.join(", ")
+            );
+        }
+    }
+}
+
+fn thread_cpu_seconds() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
 /// Runs the forward and backward of one batch: `ids` and `targets` are
 /// `batch * t` ids; `mask(len)` draws a dropout mask of `len` values (or
 /// `None`) in the order of the autograd path: after the embeddings, then
@@ -247,6 +351,7 @@ pub fn train_step(
         t,
     } = dims;
     let n = batch * t;
+    let mut prof = Phases::new();
     assert_eq!(ids.len(), n);
     assert_eq!(targets.len(), n);
 
@@ -260,6 +365,7 @@ pub fn train_step(
         }
     });
     let emb_mask = mask(n * d);
+    prof.mark("emb");
     if let Some(m) = &emb_mask {
         mul_in_place(&mut x, m);
     }
@@ -271,26 +377,37 @@ pub fn train_step(
     for blk in &w.blocks {
         let x_in = x;
         let h1 = layer_norm::forward(&x_in, blk.ln1.0, blk.ln1.1, d);
+        prof.mark("f.ln1");
         let qkv = linear(&h1, blk.qkv.0, Some(blk.qkv.1), d, 3 * d);
-        let (y, lse) = causal_attention::forward(&qkv, batch, attn_dims);
-        let mut x1 = linear(&y, blk.proj.0, Some(blk.proj.1), d, d);
+        prof.mark("f.qkv");
+        let (y, lse, probs) = causal_attention::forward_keeping_probs(&qkv, batch, attn_dims);
+        prof.mark("f.attn");
+        // The bias joins in the residual pass: x1 = x_in + mask (y Wp + bp).
+        let mut x1 = linear(&y, blk.proj.0, None, d, d);
+        prof.mark("f.proj");
         let attn_mask = mask(n * d);
-        if let Some(m) = &attn_mask {
-            mul_in_place(&mut x1, m);
-        }
-        add_in_place(&mut x1, &x_in);
+        residual(&mut x1, blk.proj.1, attn_mask.as_deref(), &x_in);
+        prof.mark("f.res1");
         let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
-        let u = linear(&h2, blk.fc.0, Some(blk.fc.1), d, hidden);
-        let mut g = vec![0f32; u.len()];
-        g.par_chunks_mut(16_384)
-            .zip(u.par_chunks(16_384))
-            .for_each(|(g, u)| vector::gelu_forward(g, u));
-        let mut x2 = linear(&g, blk.mlp_proj.0, Some(blk.mlp_proj.1), hidden, d);
+        prof.mark("f.ln2");
+        // The bias joins in the GELU pass: u = h2 @ W + b, g = gelu(u).
+        let mut u = linear(&h2, blk.fc.0, None, d, hidden);
+        prof.mark("f.fc");
+        let mut g = uninit(u.len());
+        let rows = rows_per_task(n, hidden) * hidden;
+        g.par_chunks_mut(rows)
+            .zip(u.par_chunks_mut(rows))
+            .for_each(|(g, u)| {
+                for (g, u) in g.chunks_exact_mut(hidden).zip(u.chunks_exact_mut(hidden)) {
+                    vector::bias_gelu_row(u, g, blk.fc.1);
+                }
+            });
+        prof.mark("f.gelu");
+        let mut x2 = linear(&g, blk.mlp_proj.0, None, hidden, d);
+        prof.mark("f.mlp");
         let mlp_mask = mask(n * d);
-        if let Some(m) = &mlp_mask {
-            mul_in_place(&mut x2, m);
-        }
-        add_in_place(&mut x2, &x1);
+        residual(&mut x2, blk.mlp_proj.1, mlp_mask.as_deref(), &x1);
+        prof.mark("f.res2");
         x = x2;
         saved.push(Saved {
             x_in,
@@ -298,6 +415,7 @@ pub fn train_step(
             qkv,
             y,
             lse,
+            probs,
             attn_mask,
             x1,
             h2,
@@ -307,19 +425,25 @@ pub fn train_step(
         });
     }
     let hf = layer_norm::forward(&x, w.ln_f.0, w.ln_f.1, d);
+    prof.mark("f.lnf");
     let mut logits = linear(&hf, w.head, None, d, vocab);
+    prof.mark("f.head");
     let loss = cross_entropy_in_place(&mut logits, targets, vocab);
+    prof.mark("xent");
     let dlogits = logits;
 
     // Backward, collecting the gradients from the last parameter back.
     let mut rev: Vec<Vec<f32>> = Vec::with_capacity(3 + 12 * w.blocks.len() + 2);
     rev.push(grad_weight(&hf, &dlogits, d, vocab));
+    prof.mark("b.head_w");
     drop(hf);
-    let mut dhf = vec![0f32; n * d];
+    let mut dhf = uninit(n * d); // written whole by the product
     grad_input(&mut dhf, &dlogits, w.head, d, vocab, false);
+    prof.mark("b.head_x");
     drop(dlogits);
-    let mut dx = vec![0f32; n * d];
+    let mut dx = uninit(n * d); // written whole (not accumulated)
     let (dg, db) = layer_norm::backward(&x, w.ln_f.0, &dhf, d, &mut dx, false);
+    prof.mark("b.lnf");
     rev.push(db);
     rev.push(dg);
     drop(x);
@@ -336,19 +460,37 @@ pub fn train_step(
         };
         let dm_ref = dm.as_deref().unwrap_or(&dx);
         let d_mlp_w = grad_weight(&s.g, dm_ref, hidden, d);
+        prof.mark("b.mlp_w");
         let d_mlp_b = column_sums(dm_ref, d);
+        prof.mark("b.mlp_b");
         let mut du = s.g; // reuse the GELU buffer for its gradient
         grad_input(&mut du, dm_ref, blk.mlp_proj.0, hidden, d, false);
+        prof.mark("b.mlp_x");
         drop(dm);
-        du.par_chunks_mut(16_384)
-            .zip(s.u.par_chunks(16_384))
-            .for_each(|(g, u)| vector::gelu_backward(g, u));
+        // du *= gelu'(u), with the bias gradient's column sums in the same
+        // pass (fixed row blocks, added in order).
+        let rows = n.div_ceil(ROW_BLOCKS).max(1) * hidden;
+        let partials: Vec<Vec<f32>> = du
+            .par_chunks_mut(rows)
+            .zip(s.u.par_chunks(rows))
+            .map(|(du, u)| {
+                let mut sums = vec![0f32; hidden];
+                for (du, u) in du.chunks_exact_mut(hidden).zip(u.chunks_exact(hidden)) {
+                    vector::gelu_backward_row(du, u, &mut sums);
+                }
+                sums
+            })
+            .collect();
+        let d_fc_b = add_partials(partials, hidden);
+        prof.mark("b.gelu");
         drop(s.u);
         let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
-        let d_fc_b = column_sums(&du, hidden);
+        prof.mark("b.fc_w");
         grad_input(&mut scratch, &du, blk.fc.0, d, hidden, false);
+        prof.mark("b.fc_x");
         drop(du);
         let (d_ln2_g, d_ln2_b) = layer_norm::backward(&s.x1, blk.ln2.0, &scratch, d, &mut dx, true);
+        prof.mark("b.ln2");
         // x1 = x_in + mask * (y @ Wp + bp)
         let da = match &s.attn_mask {
             Some(m) => {
@@ -360,16 +502,33 @@ pub fn train_step(
         };
         let da_ref = da.as_deref().unwrap_or(&dx);
         let d_proj_w = grad_weight(&s.y, da_ref, d, d);
+        prof.mark("b.proj_w");
         let d_proj_b = column_sums(da_ref, d);
+        prof.mark("b.proj_b");
         grad_input(&mut scratch, da_ref, blk.proj.0, d, d, false);
+        prof.mark("b.proj_x");
         drop(da);
-        let dqkv = causal_attention::backward(&s.qkv, &s.y, &scratch, &s.lse, batch, attn_dims);
+        let dqkv = causal_attention::backward(
+            &s.qkv,
+            &s.y,
+            &scratch,
+            &s.lse,
+            Some(&s.probs),
+            batch,
+            attn_dims,
+        );
+        drop(s.probs);
+        prof.mark("b.attn");
         let d_qkv_w = grad_weight(&s.h1, &dqkv, d, 3 * d);
+        prof.mark("b.qkv_w");
         let d_qkv_b = column_sums(&dqkv, 3 * d);
+        prof.mark("b.qkv_b");
         grad_input(&mut scratch, &dqkv, blk.qkv.0, d, 3 * d, false);
+        prof.mark("b.qkv_x");
         drop(dqkv);
         let (d_ln1_g, d_ln1_b) =
             layer_norm::backward(&s.x_in, blk.ln1.0, &scratch, d, &mut dx, true);
+        prof.mark("b.ln1");
         rev.extend([
             d_mlp_b, d_mlp_w, d_fc_b, d_fc_w, d_ln2_b, d_ln2_g, d_proj_b, d_proj_w, d_qkv_b,
             d_qkv_w, d_ln1_b, d_ln1_g,
@@ -382,10 +541,51 @@ pub fn train_step(
     scatter_rows(&mut d_pos, &dx, d, |r| r % t);
     let mut d_tok = vec![0f32; w.tok_emb.len()];
     scatter_rows(&mut d_tok, &dx, d, |r| ids[r] as usize);
+    prof.mark("b.emb");
     rev.push(d_pos);
     rev.push(d_tok);
     rev.reverse();
+    prof.report();
     (loss, rev)
 }
 
 // Tested against the autograd paths in `train/step_equivalence.rs`.
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transpose_into_transposes() {
+        for (rows, cols) in [(1, 1), (3, 17), (16, 16), (33, 5), (40, 70)] {
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![0f32; rows * cols];
+            transpose_into(&mut dst, &src, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(dst[c * rows + r], src[r * cols + c], "{rows}x{cols}");
+                }
+            }
+        }
+    }
+
+    /// Both orientations of the weight gradient give the plain sums.
+    #[test]
+    fn grad_weight_matches_the_plain_product() {
+        for (rows, i, o) in [(7, 5, 3), (9, 3, 5), (33, 40, 17)] {
+            let x: Vec<f32> = (0..rows * i)
+                .map(|v| ((v * 37 % 11) as f32 - 5.0) / 4.0)
+                .collect();
+            let dy: Vec<f32> = (0..rows * o)
+                .map(|v| ((v * 13 % 7) as f32 - 3.0) / 2.0)
+                .collect();
+            let dw = grad_weight(&x, &dy, i, o);
+            for a in 0..i {
+                for b in 0..o {
+                    let plain: f32 = (0..rows).map(|r| x[r * i + a] * dy[r * o + b]).sum();
+                    assert!((dw[a * o + b] - plain).abs() < 1e-4 * (1.0 + plain.abs()));
+                }
+            }
+        }
+    }
+}

@@ -78,19 +78,49 @@ dispatch! {
 }
 
 dispatch! {
-    /// `g = gelu(u)` for every element.
-    fn gelu_forward(g: &mut [f32], u: &[f32]) {
-        for (g, &u) in g.iter_mut().zip(u) {
-            *g = gelu::value(u);
+    /// One row of a residual connection: `o = x + (o + b)`.
+    fn residual_row(o: &mut [f32], b: &[f32], x: &[f32]) {
+        for ((o, &b), &x) in o.iter_mut().zip(b).zip(x) {
+            *o = (*o + b) + x;
         }
     }
 }
 
 dispatch! {
-    /// `du *= gelu'(u)` for every element.
-    fn gelu_backward(du: &mut [f32], u: &[f32]) {
-        for (g, &u) in du.iter_mut().zip(u) {
+    /// One row of a residual connection after dropout: `o = x + m (o + b)`.
+    fn residual_row_masked(o: &mut [f32], b: &[f32], m: &[f32], x: &[f32]) {
+        for (((o, &b), &m), &x) in o.iter_mut().zip(b).zip(m).zip(x) {
+            *o = (*o + b) * m + x;
+        }
+    }
+}
+
+dispatch! {
+    /// One row of the MLP's first layer: `u += b`, then `g = gelu(u)`.
+    fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
+        for ((u, g), &b) in u.iter_mut().zip(g.iter_mut()).zip(b) {
+            *u += b;
+            *g = gelu::value(*u);
+        }
+    }
+}
+
+dispatch! {
+    /// One row of the GELU backward: `du *= gelu'(u)`, and `sums += du`
+    /// (the bias gradient's column sums).
+    fn gelu_backward_row(du: &mut [f32], u: &[f32], sums: &mut [f32]) {
+        for ((g, &u), s) in du.iter_mut().zip(u).zip(sums.iter_mut()) {
             *g *= gelu::slope(u);
+            *s += *g;
+        }
+    }
+}
+
+dispatch! {
+    /// `sums += row`, elementwise.
+    fn add_row(sums: &mut [f32], row: &[f32]) {
+        for (s, &x) in sums.iter_mut().zip(row) {
+            *s += x;
         }
     }
 }
@@ -179,6 +209,23 @@ pub fn sum(xs: &[f32]) -> f32 {
     reduce(acc)
 }
 
+/// The dot product of `a` and `b` (same length), in 16 lanes.
+#[inline(always)]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let n = a.len().min(b.len());
+    let full = n - n % LANES;
+    for c in (0..full).step_by(LANES) {
+        for i in 0..LANES {
+            acc[i] += a[c + i] * b[c + i];
+        }
+    }
+    for i in full..n {
+        acc[i - full] += a[i] * b[i];
+    }
+    reduce(acc)
+}
+
 /// The maximum of `xs` (NEG_INFINITY when empty), in 16 lanes.
 pub fn max(xs: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
@@ -233,14 +280,23 @@ mod tests {
         let u: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) / 61.0).collect();
         let mut e = u.clone();
         exp_affine(&mut e, 0.7, 0.2);
+        let b: Vec<f32> = (0..u.len()).map(|i| (i % 7) as f32 / 8.0).collect();
+        let mut ub = u.clone();
         let mut g = vec![0f32; u.len()];
-        gelu_forward(&mut g, &u);
+        bias_gelu_row(&mut ub, &mut g, &b);
         let mut d = vec![1.5f32; u.len()];
-        gelu_backward(&mut d, &u);
+        let mut sums = b.clone();
+        gelu_backward_row(&mut d, &u, &mut sums);
+        let mut rows = b.clone();
+        add_row(&mut rows, &u);
         for i in 0..u.len() {
             assert_eq!(e[i].to_bits(), fastmath::exp(0.7 * u[i] - 0.2).to_bits());
-            assert_eq!(g[i].to_bits(), gelu::value(u[i]).to_bits());
-            assert_eq!(d[i].to_bits(), (1.5 * gelu::slope(u[i])).to_bits());
+            assert_eq!(ub[i].to_bits(), (u[i] + b[i]).to_bits());
+            assert_eq!(g[i].to_bits(), gelu::value(u[i] + b[i]).to_bits());
+            let du = 1.5 * gelu::slope(u[i]);
+            assert_eq!(d[i].to_bits(), du.to_bits());
+            assert_eq!(sums[i].to_bits(), (b[i] + du).to_bits());
+            assert_eq!(rows[i].to_bits(), (b[i] + u[i]).to_bits());
         }
     }
 }
