@@ -24,8 +24,8 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use rustc_hash::{FxBuildHasher, FxHashMap};
 
@@ -223,10 +223,60 @@ fn on_local_disk(file: &fs::File) -> bool {
 #[derive(Default)]
 pub struct Cursor(usize);
 
+/// The loaded file; a big one is read (mapped, checked and indexed) by a
+/// thread of its own, while the build lists the corpus: the first lookup
+/// waits for it.
+struct Loading {
+    ready: OnceLock<Loaded>,
+    reading: Mutex<Option<std::thread::JoinHandle<Loaded>>>,
+}
+
+/// From this size on, the file is read in the background (about 0.5 ms of
+/// work per megabyte: 6,000 corpus files make 2 MB).
+const BACKGROUND_FROM: u64 = 512 * 1024;
+
+impl Loading {
+    fn start(path: &Path) -> Loading {
+        let read = |path: PathBuf| map(&path).ok().and_then(Loaded::parse).unwrap_or_default();
+        let big = fs::metadata(path).is_ok_and(|m| m.len() >= BACKGROUND_FROM);
+        let thread = big
+            .then(|| {
+                let path = path.to_path_buf();
+                std::thread::Builder::new()
+                    .name("statcache".into())
+                    .spawn(move || read(path))
+                    .ok()
+            })
+            .flatten();
+        match thread {
+            Some(handle) => Loading {
+                ready: OnceLock::new(),
+                reading: Mutex::new(Some(handle)),
+            },
+            None => Loading::done(read(path.to_path_buf())),
+        }
+    }
+
+    fn done(loaded: Loaded) -> Loading {
+        Loading {
+            ready: OnceLock::from(loaded),
+            reading: Mutex::new(None),
+        }
+    }
+
+    fn get(&self) -> &Loaded {
+        self.ready.get_or_init(|| {
+            let handle = self.reading.lock().unwrap().take();
+            // A reader that panicked leaves an empty cache (an accelerator).
+            handle.and_then(|h| h.join().ok()).unwrap_or_default()
+        })
+    }
+}
+
 /// Thread-safe; saved with [`StatCache::save`] (atomically) at the end of a build.
 pub struct StatCache {
     path: PathBuf,
-    loaded: Loaded,
+    loaded: Loading,
     /// Entries added (`Some`) or dropped (`None`) since the load; they
     /// override the loaded ones.
     changes: RwLock<FxHashMap<Box<[u8]>, Option<Entry>>>,
@@ -244,7 +294,7 @@ impl StatCache {
     pub fn none() -> StatCache {
         StatCache {
             path: PathBuf::new(),
-            loaded: Loaded::default(),
+            loaded: Loading::done(Loaded::default()),
             changes: RwLock::default(),
             changed: AtomicBool::new(false),
         }
@@ -253,11 +303,9 @@ impl StatCache {
     /// Loads the cache file; a missing, unreadable or damaged one starts
     /// empty (it is only an accelerator).
     pub fn load(path: &Path) -> StatCache {
-        let bytes = map(path);
-        let loaded = bytes.ok().and_then(Loaded::parse).unwrap_or_default();
         StatCache {
             path: path.to_path_buf(),
-            loaded,
+            loaded: Loading::start(path),
             changes: RwLock::default(),
             changed: AtomicBool::new(false),
         }
@@ -280,7 +328,7 @@ impl StatCache {
         {
             return *change;
         }
-        self.loaded.get(path, cursor)
+        self.loaded.get().get(path, cursor)
     }
 
     /// The blake3 hash of the file's contents; computed only when its stamp
@@ -350,7 +398,7 @@ impl StatCache {
                 *entry = None;
             }
         }
-        for (path, _) in self.loaded.entries() {
+        for (path, _) in self.loaded.get().entries() {
             if under(path) {
                 changes.insert(path.into(), None);
             }
@@ -363,6 +411,7 @@ impl StatCache {
         let changes = self.changes.read().unwrap();
         let mut list: Vec<(Box<[u8]>, Entry)> = self
             .loaded
+            .get()
             .entries()
             .filter(|(p, _)| !changes.contains_key(*p))
             .map(|(p, e)| (p.into(), e))
@@ -455,6 +504,35 @@ mod tests {
         assert_eq!(again.len(), 1);
         assert!(again.get(key(&a), &mut Cursor::default()).is_none());
         assert_eq!(again.hash_file(&b).unwrap(), blake3::hash(b"lie"));
+    }
+
+    #[test]
+    fn a_big_file_is_read_in_the_background_and_found_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("stat.bin");
+        let entry = |i: u64| Entry {
+            stamp: Stamp {
+                size: i,
+                mtime_ns: 1,
+                ctime_ns: 2,
+                ino: i,
+            },
+            hash: *blake3::hash(&i.to_le_bytes()).as_bytes(),
+        };
+        let mut list: Vec<(Box<[u8]>, Entry)> = (0..10_000u64)
+            .map(|i| (format!("/corpus/{i:05}.mid").into_bytes().into(), entry(i)))
+            .collect();
+        list.sort_by(|a, b| a.0.cmp(&b.0));
+        fs::write(&path, encode(&list)).unwrap();
+        assert!(fs::metadata(&path).unwrap().len() >= BACKGROUND_FROM);
+        let cache = StatCache::load(&path);
+        assert_eq!(cache.len(), 10_000);
+        let mut cursor = Cursor::default();
+        for i in [0u64, 1, 2, 5_000, 9_999] {
+            let found = cache.get(format!("/corpus/{i:05}.mid").as_bytes(), &mut cursor);
+            assert_eq!(found.map(|e| e.stamp), Some(entry(i).stamp));
+        }
+        assert!(cache.get(b"/corpus/x.mid", &mut cursor).is_none());
     }
 
     #[test]
