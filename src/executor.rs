@@ -44,10 +44,8 @@ impl BuildEnv<'_> {
     /// key is named relative to them. Resolved once per build, not once
     /// per stage (each `realpath` is a readlink per component).
     pub fn roots(&self) -> &(PathBuf, PathBuf) {
-        self.resolved_roots.get_or_init(|| {
-            let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
-            (canon(self.data_dir), canon(self.project_dir))
-        })
+        self.resolved_roots
+            .get_or_init(|| (resolved(self.data_dir), resolved(self.project_dir)))
     }
 }
 
@@ -94,7 +92,6 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result
             stage: stage.name.clone(),
             source,
         })?;
-    let canon = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
     let roots = env.roots();
     // Each folder is resolved once (a corpus of 15,000 files would otherwise
     // cost 15,000 `realpath`s per no-op) into the prefix its files' names
@@ -105,8 +102,8 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result
             continue;
         };
         if !prefixes.contains_key(folder) {
-            let resolved = canon(Path::new(std::ffi::OsStr::from_bytes(folder)));
-            let mut prefix = key_name(&resolved, &roots.1, &roots.0);
+            let folder_path = resolved(Path::new(std::ffi::OsStr::from_bytes(folder)));
+            let mut prefix = key_name(&folder_path, &roots.1, &roots.0);
             if !prefix.is_empty() && !prefix.ends_with('/') {
                 prefix.push('/');
             }
@@ -123,6 +120,15 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result
     })
 }
 
+impl Gathered {
+    /// Hashes every input, the ones a `known_only` gathering left unread
+    /// too, reusing its listing.
+    fn read_all(mut self, env: &BuildEnv) -> Gathered {
+        self.hashes = hash_paths(&self.external.paths, &env.store.stats, false);
+        self
+    }
+}
+
 /// The key memo's digest of everything `stage`'s key is made of (see
 /// `keymemo.rs`), or `None` when an input is a folder or unreadable.
 fn memo_digest(
@@ -134,32 +140,31 @@ fn memo_digest(
     // Gathered into one buffer and hashed at once: blake3 is several times
     // faster over one long input than over 20,000 small updates.
     let mut h = Vec::with_capacity(256 + gathered.external.paths.len() * 96);
-    fn field_into(h: &mut Vec<u8>, bytes: &[u8]) {
+    fn field(h: &mut Vec<u8>, bytes: &[u8]) {
         h.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         h.extend_from_slice(bytes);
     }
-    let mut field = |bytes: &[u8]| field_into(&mut h, bytes);
-    field(stage.kind.name().as_bytes());
-    field(&stage.kind.version().to_le_bytes());
-    field(&serde_json::to_vec(stage.params.values()).ok()?);
+    field(&mut h, stage.kind.name().as_bytes());
+    field(&mut h, &stage.kind.version().to_le_bytes());
+    field(&mut h, &serde_json::to_vec(stage.params.values()).ok()?);
     for dep in deps {
-        field(dep.stage.as_bytes());
-        field(dep.output.as_bytes());
+        field(&mut h, dep.stage.as_bytes());
+        field(&mut h, dep.output.as_bytes());
     }
     for (name, value) in &gathered.external.values {
-        field(name.as_bytes());
-        field(value.as_bytes());
+        field(&mut h, name.as_bytes());
+        field(&mut h, value.as_bytes());
     }
     let roots = env.roots();
-    field(roots.0.as_os_str().as_bytes());
-    field(roots.1.as_os_str().as_bytes());
+    field(&mut h, roots.0.as_os_str().as_bytes());
+    field(&mut h, roots.1.as_os_str().as_bytes());
     for (path, hashed) in gathered.external.paths.iter().zip(&gathered.hashes) {
         let (Some(stamp), _) = hashed.as_ref().ok()? else {
             return None;
         };
         let (folder, name) = split_plain(path)?;
-        field_into(&mut h, gathered.prefixes.get(folder)?.as_bytes());
-        field_into(&mut h, name);
+        field(&mut h, gathered.prefixes.get(folder)?.as_bytes());
+        field(&mut h, name);
         stamp.digest_into(&mut h);
     }
     let mut hasher = blake3::Hasher::new_derive_key("vgmake key memo v1");
@@ -234,18 +239,20 @@ fn manifest_of(
 /// `.`) takes in a key: its folder resolved, its own name as listed (so a
 /// link is named as listed, not by its target).
 fn path_name(path: &Path, roots: &(PathBuf, PathBuf)) -> String {
-    let resolved;
+    let joined;
     let path = match (path.parent(), path.file_name()) {
         (Some(parent), Some(name)) if !parent.as_os_str().is_empty() => {
-            resolved = parent
-                .canonicalize()
-                .unwrap_or_else(|_| parent.to_path_buf())
-                .join(name);
-            &resolved
+            joined = resolved(parent).join(name);
+            &joined
         }
         _ => path,
     };
     key_name(path, &roots.1, &roots.0)
+}
+
+/// `path` with its links resolved, or as given where it cannot be.
+fn resolved(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| path.to_path_buf())
 }
 
 /// A resolved path as it enters a key: relative to the project or the
@@ -305,14 +312,20 @@ fn lookup_read(
 /// [`lookup`] in `store`.
 pub fn lookup_store(store: &Store, key: &str, progress: &dyn Progress) -> Option<ActionRecord> {
     let record = store.record(key)?;
-    match store.verify_output(&record.output) {
-        Ok(()) => Some(record),
+    intact(store, key, &record.output, progress).then_some(record)
+}
+
+/// Whether the cached `output` of `key` verifies; a damaged one is dropped
+/// with its record (and said so) so the stage reruns.
+fn intact(store: &Store, key: &str, output: &str, progress: &dyn Progress) -> bool {
+    match store.verify_output(output) {
+        Ok(()) => true,
         Err(why) => {
             progress.log(&format!(
                 "cached result failed verification, rebuilding: {why}"
             ));
-            store.discard(key, &record.output);
-            None
+            store.discard(key, output);
+            false
         }
     }
 }
@@ -325,14 +338,22 @@ pub enum Probe {
     /// Not in the local cache: the key, for [`execute`].
     Miss(Keyed),
     /// An input must be read (hashed) first: work for a stage thread,
-    /// which shows progress and leaves the scheduler free meanwhile.
-    Busy,
+    /// which shows progress and leaves the scheduler free meanwhile. The
+    /// listing made so far goes with it.
+    Busy(Gathered),
 }
 
 /// A stage's key and what it was computed from.
 pub struct Keyed {
     pub manifest: KeyManifest,
     pub key: String,
+}
+
+impl Keyed {
+    fn of(manifest: KeyManifest) -> Keyed {
+        let key = manifest.key().to_hex().to_string();
+        Keyed { manifest, key }
+    }
 }
 
 /// The stage's key, and its result when the local cache has it: what a
@@ -350,7 +371,7 @@ pub fn probe(
     let gathered = gather(env, stage, true)?;
     let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     if gathered.hashes.iter().any(unknown) {
-        return Ok(Probe::Busy);
+        return Ok(Probe::Busy(gathered));
     }
     let digest = memo_digest(env, &gathered, stage, deps);
     let hit = |key: String, output: String| {
@@ -367,21 +388,12 @@ pub fn probe(
         && let Some(found) = memo.get(digest, |key| env.store.record_path(key))
     {
         let (key, output) = (keymemo::hex(&found.key), keymemo::hex(&found.output));
-        match verify {
-            Verify::WhenRead => return Ok(hit(key, output)),
-            Verify::Now => match env.store.verify_output(&output) {
-                Ok(()) => return Ok(hit(key, output)),
-                Err(why) => {
-                    progress.log(&format!(
-                        "cached result failed verification, rebuilding: {why}"
-                    ));
-                    env.store.discard(&key, &output);
-                }
-            },
+        if verify == Verify::WhenRead || intact(env.store, &key, &output, progress) {
+            return Ok(hit(key, output));
         }
     }
-    let manifest = manifest_of(env, gathered, stage, deps)?;
-    let key = manifest.key().to_hex().to_string();
+    let keyed = Keyed::of(manifest_of(env, gathered, stage, deps)?);
+    let key = keyed.key.clone();
     Ok(match lookup_read(env, &key, verify, progress) {
         Some((output, record)) => {
             // A handed-over hit was read in full (and verified); its record's
@@ -393,13 +405,23 @@ pub fn probe(
             }
             hit(key, output)
         }
-        None => Probe::Miss(Keyed { manifest, key }),
+        None => Probe::Miss(keyed),
     })
 }
 
+/// What [`probe`] left for [`execute`].
+pub enum Prepared {
+    /// The key.
+    Keyed(Keyed),
+    /// The inputs listed, some not read yet.
+    Listed(Gathered),
+    /// Nothing (`--force` skips the probe).
+    Nothing,
+}
+
 /// Brings `stage` up to date. `force` runs it even when cached; `verify`
-/// says when a cache hit is checked; `keyed` is its key when [`probe`]
-/// computed it already. Before it runs, the outputs it reads are verified:
+/// says when a cache hit is checked; `prepared` is what [`probe`] found
+/// already. Before it runs, the outputs it reads are verified:
 /// a damaged one fails with [`StageFailure::DamagedInput`], which the
 /// scheduler answers by rebuilding that dependency.
 #[allow(clippy::too_many_arguments)]
@@ -407,7 +429,7 @@ pub fn execute(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-    keyed: Option<Keyed>,
+    prepared: Prepared,
     force: bool,
     refresh: bool,
     verify: Verify,
@@ -415,13 +437,12 @@ pub fn execute(
     key_locks: &KeyLocks,
 ) -> Result<Done, StageFailure> {
     let started = Instant::now();
-    let Keyed { manifest, key } = match keyed {
-        Some(keyed) => keyed,
-        None => {
-            let manifest = key_manifest(env, stage, deps)?;
-            let key = manifest.key().to_hex().to_string();
-            Keyed { manifest, key }
+    let Keyed { manifest, key } = match prepared {
+        Prepared::Keyed(keyed) => keyed,
+        Prepared::Listed(gathered) => {
+            Keyed::of(manifest_of(env, gathered.read_all(env), stage, deps)?)
         }
+        Prepared::Nothing => Keyed::of(key_manifest(env, stage, deps)?),
     };
     // Another variant computing the same key runs first; this one then finds its result.
     let key_lock = key_locks.lock_for(&key);

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 
 use crate::error::{Error, StageFailure};
 use crate::executor::{
-    BuildEnv, DepOutput, Done, KeyLocks, Probe, Verify, execute, out_link, probe,
+    BuildEnv, DepOutput, Done, KeyLocks, Prepared, Probe, Verify, execute, out_link, probe,
 };
 use crate::graph::StageGraph;
 use crate::outcome::{StageResult, Status};
@@ -156,19 +156,19 @@ pub fn build(
                 let log = StageLog::new(&label, display.clone());
                 // The key and the local cache first, here: on a no-op every
                 // stage ends there, and a thread each cost more than that.
-                let keyed = match (!force).then(|| probe(env, stage, &deps, verify, &log)) {
+                let prepared = match (!force).then(|| probe(env, stage, &deps, verify, &log)) {
                     Some(Ok(Probe::Hit(done))) => {
                         settled_here.push((i, Ok(done)));
                         continue;
                     }
-                    Some(Ok(Probe::Miss(keyed))) => Some(keyed),
-                    Some(Ok(Probe::Busy)) => None,
+                    Some(Ok(Probe::Miss(keyed))) => Prepared::Keyed(keyed),
+                    Some(Ok(Probe::Busy(listed))) => Prepared::Listed(listed),
                     Some(Err(e)) => {
                         let message = with_log_tail(e.to_string(), &log.lines());
                         settled_here.push((i, Err(Failure::Error(message))));
                         continue;
                     }
-                    None => None,
+                    None => Prepared::Nothing,
                 };
                 running += 1;
                 running_here += usize::from(!on_cluster);
@@ -180,7 +180,7 @@ pub fn build(
                     // Announce only stages that really run; a cache hit is instant.
                     let announce = DelayedStart::new(&label, display.clone());
                     let result = execute(
-                        env, stage, &deps, keyed, force, refresh, verify, &log, key_locks,
+                        env, stage, &deps, prepared, force, refresh, verify, &log, key_locks,
                     );
                     announce.cancel();
                     let result = result.map_err(|e: StageFailure| match e {

@@ -10,6 +10,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 use super::Kernels;
 use super::model::{Dropout, Gpt, ModelConfig};
+use super::ops::testing::on_threads;
 use super::rng::Rng;
 
 /// A small model with its parameters as Vars, in `parameter_shapes` order:
@@ -199,11 +200,7 @@ fn the_fused_step_does_not_depend_on_the_thread_count() {
     let ids = Tensor::from_vec(all[..b * t].to_vec(), (b, t), &Device::Cpu).unwrap();
     let targets = Tensor::from_vec(all[1..].to_vec(), b * t, &Device::Cpu).unwrap();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap();
-        pool.install(|| {
+        on_threads(threads, || {
             let mut rng = Rng::new(9);
             let dropout = Dropout {
                 rng: &mut rng,

@@ -164,6 +164,35 @@ unsafe fn mm(
     }
 }
 
+/// `out` (m, n) = S = Q_blk K[..n]^T for the query rows i0..i0 + m of a
+/// head, with q (t, hd) row-major and K^T stored (hd, t): the forward's
+/// scores, and the backward's when it recomputes the probabilities.
+///
+/// # Safety
+/// `q` and `kt` point at a head's (t, hd) and (hd, t) matrices, and
+/// i0 + m <= t, n <= t.
+#[inline]
+unsafe fn scores(
+    out: &mut [f32],
+    q: *const f32,
+    kt: *const f32,
+    (i0, m, n): (usize, usize, usize),
+    hd: usize,
+    t: usize,
+) {
+    debug_assert!(out.len() >= m * n && i0 + m <= t && n <= t);
+    unsafe {
+        mm(
+            (m, n, hd),
+            out.as_mut_ptr(),
+            n,
+            false,
+            (q.add(i0 * hd), hd, 1),
+            (kt, t, 1),
+        )
+    };
+}
+
 /// The query blocks of a head: (first row, rows, keys seen = first + rows).
 fn query_blocks(t: usize, block: usize) -> impl Iterator<Item = (usize, usize, usize)> {
     (0..t)
@@ -247,17 +276,7 @@ fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Ve
                 };
                 // SAFETY: rows i0..i0 + m of q and 0..n of k and v are
                 // inside this sequence; y's rows likewise.
-                unsafe {
-                    // S = Q_blk K[..n]^T, from K^T stored (hd, t).
-                    mm(
-                        (m, n, hd),
-                        s.as_mut_ptr(),
-                        n,
-                        false,
-                        (q.add(i0 * hd), hd, 1),
-                        (kt, t, 1),
-                    );
-                }
+                unsafe { scores(s, q, kt, (i0, m, n), hd, t) };
                 for (r, row) in s.chunks_exact_mut(n).enumerate() {
                     let len = i0 + r + 1;
                     let (seen, masked) = row.split_at_mut(len);
@@ -412,16 +431,7 @@ pub(super) fn backward(
                 None => {
                     let p = &mut probs[..m * n];
                     // SAFETY: all rows addressed are inside this sequence.
-                    unsafe {
-                        mm(
-                            (m, n, hd),
-                            p.as_mut_ptr(),
-                            n,
-                            false,
-                            (q.add(i0 * hd), hd, 1),
-                            (kt, t, 1),
-                        );
-                    }
+                    unsafe { scores(p, q, kt, (i0, m, n), hd, t) };
                     for (r, row) in p.chunks_exact_mut(n).enumerate() {
                         let len = i0 + r + 1;
                         let (seen, masked) = row.split_at_mut(len);
@@ -565,7 +575,7 @@ impl CustomOp3 for CausalAttentionBackward {
 mod tests {
     use super::*;
     use crate::train::ops::causal_softmax;
-    use crate::train::ops::testing::{check_gradients, max_diff, tensor};
+    use crate::train::ops::testing::{check_gradients, max_diff, on_threads, tensor};
     use candle_core::{Device, Var};
 
     /// The plain composed path the model used before: permute, q k^T,
@@ -666,11 +676,7 @@ mod tests {
         let weights = tensor(&[b * t, heads * hd], 5);
         let qkv = Var::from_tensor(&tensor(&[b * t, 3 * heads * hd], 6)).unwrap();
         let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
+            on_threads(threads, || {
                 let y = causal_attention(&qkv, b, heads).unwrap();
                 let g = y
                     .mul(&weights)
@@ -709,11 +715,7 @@ mod tests {
                 .unwrap();
             let dm = dims_of(b * t, 3 * heads * hd, b, heads, block).unwrap();
             let run = |threads: usize| {
-                let pool = rayon::ThreadPoolBuilder::new()
-                    .num_threads(threads)
-                    .build()
-                    .unwrap();
-                pool.install(|| {
+                on_threads(threads, || {
                     let (y, lse, probs) = forward_keeping_probs(&x, b, dm);
                     assert_eq!(probs.len(), b * heads * probs_per_task(dm));
                     let (y2, lse2) = forward(&x, b, dm);

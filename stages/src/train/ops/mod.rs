@@ -85,6 +85,15 @@ pub(crate) mod testing {
         Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
     }
 
+    /// `f` run on a pool of `threads` threads (the determinism tests).
+    pub fn on_threads<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(f)
+    }
+
     /// The largest absolute difference between two tensors.
     pub fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
