@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use vgmake_api::{ExternalInputs, Input, Progress};
+use vgmake_api::{ExternalInputs, Input, ProjectFiles, Progress};
 
 use crate::error::{Error, StageFailure};
 use crate::hashing::{KeyManifest, PARALLEL_FROM, Stamped, hash_paths, split_plain};
@@ -87,7 +87,14 @@ pub struct Gathered {
 pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result<Gathered, Error> {
     let external = stage
         .kind
-        .external_inputs(&stage.params, env.project_dir, env.data_dir)
+        .external_inputs(
+            &stage.params,
+            &ProjectFiles {
+                project_dir: env.project_dir,
+                data_dir: env.data_dir,
+                folders: &env.store.folders,
+            },
+        )
         .map_err(|source| Error::Key {
             stage: stage.name.clone(),
             source,

@@ -13,6 +13,7 @@ mod graph;
 mod hashing;
 mod history;
 mod keymemo;
+mod listcache;
 mod lock;
 pub mod memo;
 mod outcome;

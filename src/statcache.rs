@@ -51,6 +51,24 @@ impl Stamp {
         digest.extend_from_slice(&self.ino.to_le_bytes());
     }
 
+    /// Size, mtime, ctime, inode (a file format's fields).
+    pub fn parts(&self) -> (u64, i64, i64, u64) {
+        (self.size, self.mtime_ns, self.ctime_ns, self.ino)
+    }
+
+    pub fn from_parts(size: u64, mtime_ns: i64, ctime_ns: i64, ino: u64) -> Stamp {
+        Stamp {
+            size,
+            mtime_ns,
+            ctime_ns,
+            ino,
+        }
+    }
+
+    pub fn ctime_ns(&self) -> i64 {
+        self.ctime_ns
+    }
+
     pub fn of_stat(st: &rustix::fs::Stat) -> Stamp {
         Stamp {
             size: st.st_size as u64,

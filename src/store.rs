@@ -14,6 +14,8 @@
 //! tmp/                    staging folders (anything here is garbage after a crash)
 //! builds.jsonl            one line per build (history.rs)
 //! statcache.bin           file stamps -> hashes (format in statcache.rs)
+//! keymemo.bin             input stamps -> keys and results (keymemo.rs)
+//! listings.bin            folder stamps -> listings (listcache.rs)
 //! LOCK                    the writer lock
 //! ```
 //!
@@ -34,6 +36,7 @@ use crate::fsutil::{self, write_atomic};
 use crate::hashing::{KeyManifest, TreeManifest};
 use crate::history::{self, HistoryEntry};
 use crate::keymemo::KeyMemo;
+use crate::listcache::ListCache;
 use crate::statcache::StatCache;
 
 /// What the cache remembers about one run of a stage.
@@ -81,6 +84,8 @@ pub struct Store {
     pub stats: StatCache,
     /// Keys and results remembered by the stamps of their inputs.
     pub keys: KeyMemo,
+    /// Folder listings remembered by the folders' stamps.
+    pub folders: ListCache,
     refs: Mutex<RefsCache>,
     commit_lock: Mutex<()>,
 }
@@ -124,11 +129,13 @@ impl Store {
         let root = root.canonicalize()?;
         let stats = StatCache::load(&root.join("statcache.bin"));
         let keys = KeyMemo::load(&root.join("keymemo.bin"));
+        let folders = ListCache::load(&root.join("listings.bin"));
         Ok(Store {
             root,
             project_id,
             stats,
             keys,
+            folders,
             refs: Mutex::new(RefsCache::default()),
             commit_lock: Mutex::new(()),
         })

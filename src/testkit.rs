@@ -82,12 +82,11 @@ impl StageKind for Source {
     fn external_inputs(
         &self,
         params: &Params,
-        project_dir: &Path,
-        _data_dir: &Path,
+        files: &ProjectFiles,
     ) -> Result<ExternalInputs, StageError> {
         let mut ext = ExternalInputs::default();
         if !params.str("reads").is_empty() {
-            ext.paths.push(project_dir.join(params.str("reads")));
+            ext.paths.push(files.project_dir.join(params.str("reads")));
         }
         Ok(ext)
     }
@@ -283,6 +282,7 @@ impl TestProject {
         let results = build(&env, &variants.all, &options, Arc::new(Quiet)).unwrap();
         store.stats.save().unwrap();
         store.keys.save().unwrap();
+        store.folders.save().unwrap();
         results
     }
 

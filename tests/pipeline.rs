@@ -274,3 +274,47 @@ fn cuda_without_the_feature_and_bf16_on_the_cpu_are_refused_before_anything_runs
         assert!(!p.path().join("cache").exists(), "{set}: nothing ran");
     }
 }
+
+/// The listing cache (cache/listings.bin) answers for a corpus folder only
+/// while the folder is unchanged: a file added, removed or renamed in a
+/// folder listed by an earlier build is seen by the next one.
+#[test]
+fn a_corpus_change_is_seen_after_its_folders_were_remembered() {
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/data/demo");
+    let p = Project::new("");
+    let corpus = p.path().join("songs");
+    let sub = corpus.join("freedm");
+    std::fs::create_dir_all(&sub).unwrap();
+    let mut names: Vec<_> = std::fs::read_dir(format!("{demo}/freedm"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "mid"))
+        .collect();
+    names.sort();
+    for song in &names[..3] {
+        std::fs::copy(song, sub.join(song.file_name().unwrap())).unwrap();
+    }
+    p.write_pipeline("[stages.scrape]\nsource = \"songs\"\n");
+    let files = |p: &Project| {
+        let index = std::fs::read(p.out("default", "scrape").join("index.json")).unwrap();
+        let index: serde_json::Value = serde_json::from_slice(&index).unwrap();
+        index["files"].as_array().map_or(0, |a| a.len())
+    };
+    // Folders are remembered once they have been left alone for 2 s.
+    std::thread::sleep(Duration::from_millis(2100));
+    assert_eq!(p.build(&[]).with_status("ran"), ["scrape"]);
+    assert!(p.path().join("cache/listings.bin").exists());
+    assert_eq!(files(&p), 3);
+    assert_eq!(p.build(&[]).with_status("cached"), ["scrape"]);
+
+    std::fs::copy(&names[3], sub.join("added.mid")).unwrap();
+    assert_eq!(p.build(&[]).with_status("ran"), ["scrape"]);
+    assert_eq!(files(&p), 4);
+
+    std::thread::sleep(Duration::from_millis(2100));
+    p.build(&[]); // remembers the folder as it is now
+    std::fs::rename(sub.join("added.mid"), sub.join("renamed.mid")).unwrap();
+    assert_eq!(p.build(&[]).with_status("ran"), ["scrape"]);
+    let index = std::fs::read_to_string(p.out("default", "scrape").join("index.json")).unwrap();
+    assert!(index.contains("renamed.mid") && !index.contains("added.mid"), "{index}");
+}

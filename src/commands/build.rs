@@ -146,8 +146,11 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         display.note(&note);
     }
     let seconds = started.elapsed().as_secs_f64();
-    if let Err(e) = store.stats.save().and_then(|()| store.keys.save()) {
-        display.note(&format!("warning: cannot save the stat cache: {e}"));
+    let saved = (store.stats.save())
+        .and_then(|()| store.keys.save())
+        .and_then(|()| store.folders.save());
+    if let Err(e) = saved {
+        display.note(&format!("warning: cannot save the stat, key or listing cache: {e}"));
     }
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     let history = HistoryEntry {

@@ -76,12 +76,11 @@ impl StageKind for CommandKind {
     fn external_inputs(
         &self,
         params: &Params,
-        project_dir: &std::path::Path,
-        _data_dir: &std::path::Path,
+        files: &ProjectFiles,
     ) -> Result<ExternalInputs, StageError> {
         let mut ext = ExternalInputs::default();
         for rel in params.str_list("inputs") {
-            let path = project_dir.join(&rel);
+            let path = files.project_dir.join(&rel);
             if !path.exists() {
                 return Err(StageError::Config(format!(
                     "`inputs` names {}, which does not exist",

@@ -4,6 +4,8 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use vgmake_api::{EntryKind, Folders, Listing, ReadFolders};
+
 /// Extensions taken as MIDI files, compared without case.
 pub const MIDI_EXTENSIONS: &[&str] = &["mid", "midi", "kar", "rmi"];
 
@@ -16,7 +18,7 @@ pub fn is_midi_name(path: &Path) -> bool {
 /// The MIDI files under `root`, recursively, as paths relative to `root`,
 /// sorted (see [`corpus_files`]; what it skips is left out here).
 pub fn midi_files(root: &Path) -> io::Result<Vec<PathBuf>> {
-    Ok(corpus_files(root)?.0)
+    Ok(corpus_files(root, &ReadFolders)?.0)
 }
 
 /// An entry of a folder tree that [`corpus_files`] passed over, and why.
@@ -29,35 +31,40 @@ pub struct Skipped {
 
 /// The MIDI files under `root`, recursively, as paths relative to `root`,
 /// sorted, and the entries skipped on the way with the reason, sorted.
-/// Hidden entries (starting with `.`) and files without a MIDI extension are
-/// ignored. A symbolic link to a regular file inside `root` is followed;
-/// other links (to folders: no cycles; outside `root`; broken), FIFOs,
-/// sockets and devices named like MIDI files, names that are not UTF-8 and
-/// folders that cannot be listed are skipped: no entry is ever opened
-/// except regular files and folders, so a FIFO cannot hang the walk.
-pub fn corpus_files(root: &Path) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+/// Folders are listed through `folders` (the engine's listing cache, when
+/// the engine asks). Hidden entries (starting with `.`) and files without a
+/// MIDI extension are ignored. A symbolic link to a regular file inside
+/// `root` is followed; other links (to folders: no cycles; outside `root`;
+/// broken), FIFOs, sockets and devices named like MIDI files, names that
+/// are not UTF-8 and folders that cannot be listed are skipped: no entry is
+/// ever opened except regular files and folders, so a FIFO cannot hang the
+/// walk.
+pub fn corpus_files(
+    root: &Path,
+    folders: &dyn Folders,
+) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let canonical_root = root.canonicalize()?;
-    let mut listing = Listing::default();
-    match fs::read_dir(root) {
-        Ok(entries) => list_folder(root, &canonical_root, PathBuf::new(), entries, &mut listing)?,
-        Err(e) => return Err(e),
-    }
-    let Listing {
-        mut found,
-        mut skipped,
-    } = listing;
-    sort_paths(&mut found);
-    skipped.sort();
-    Ok((found, skipped))
+    let listing = folders.list(root)?;
+    let walk = Walk {
+        root,
+        canonical_root: &canonical_root,
+        folders,
+    };
+    let mut found = walk.folder(PathBuf::new(), &listing)?;
+    // Already in order (each folder's entries come sorted by name, and a
+    // folder's files sort where its name does): this only checks, in one pass.
+    sort_paths(&mut found.found);
+    found.skipped.sort();
+    Ok((found.found, found.skipped))
 }
 
 #[derive(Default)]
-struct Listing {
+struct Found {
     found: Vec<PathBuf>,
     skipped: Vec<Skipped>,
 }
 
-impl Listing {
+impl Found {
     fn skip(&mut self, rel: &Path, reason: String) {
         self.skipped.push(Skipped {
             path: slash_path(rel),
@@ -66,71 +73,82 @@ impl Listing {
     }
 }
 
+struct Walk<'a> {
+    root: &'a Path,
+    canonical_root: &'a Path,
+    folders: &'a dyn Folders,
+}
+
 /// From this many subfolders on, a folder's subfolders are listed in
 /// parallel (rayon).
 const PARALLEL_FOLDERS: usize = 8;
 
-/// Lists folder `rel` (its entries given) into `out`, then its subfolders,
-/// in parallel when there are many: listing 60,000 files in 120 folders is
-/// otherwise a serial tenth of a no-op.
-fn list_folder(
-    root: &Path,
-    canonical_root: &Path,
-    rel: PathBuf,
-    entries: fs::ReadDir,
-    out: &mut Listing,
-) -> io::Result<()> {
-    let mut subfolders = Vec::new();
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.as_encoded_bytes().starts_with(b".") {
-            continue;
-        }
-        let child = rel.join(&name);
-        let kind = entry.file_type()?;
-        let midi = is_midi_name(&child);
-        if name.to_str().is_none() {
-            if kind.is_dir() || midi {
-                out.skip(&child, "the name is not valid UTF-8 (rename it)".into());
+impl Walk<'_> {
+    /// What folder `rel` (its entries given) and its subfolders hold, in
+    /// path order. Subfolders are walked in parallel when there are many:
+    /// listing 60,000 files in 120 folders is otherwise a serial tenth of a
+    /// no-op.
+    fn folder(&self, rel: PathBuf, listing: &Listing) -> io::Result<Found> {
+        let mut out = Found::default();
+        // Where each subfolder's files go in `out.found`, to keep path order.
+        let mut subfolders: Vec<(usize, PathBuf)> = Vec::new();
+        for (name, kind) in listing.iter() {
+            if name.as_encoded_bytes().starts_with(b".") {
+                continue;
             }
-        } else if kind.is_dir() {
-            subfolders.push(child);
-        } else if kind.is_symlink() {
-            match link_target(canonical_root, &root.join(&child)) {
-                Ok(()) if midi => out.found.push(child),
-                Ok(()) => {}
-                Err(why) if midi || why.contains("folder") => out.skip(&child, why),
-                Err(_) => {}
+            let child = rel.join(name);
+            let midi = is_midi_name(&child);
+            if name.to_str().is_none() {
+                if kind == EntryKind::Folder || midi {
+                    out.skip(&child, "the name is not valid UTF-8 (rename it)".into());
+                }
+                continue;
             }
-        } else if midi && kind.is_file() {
-            out.found.push(child);
-        } else if midi {
-            out.skip(&child, format!("not a regular file ({})", kind_name(kind)));
+            match kind {
+                EntryKind::Folder => subfolders.push((out.found.len(), child)),
+                EntryKind::Symlink => match link_target(self.canonical_root, &self.root.join(&child)) {
+                    Ok(()) if midi => out.found.push(child),
+                    Ok(()) => {}
+                    Err(why) if midi || why.contains("folder") => out.skip(&child, why),
+                    Err(_) => {}
+                },
+                EntryKind::File if midi => out.found.push(child),
+                _ if midi => out.skip(&child, format!("not a regular file ({})", kind.name())),
+                _ => {}
+            }
         }
-    }
-    use rayon::prelude::*;
-    let list = |rel: PathBuf| {
-        let mut part = Listing::default();
-        match fs::read_dir(root.join(&rel)) {
-            Ok(entries) => list_folder(root, canonical_root, rel, entries, &mut part)?,
-            Err(e) => part.skip(&rel, format!("cannot list the folder: {e}")),
+        if subfolders.is_empty() {
+            return Ok(out);
         }
-        Ok(part)
-    };
-    // A few folders are listed here: starting the thread pool costs more
-    // than it saves (the demo corpus has three).
-    let parts: Vec<io::Result<Listing>> = if subfolders.len() < PARALLEL_FOLDERS {
-        subfolders.into_iter().map(list).collect()
-    } else {
-        subfolders.into_par_iter().map(list).collect()
-    };
-    for part in parts {
-        let part = part?;
-        out.found.extend(part.found);
-        out.skipped.extend(part.skipped);
+        use rayon::prelude::*;
+        let walk = |(_, rel): &(usize, PathBuf)| match self.folders.list(&self.root.join(rel)) {
+            Ok(listing) => self.folder(rel.clone(), &listing),
+            Err(e) => {
+                let mut part = Found::default();
+                part.skip(rel, format!("cannot list the folder: {e}"));
+                Ok(part)
+            }
+        };
+        // A few folders are walked here: starting the thread pool costs more
+        // than it saves (the demo corpus has three).
+        let parts: Vec<io::Result<Found>> = if subfolders.len() < PARALLEL_FOLDERS {
+            subfolders.iter().map(walk).collect()
+        } else {
+            subfolders.par_iter().map(walk).collect()
+        };
+        let files = std::mem::take(&mut out.found);
+        let mut files = files.into_iter();
+        let mut taken = 0;
+        for ((at, _), part) in subfolders.iter().zip(parts) {
+            let part = part?;
+            out.found.extend(files.by_ref().take(at - taken));
+            taken = *at;
+            out.found.extend(part.found);
+            out.skipped.extend(part.skipped);
+        }
+        out.found.extend(files);
+        Ok(out)
     }
-    Ok(())
 }
 
 /// Sorts relative, normalized paths in `Path`'s order (component by
@@ -173,24 +191,7 @@ fn link_target(canonical_root: &Path, path: &Path) -> Result<(), String> {
 
 /// What a file system entry is, in words ("FIFO", "character device").
 pub fn kind_name(kind: fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if kind.is_dir() {
-        "folder"
-    } else if kind.is_file() {
-        "regular file"
-    } else if kind.is_fifo() {
-        "FIFO"
-    } else if kind.is_socket() {
-        "socket"
-    } else if kind.is_char_device() {
-        "character device"
-    } else if kind.is_block_device() {
-        "block device"
-    } else if kind.is_symlink() {
-        "symbolic link"
-    } else {
-        "special file"
-    }
+    EntryKind::of(kind).name()
 }
 
 /// A relative path as text with `/` separators (for reports and indexes).

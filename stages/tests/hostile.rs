@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value as Json;
 use vgmake_engine::standalone::run as standalone_run;
 use vgmake_stages::api::Params;
-use vgmake_stages::api::{NoProgress, StageError, StageKind, Value};
+use vgmake_stages::api::{NoProgress, ProjectFiles, StageError, StageKind, Value};
 use vgmake_stages::kinds as registry;
 use vgmake_stages::midi::{self, EncodeOptions, MidiError};
 use vgmake_testsite::{Fault, Site, SiteConfig, SongSpec};
@@ -229,7 +229,10 @@ fn links_fifos_and_odd_names_in_a_local_corpus_are_skipped_with_reasons() {
     // What enters the key: only regular files (the engine hashes each).
     let params = Params::with(kind("scrape"), &[("source", "songs".into())]).unwrap();
     let ext = kind("scrape")
-        .external_inputs(&params, &work, &vgmake_stages::data::default_dir())
+        .external_inputs(
+            &params,
+            &ProjectFiles::reading(&work, &vgmake_stages::data::default_dir()),
+        )
         .unwrap();
     assert_eq!(ext.paths.len(), 2, "{:?}", ext.paths);
     for path in &ext.paths {
@@ -294,7 +297,7 @@ fn a_source_that_is_empty_the_root_or_the_project_is_refused() {
     for (source, says) in [(".", "the project folder"), ("..", "above it")] {
         let params = Params::with(scrape_kind, &[("source", source.into())]).unwrap();
         let err = scrape_kind
-            .external_inputs(&params, &work, &data)
+            .external_inputs(&params, &ProjectFiles::reading(&work, &data))
             .unwrap_err()
             .to_string();
         assert!(err.contains(says), "{source}: {err}");

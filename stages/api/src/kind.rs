@@ -1,10 +1,9 @@
 //! A stage kind: what it declares (parameters, inputs, state, metrics) and
 //! the work it does. The engine decides everything else.
 
-use std::path::Path;
-
 use crate::{
-    ExternalInputs, Inputs, MetricSpec, ParamSpec, Params, ReportSpec, StageContext, StageError,
+    ExternalInputs, Inputs, MetricSpec, ParamSpec, Params, ProjectFiles, ReportSpec, StageContext,
+    StageError,
 };
 
 /// A stage kind: scrape, encode, limit, vocab, train, sample, command.
@@ -48,12 +47,12 @@ pub trait StageKind: Send + Sync {
     }
     /// Inputs from outside the cache that enter the key (source stages:
     /// the local corpus folder; `command`: allow-listed environment
-    /// variables and script files).
+    /// variables and script files). Folders are listed through
+    /// `files.folders`, which the engine answers from its listing cache.
     fn external_inputs(
         &self,
         _params: &Params,
-        _project_dir: &Path,
-        _data_dir: &Path,
+        _files: &ProjectFiles,
     ) -> Result<ExternalInputs, StageError> {
         Ok(ExternalInputs::default())
     }

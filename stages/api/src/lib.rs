@@ -7,10 +7,12 @@
 //! `run` gets the effective parameters, the dependencies' output folders
 //! (read-only) and an empty output folder to fill. The cache, its keys and
 //! its paths belong to the engine: a kind reaches them only through the
-//! per-item [`Memo`] and [`StageContext::state_dir`].
+//! per-item [`Memo`] and [`StageContext::state_dir`], and lists folders
+//! through [`Folders`] (answered from the engine's listing cache).
 
 mod context;
 mod error;
+mod folders;
 mod inputs;
 mod kind;
 mod metrics;
@@ -23,6 +25,7 @@ pub use context::{
     ExternalInputs, Input, Measurements, Memo, NoProgress, PGID_FILE, Progress, StageContext,
 };
 pub use error::{IoContext, StageError};
+pub use folders::{EntryKind, Folders, Listing, ProjectFiles, ReadFolders};
 pub use inputs::{InputError, Inputs, Slot};
 pub use kind::StageKind;
 pub use metrics::{Better, EVERY_NUMBER, MetricSpec, Source};

@@ -98,14 +98,9 @@ fn checked_source_dir(
 /// output's layout and report). The folder is not handed over whole: a
 /// link, FIFO or odd name in it would fail the hashing instead of being
 /// skipped.
-pub fn external_inputs(
-    params: &Params,
-    project_dir: &Path,
-    data_dir: &Path,
-) -> Result<ExternalInputs, StageError> {
-    let dir = checked_source_dir(params, project_dir, data_dir)?;
-    let (files, skipped) =
-        walk::corpus_files(&dir).ctx(|| format!("listing MIDI files in {}", dir.display()))?;
+pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<ExternalInputs, StageError> {
+    let dir = checked_source_dir(params, files.project_dir, files.data_dir)?;
+    let (files, skipped) = walk::corpus_files(&dir, files.folders).ctx(|| format!("listing MIDI files in {}", dir.display()))?;
     let mut listing = blake3::Hasher::new();
     for rel in &files {
         // The walk joins UTF-8 names with `/`: the bytes are `slash_path`'s.
@@ -174,7 +169,7 @@ fn looks_like_midi(bytes: &[u8]) -> bool {
 pub fn run(ctx: &StageContext) -> Result<(), StageError> {
     let source = checked_source_dir(ctx.params, ctx.project_dir, ctx.data_dir)?;
     let demo = ctx.params.str("source") == "demo";
-    let (files, mut skipped) = walk::corpus_files(&source)
+    let (files, mut skipped) = walk::corpus_files(&source, &ReadFolders)
         .ctx(|| format!("listing MIDI files in {}", source.display()))?;
     if files.is_empty() {
         return Err(StageError::Input(format!(

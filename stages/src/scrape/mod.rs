@@ -114,12 +114,11 @@ impl StageKind for ScrapeKind {
     fn external_inputs(
         &self,
         params: &Params,
-        project_dir: &std::path::Path,
-        data_dir: &std::path::Path,
+        files: &ProjectFiles,
     ) -> Result<ExternalInputs, StageError> {
         match params.str("source") {
             "vgmusic" => Ok(ExternalInputs::default()),
-            _ => local::external_inputs(params, project_dir, data_dir),
+            _ => local::external_inputs(params, files),
         }
     }
 
