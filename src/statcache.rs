@@ -6,20 +6,22 @@
 //! written (atomically) only when an entry changed:
 //!
 //! ```text
-//! b"VGMSTAT1"  u64 count
+//! b"VGMSTAT2"  u64 count
 //! count x { u32 path length, path bytes, u64 size, i64 mtime_ns,
 //!           i64 ctime_ns, u64 inode, [u8; 32] blake3 }
+//! count x u32  the offset of each entry, in entry order
 //! [u8; 32]     blake3 of everything above
 //! ```
 //!
-//! All integers little-endian. A file that is short, long or fails its
-//! checksum is ignored (the cache is only an accelerator: every file is
-//! then hashed again). Entries are keyed by the path's bytes with FxHash:
-//! `Path`'s own `Hash` and `Eq` walk components, which cost more than the
-//! lookups they serve on a no-op over 6,000 files.
+//! All integers little-endian, entries sorted by their path's bytes. A file
+//! that is short, long or fails its checksum is ignored (the cache is only
+//! an accelerator: every file is then hashed again). An entry is found by
+//! binary search over the offsets, in place: the file is its own index, so
+//! loading it builds nothing (a hash index of 120,000 entries cost a no-op
+//! over 60,000 files milliseconds). Paths are compared as bytes: `Path`'s
+//! own `Eq` walks components.
 
 use std::fs;
-use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
@@ -27,9 +29,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock, RwLock};
 
-use rustc_hash::{FxBuildHasher, FxHashMap};
+use rustc_hash::FxHashMap;
 
-const MAGIC: &[u8; 8] = b"VGMSTAT1";
+const MAGIC: &[u8; 8] = b"VGMSTAT2";
 /// Size, mtime, ctime, inode, hash: the fixed part after an entry's path.
 const FIXED: usize = 8 * 4 + 32;
 
@@ -100,10 +102,9 @@ struct Entry {
 #[derive(Default)]
 struct Loaded {
     bytes: Bytes,
-    /// FxHash of an entry's path -> the offset of its length prefix. Two
-    /// paths of one hash keep the later: the other then reads as a miss (a
-    /// rehash), never as the wrong entry, since the path bytes are compared.
-    index: FxHashMap<u64, u32>,
+    /// Where the offsets table starts (the entries end there).
+    offsets_at: usize,
+    count: usize,
 }
 
 impl Loaded {
@@ -114,38 +115,64 @@ impl Loaded {
         if blake3::hash(body).as_bytes() != check || !body.starts_with(MAGIC) {
             return None;
         }
-        let count = u64::from_le_bytes(body.get(8..16)?.try_into().ok()?);
-        let mut index = FxHashMap::default();
-        index.reserve(count.min(1 << 24) as usize);
-        let mut at = 16;
-        for _ in 0..count {
-            let (path, next) = entry_at(body, at)?;
-            index.insert(path_hash(path), u32::try_from(at).ok()?);
-            at = next;
+        let count = usize::try_from(u64::from_le_bytes(body.get(8..16)?.try_into().ok()?)).ok()?;
+        let offsets_at = body_len.checked_sub(count.checked_mul(4)?)?;
+        (offsets_at >= 16).then_some(Loaded {
+            bytes,
+            offsets_at,
+            count,
+        })
+    }
+
+    /// The entries' part of the file (every lookup stays inside it).
+    fn entries_part(&self) -> &[u8] {
+        &self.bytes[..self.offsets_at]
+    }
+
+    /// The offset of the `i`th entry, in path order.
+    fn offset(&self, i: usize) -> usize {
+        let at = self.offsets_at + 4 * i;
+        u32::from_le_bytes(self.bytes[at..at + 4].try_into().unwrap()) as usize
+    }
+
+    /// The offset of `path`'s entry, by binary search.
+    fn find(&self, path: &[u8]) -> Option<usize> {
+        let body = self.entries_part();
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let at = self.offset(mid);
+            let (found, _) = entry_at(body, at)?;
+            match found.cmp(path) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Some(at),
+            }
         }
-        (at == body.len()).then_some(Loaded { bytes, index })
+        None
     }
 
     /// The entry for `path`: first the one at `cursor` (where the previous
     /// lookup ended: files looked up in order are mostly neighbours in the
-    /// file, sorted by path), else through the index. Leaves `cursor` after
+    /// file, sorted by path), else by binary search. Leaves `cursor` after
     /// the entry found.
     fn get(&self, path: &[u8], cursor: &mut Cursor) -> Option<Entry> {
-        let at = match entry_at(&self.bytes, cursor.0) {
+        let body = self.entries_part();
+        let at = match entry_at(body, cursor.0) {
             Some((found, _)) if cursor.0 != 0 && found == path => cursor.0,
-            _ => *self.index.get(&path_hash(path))? as usize,
+            _ => self.find(path)?,
         };
-        let (found, next) = entry_at(&self.bytes, at)?;
+        let (found, next) = entry_at(body, at)?;
         if found != path {
             return None;
         }
         cursor.0 = next;
-        Some(decode_fixed(&self.bytes[at + 4 + path.len()..]))
+        Some(decode_fixed(&body[at + 4 + path.len()..]))
     }
 
     /// Every entry, in file order.
     fn entries(&self) -> impl Iterator<Item = (&[u8], Entry)> {
-        let body = &self.bytes[..self.bytes.len().saturating_sub(32)];
+        let body = self.entries_part();
         let mut at = 16;
         std::iter::from_fn(move || {
             let (path, next) = entry_at(body, at)?;
@@ -175,12 +202,6 @@ fn decode_fixed(fixed: &[u8]) -> Entry {
         },
         hash: fixed[32..64].try_into().unwrap(),
     }
-}
-
-fn path_hash(path: &[u8]) -> u64 {
-    let mut h = FxBuildHasher.build_hasher();
-    h.write(path);
-    h.finish()
 }
 
 /// The file's bytes: mapped, not read, on a local disk (reading 2 MB into
@@ -237,11 +258,11 @@ fn on_local_disk(file: &fs::File) -> bool {
 }
 
 /// Where the last lookup of one thread ended in the loaded file (see
-/// `Loaded::get`); a fresh one finds everything through the index.
+/// `Loaded::get`); a fresh one finds everything by binary search.
 #[derive(Default)]
 pub struct Cursor(usize);
 
-/// The loaded file; a big one is read (mapped, checked and indexed) by a
+/// The loaded file; a big one is read (mapped and checked) by a
 /// thread of its own, while the build lists the corpus: the first lookup
 /// waits for it.
 struct Loading {
@@ -459,8 +480,14 @@ fn encode(list: &[(Box<[u8]>, Entry)]) -> Vec<u8> {
     let mut out =
         Vec::with_capacity(48 + list.iter().map(|(p, _)| p.len() + 4 + FIXED).sum::<usize>());
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&(list.len() as u64).to_le_bytes());
+    out.extend_from_slice(&0u64.to_le_bytes());
+    let mut offsets = Vec::with_capacity(list.len() * 4);
     for (path, e) in list {
+        // Offsets are 32-bit: entries past 4 GB (40 million files) are left out.
+        let Ok(at) = u32::try_from(out.len()) else {
+            break;
+        };
+        offsets.extend_from_slice(&at.to_le_bytes());
         out.extend_from_slice(&(path.len() as u32).to_le_bytes());
         out.extend_from_slice(path);
         out.extend_from_slice(&e.stamp.size.to_le_bytes());
@@ -469,6 +496,9 @@ fn encode(list: &[(Box<[u8]>, Entry)]) -> Vec<u8> {
         out.extend_from_slice(&e.stamp.ino.to_le_bytes());
         out.extend_from_slice(&e.hash);
     }
+    let count = offsets.len() as u64 / 4;
+    out[8..16].copy_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(&offsets);
     let check = blake3::hash(&out);
     out.extend_from_slice(check.as_bytes());
     out
@@ -551,6 +581,18 @@ mod tests {
             assert_eq!(found.map(|e| e.stamp), Some(entry(i).stamp));
         }
         assert!(cache.get(b"/corpus/x.mid", &mut cursor).is_none());
+        // Every entry by binary search alone (a fresh cursor each), and the
+        // paths around each one missing.
+        for i in (0..10_000u64).step_by(7) {
+            let path = format!("/corpus/{i:05}.mid");
+            let found = cache.get(path.as_bytes(), &mut Cursor::default());
+            assert_eq!(found.map(|e| e.hash), Some(entry(i).hash), "{path}");
+            for near in [format!("/corpus/{i:05}.mi"), format!("/corpus/{i:05}.mid0")] {
+                assert!(cache.get(near.as_bytes(), &mut Cursor::default()).is_none());
+            }
+        }
+        assert!(cache.get(b"", &mut Cursor::default()).is_none());
+        assert!(cache.get(b"/zzz", &mut Cursor::default()).is_none());
     }
 
     #[test]
