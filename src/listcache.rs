@@ -11,7 +11,7 @@
 //! count x { u32 path length, path bytes, u64 size, i64 mtime_ns,
 //!           i64 ctime_ns, u64 inode, u32 block length,
 //!           block: u32 entries, entries x { u8 kind, u16 name length, name } }
-//! [u8; 32]     blake3 of everything above
+//! u64          XXH3-64 of everything above (as statcache.rs)
 //! ```
 //!
 //! All integers little-endian, entries sorted by name bytes, kinds as
@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 use vgmake_api::{EntryKind, Folders, Listing};
 
-use crate::statcache::Stamp;
+use crate::statcache::{Stamp, checksum};
 
 const MAGIC: &[u8; 8] = b"VGMLIST1";
 
@@ -53,9 +53,9 @@ struct Loaded {
 
 impl Loaded {
     fn parse(bytes: Vec<u8>) -> Option<Loaded> {
-        let body_len = bytes.len().checked_sub(32)?;
+        let body_len = bytes.len().checked_sub(8)?;
         let (body, check) = bytes.split_at(body_len);
-        if blake3::hash(body).as_bytes() != check || !body.starts_with(MAGIC) {
+        if checksum(body).to_le_bytes() != check || !body.starts_with(MAGIC) {
             return None;
         }
         let mut r = Reader { bytes: body, at: 8 };
@@ -189,8 +189,8 @@ impl ListCache {
             add(path, stamp, &encode_block(listing));
         }
         out[8..16].copy_from_slice(&count.to_le_bytes());
-        let check = blake3::hash(&out);
-        out.extend_from_slice(check.as_bytes());
+        let check = checksum(&out);
+        out.extend_from_slice(&check.to_le_bytes());
         crate::fsutil::write_atomic(&self.path, &out)
     }
 }

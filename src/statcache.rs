@@ -10,12 +10,15 @@
 //! count x { u32 path length, path bytes, u64 size, i64 mtime_ns,
 //!           i64 ctime_ns, u64 inode, [u8; 32] blake3 }
 //! count x u32  the offset of each entry, in entry order
-//! [u8; 32]     blake3 of everything above
+//! u64          XXH3-64 of everything above
 //! ```
 //!
 //! All integers little-endian, entries sorted by their path's bytes. A file
 //! that is short, long or fails its checksum is ignored (the cache is only
-//! an accelerator: every file is then hashed again). An entry is found by
+//! an accelerator: every file is then hashed again). The checksum guards
+//! against a damaged disk, not an attacker (who could write the file
+//! anyway): XXH3 checks 18 MB (60,000 corpus files) in a millisecond, where
+//! blake3 took four. An entry is found by
 //! binary search over the offsets, in place: the file is its own index, so
 //! loading it builds nothing (a hash index of 120,000 entries cost a no-op
 //! over 60,000 files milliseconds). Paths are compared as bytes: `Path`'s
@@ -110,9 +113,9 @@ struct Loaded {
 impl Loaded {
     /// The entries in `bytes`, or `None` when it is not a whole, intact file.
     fn parse(bytes: Bytes) -> Option<Loaded> {
-        let body_len = bytes.len().checked_sub(32)?;
+        let body_len = bytes.len().checked_sub(8)?;
         let (body, check) = bytes.split_at(body_len);
-        if blake3::hash(body).as_bytes() != check || !body.starts_with(MAGIC) {
+        if checksum(body).to_le_bytes() != check || !body.starts_with(MAGIC) {
             return None;
         }
         let count = usize::try_from(u64::from_le_bytes(body.get(8..16)?.try_into().ok()?)).ok()?;
@@ -499,9 +502,14 @@ fn encode(list: &[(Box<[u8]>, Entry)]) -> Vec<u8> {
     let count = offsets.len() as u64 / 4;
     out[8..16].copy_from_slice(&count.to_le_bytes());
     out.extend_from_slice(&offsets);
-    let check = blake3::hash(&out);
-    out.extend_from_slice(check.as_bytes());
+    let check = checksum(&out);
+    out.extend_from_slice(&check.to_le_bytes());
     out
+}
+
+/// The file's checksum (see the module docs).
+pub fn checksum(bytes: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(bytes)
 }
 
 #[cfg(test)]
