@@ -224,12 +224,18 @@ pub fn hash_paths(
         unknown: &unknown,
     };
     if paths.len() < PARALLEL_FROM {
-        return hash_chunk(paths, stats, mode).collect();
+        let mut hasher = ChunkHasher::new(stats, mode);
+        return paths.iter().map(|path| hasher.hash(path)).collect();
     }
+    // In place, in path order: each job keeps its folder's descriptor and
+    // its stat cache cursor across its run of neighbouring paths.
+    let mut out = Vec::with_capacity(paths.len());
     paths
-        .par_chunks(PARALLEL_FROM / 2)
-        .flat_map_iter(|chunk| hash_chunk(chunk, stats, mode))
-        .collect()
+        .par_iter()
+        .with_min_len(PARALLEL_FROM / 2)
+        .map_init(|| ChunkHasher::new(stats, mode), |hasher, path| hasher.hash(path))
+        .collect_into_vec(&mut out);
+    out
 }
 
 #[derive(Clone, Copy)]
@@ -250,16 +256,27 @@ impl HashMode<'_> {
 /// (or waking) the thread pool costs more (the demo's no-op never starts it).
 pub const PARALLEL_FROM: usize = 512;
 
-/// [`hash_paths`] on this thread. The folder's descriptor is kept while
-/// consecutive paths share it (they are sorted).
-fn hash_chunk<'a>(
-    chunk: &'a [PathBuf],
+/// [`hash_paths`] on one thread, over a run of paths. The folder's
+/// descriptor is kept while consecutive paths share it (they are sorted).
+struct ChunkHasher<'a> {
     stats: &'a StatCache,
     mode: HashMode<'a>,
-) -> impl Iterator<Item = io::Result<Stamped>> + 'a {
-    let mut folder: Option<(&[u8], Option<rustix::fd::OwnedFd>)> = None;
-    let mut cursor = Cursor::default();
-    chunk.iter().map(move |path| {
+    folder: Option<(&'a [u8], Option<rustix::fd::OwnedFd>)>,
+    cursor: Cursor,
+}
+
+impl<'a> ChunkHasher<'a> {
+    fn new(stats: &'a StatCache, mode: HashMode<'a>) -> ChunkHasher<'a> {
+        ChunkHasher {
+            stats,
+            mode,
+            folder: None,
+            cursor: Cursor::default(),
+        }
+    }
+
+    fn hash(&mut self, path: &'a PathBuf) -> io::Result<Stamped> {
+        let (stats, mode) = (self.stats, self.mode);
         if mode.known_only && mode.unknown.load(Ordering::Relaxed) {
             return Err(mode.would_block());
         }
@@ -269,15 +286,15 @@ fn hash_chunk<'a>(
             }
             return hash_path(path, stats).map(|h| (None, h));
         };
-        if folder.as_ref().is_none_or(|(d, _)| *d != dir) {
+        if self.folder.as_ref().is_none_or(|(d, _)| *d != dir) {
             let fd = rustix::fs::open(
                 Path::new(OsStr::from_bytes(dir)),
                 OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
                 Mode::empty(),
             );
-            folder = Some((dir, fd.ok()));
+            self.folder = Some((dir, fd.ok()));
         }
-        let Some((_, Some(fd))) = &folder else {
+        let Some((_, Some(fd))) = &self.folder else {
             if mode.known_only {
                 return Err(mode.would_block());
             }
@@ -292,16 +309,16 @@ fn hash_chunk<'a>(
         ) {
             (true, true) => Err(mode.would_block()),
             (true, false) => Ok((None, TreeManifest::scan(path, stats)?.hash())),
-            (false, true) => match stats.known_hash(path, stamp, &mut cursor) {
+            (false, true) => match stats.known_hash(path, stamp, &mut self.cursor) {
                 Some(hash) => Ok((Some(stamp), hash)),
                 None => Err(mode.would_block()),
             },
             (false, false) => Ok((
                 Some(stamp),
-                stats.hash_with_stamp(path, stamp, &mut cursor)?,
+                stats.hash_with_stamp(path, stamp, &mut self.cursor)?,
             )),
         }
-    })
+    }
 }
 
 /// A path's folder and its name, when its last component is a plain name

@@ -96,7 +96,7 @@ impl Walk<'_> {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
-            let child = rel.join(name);
+            let child = joined(&rel, name.as_ref());
             let midi = is_midi_name(&child);
             if name.to_str().is_none() {
                 if kind == EntryKind::Folder || midi {
@@ -149,6 +149,16 @@ impl Walk<'_> {
         out.found.extend(files);
         Ok(out)
     }
+}
+
+/// `dir.join(name)` allocated once at its final size (`join` grows the
+/// buffer after copying `dir`: 120,000 reallocations on a 60,000-file
+/// no-op).
+pub fn joined(dir: &Path, name: &Path) -> PathBuf {
+    let mut path = PathBuf::with_capacity(dir.as_os_str().len() + 1 + name.as_os_str().len());
+    path.push(dir);
+    path.push(name);
+    path
 }
 
 /// Sorts relative, normalized paths in `Path`'s order (component by

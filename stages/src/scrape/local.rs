@@ -111,7 +111,7 @@ pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<External
     for skip in &skipped {
         listing.update(format!("skipped {}: {}\n", skip.path, skip.reason).as_bytes());
     }
-    let mut paths: Vec<PathBuf> = files.iter().map(|rel| dir.join(rel)).collect();
+    let mut paths: Vec<PathBuf> = files.iter().map(|rel| walk::joined(&dir, rel)).collect();
     paths.extend(license_files(&dir));
     let mut ext = ExternalInputs {
         paths,
