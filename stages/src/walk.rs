@@ -1,7 +1,9 @@
 //! Finding MIDI files in a folder tree (scrape's local sources, encode).
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use vgmake_api::{EntryKind, Folders, Listing, ReadFolders};
@@ -43,6 +45,20 @@ pub fn corpus_files(
     root: &Path,
     folders: &dyn Folders,
 ) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
+    let (found, skipped) = corpus_paths(root, folders)?;
+    let found = found
+        .iter()
+        .map(|path| PathBuf::from(OsStr::from_bytes(relative(root, path))))
+        .collect();
+    Ok((found, skipped))
+}
+
+/// [`corpus_files`] as paths under `root` (`root` joined with each),
+/// allocated once each: what the engine stats.
+pub fn corpus_paths(
+    root: &Path,
+    folders: &dyn Folders,
+) -> io::Result<(Vec<PathBuf>, Vec<Skipped>)> {
     let canonical_root = root.canonicalize()?;
     let listing = folders.list(root)?;
     let walk = Walk {
@@ -50,12 +66,22 @@ pub fn corpus_files(
         canonical_root: &canonical_root,
         folders,
     };
-    let mut found = walk.folder(PathBuf::new(), &listing)?;
+    let mut found = walk.folder(root.to_path_buf(), &listing)?;
     // Already in order (each folder's entries come sorted by name, and a
     // folder's files sort where its name does): this only checks, in one pass.
     sort_paths(&mut found.found);
     found.skipped.sort();
     Ok((found.found, found.skipped))
+}
+
+/// The bytes of `path` (found under `root` by [`corpus_paths`]) after
+/// `root` and its separator.
+pub fn relative<'a>(root: &Path, path: &'a Path) -> &'a [u8] {
+    let root = root.as_os_str().as_bytes();
+    let bytes = path.as_os_str().as_bytes();
+    debug_assert!(bytes.starts_with(root));
+    let skip = root.len() + usize::from(!root.ends_with(b"/"));
+    bytes.get(skip..).unwrap_or_default()
 }
 
 #[derive(Default)]
@@ -65,7 +91,9 @@ struct Found {
 }
 
 impl Found {
-    fn skip(&mut self, rel: &Path, reason: String) {
+    /// `path` (under `root`) skipped, and why.
+    fn skip(&mut self, root: &Path, path: &Path, reason: String) {
+        let rel = Path::new(OsStr::from_bytes(relative(root, path)));
         self.skipped.push(Skipped {
             path: slash_path(rel),
             reason,
@@ -84,11 +112,11 @@ struct Walk<'a> {
 const PARALLEL_FOLDERS: usize = 8;
 
 impl Walk<'_> {
-    /// What folder `rel` (its entries given) and its subfolders hold, in
-    /// path order. Subfolders are walked in parallel when there are many:
-    /// listing 60,000 files in 120 folders is otherwise a serial tenth of a
-    /// no-op.
-    fn folder(&self, rel: PathBuf, listing: &Listing) -> io::Result<Found> {
+    /// What folder `dir` (under the root; its entries given) and its
+    /// subfolders hold, in path order. Subfolders are walked in parallel
+    /// when there are many: listing 60,000 files in 120 folders is
+    /// otherwise a serial tenth of a no-op.
+    fn folder(&self, dir: PathBuf, listing: &Listing) -> io::Result<Found> {
         let mut out = Found::default();
         // Where each subfolder's files go in `out.found`, to keep path order.
         let mut subfolders: Vec<(usize, PathBuf)> = Vec::new();
@@ -96,24 +124,25 @@ impl Walk<'_> {
             if name.as_encoded_bytes().starts_with(b".") {
                 continue;
             }
-            let child = joined(&rel, name.as_ref());
+            let child = joined(&dir, name.as_ref());
             let midi = is_midi_name(&child);
+            let root = self.root;
             if name.to_str().is_none() {
                 if kind == EntryKind::Folder || midi {
-                    out.skip(&child, "the name is not valid UTF-8 (rename it)".into());
+                    out.skip(root, &child, "the name is not valid UTF-8 (rename it)".into());
                 }
                 continue;
             }
             match kind {
                 EntryKind::Folder => subfolders.push((out.found.len(), child)),
-                EntryKind::Symlink => match link_target(self.canonical_root, &self.root.join(&child)) {
+                EntryKind::Symlink => match link_target(self.canonical_root, &child) {
                     Ok(()) if midi => out.found.push(child),
                     Ok(()) => {}
-                    Err(why) if midi || why.contains("folder") => out.skip(&child, why),
+                    Err(why) if midi || why.contains("folder") => out.skip(root, &child, why),
                     Err(_) => {}
                 },
                 EntryKind::File if midi => out.found.push(child),
-                _ if midi => out.skip(&child, format!("not a regular file ({})", kind.name())),
+                _ if midi => out.skip(root, &child, format!("not a regular file ({})", kind.name())),
                 _ => {}
             }
         }
@@ -121,11 +150,11 @@ impl Walk<'_> {
             return Ok(out);
         }
         use rayon::prelude::*;
-        let walk = |(_, rel): &(usize, PathBuf)| match self.folders.list(&self.root.join(rel)) {
-            Ok(listing) => self.folder(rel.clone(), &listing),
+        let walk = |(_, sub): &(usize, PathBuf)| match self.folders.list(sub) {
+            Ok(listing) => self.folder(sub.clone(), &listing),
             Err(e) => {
                 let mut part = Found::default();
-                part.skip(rel, format!("cannot list the folder: {e}"));
+                part.skip(self.root, sub, format!("cannot list the folder: {e}"));
                 Ok(part)
             }
         };

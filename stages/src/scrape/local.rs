@@ -100,18 +100,22 @@ fn checked_source_dir(
 /// skipped.
 pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<ExternalInputs, StageError> {
     let dir = checked_source_dir(params, files.project_dir, files.data_dir)?;
-    let (files, skipped) = walk::corpus_files(&dir, files.folders).ctx(|| format!("listing MIDI files in {}", dir.display()))?;
-    let mut listing = blake3::Hasher::new();
-    for rel in &files {
-        // The walk joins UTF-8 names with `/`: the bytes are `slash_path`'s.
-        debug_assert_eq!(Some(walk::slash_path(rel).as_str()), rel.to_str());
-        listing.update(rel.as_os_str().as_encoded_bytes());
-        listing.update(b"\n");
+    let (mut paths, skipped) = walk::corpus_paths(&dir, files.folders)
+        .ctx(|| format!("listing MIDI files in {}", dir.display()))?;
+    // One buffer hashed at once: blake3 is several times faster over one
+    // long input than over 120,000 small updates.
+    let mut listing = Vec::with_capacity(paths.len() * 32);
+    for path in &paths {
+        // The walk takes only UTF-8 names and joins them with `/`: the
+        // bytes are `slash_path`'s.
+        let rel = walk::relative(&dir, path);
+        debug_assert!(std::str::from_utf8(rel).is_ok());
+        listing.extend_from_slice(rel);
+        listing.push(b'\n');
     }
     for skip in &skipped {
-        listing.update(format!("skipped {}: {}\n", skip.path, skip.reason).as_bytes());
+        listing.extend_from_slice(format!("skipped {}: {}\n", skip.path, skip.reason).as_bytes());
     }
-    let mut paths: Vec<PathBuf> = files.iter().map(|rel| walk::joined(&dir, rel)).collect();
     paths.extend(license_files(&dir));
     let mut ext = ExternalInputs {
         paths,
@@ -119,7 +123,7 @@ pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<External
     };
     ext.values.insert(
         "source files".into(),
-        listing.finalize().to_hex().to_string(),
+        blake3::hash(&listing).to_hex().to_string(),
     );
     Ok(ext)
 }
