@@ -145,9 +145,12 @@ fn memo_digest(
     stage: &ResolvedStage,
     deps: &[DepOutput],
 ) -> Option<[u8; 32]> {
-    // Gathered into one buffer and hashed at once: blake3 is several times
-    // faster over one long input than over 20,000 small updates.
-    let mut h = Vec::with_capacity(256 + gathered.external.paths.len() * 96);
+    // Gathered into a buffer hashed 64 KB at a time: blake3 is several
+    // times faster over long inputs than over 20,000 small updates, and a
+    // buffer of the whole (6 MB for 60,000 files) cost 1,500 page faults.
+    const BLOCK: usize = 64 * 1024;
+    let mut hasher = blake3::Hasher::new_derive_key("vgmake key memo v1");
+    let mut h = Vec::with_capacity(BLOCK + 4096);
     fn field(h: &mut Vec<u8>, bytes: &[u8]) {
         h.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
         h.extend_from_slice(bytes);
@@ -166,16 +169,25 @@ fn memo_digest(
     let roots = env.roots();
     field(&mut h, roots.0.as_os_str().as_bytes());
     field(&mut h, roots.1.as_os_str().as_bytes());
+    let mut last: Option<(&[u8], &str)> = None;
     for (path, hashed) in gathered.external.paths.iter().zip(&gathered.hashes) {
         let (Some(stamp), _) = hashed.as_ref().ok()? else {
             return None;
         };
         let (folder, name) = split_plain(path)?;
-        field(&mut h, gathered.prefixes.get(folder)?.as_bytes());
+        let prefix = match last {
+            Some((known, prefix)) if known == folder => prefix,
+            _ => gathered.prefixes.get(folder)?.as_str(),
+        };
+        last = Some((folder, prefix));
+        field(&mut h, prefix.as_bytes());
         field(&mut h, name);
         stamp.digest_into(&mut h);
+        if h.len() >= BLOCK {
+            hasher.update(&h);
+            h.clear();
+        }
     }
-    let mut hasher = blake3::Hasher::new_derive_key("vgmake key memo v1");
     Some(*hasher.update(&h).finalize().as_bytes())
 }
 

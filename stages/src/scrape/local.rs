@@ -102,9 +102,11 @@ pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<External
     let dir = checked_source_dir(params, files.project_dir, files.data_dir)?;
     let (mut paths, skipped) = walk::corpus_paths(&dir, files.folders)
         .ctx(|| format!("listing MIDI files in {}", dir.display()))?;
-    // One buffer hashed at once: blake3 is several times faster over one
-    // long input than over 120,000 small updates.
-    let mut listing = Vec::with_capacity(paths.len() * 32);
+    // Hashed 64 KB at a time: blake3 is several times faster over long
+    // inputs than over 120,000 small updates.
+    const BLOCK: usize = 64 * 1024;
+    let mut hasher = blake3::Hasher::new();
+    let mut listing = Vec::with_capacity(BLOCK + 4096);
     for path in &paths {
         // The walk takes only UTF-8 names and joins them with `/`: the
         // bytes are `slash_path`'s.
@@ -112,6 +114,10 @@ pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<External
         debug_assert!(std::str::from_utf8(rel).is_ok());
         listing.extend_from_slice(rel);
         listing.push(b'\n');
+        if listing.len() >= BLOCK {
+            hasher.update(&listing);
+            listing.clear();
+        }
     }
     for skip in &skipped {
         listing.extend_from_slice(format!("skipped {}: {}\n", skip.path, skip.reason).as_bytes());
@@ -123,7 +129,7 @@ pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<External
     };
     ext.values.insert(
         "source files".into(),
-        blake3::hash(&listing).to_hex().to_string(),
+        hasher.update(&listing).finalize().to_hex().to_string(),
     );
     Ok(ext)
 }
