@@ -77,32 +77,31 @@ fn verify_rereads_what_the_stat_cache_vouches_for() {
     // adversary can write a consistent one, checksum included.
     let stats_path = p.path().join("cache/statcache.bin");
     let bytes = fs::read(&stats_path).unwrap();
-    let body = &bytes[..bytes.len() - 32];
+    let mut out = bytes[..bytes.len() - 8].to_vec();
+    let count = u64::from_le_bytes(out[8..16].try_into().unwrap()) as usize;
+    let entries_end = out.len() - 4 * count;
     let meta = fs::metadata(&file).unwrap();
     let wanted = file.as_os_str().as_encoded_bytes();
-    let mut out = body[..16].to_vec();
     let mut at = 16;
     let mut found = false;
-    while at < body.len() {
-        let len = u32::from_le_bytes(body[at..at + 4].try_into().unwrap()) as usize;
-        let path = &body[at + 4..at + 4 + len];
-        let mut entry = body[at..at + 4 + len + 64].to_vec();
-        if path == wanted {
+    while at < entries_end {
+        let len = u32::from_le_bytes(out[at..at + 4].try_into().unwrap()) as usize;
+        if &out[at + 4..at + 4 + len] == wanted {
             found = true;
-            let stamp = 4 + len;
-            entry[stamp..stamp + 8].copy_from_slice(&meta.len().to_le_bytes());
+            // Same length: the offsets table stays right.
+            let stamp = at + 4 + len;
+            out[stamp..stamp + 8].copy_from_slice(&meta.len().to_le_bytes());
             let mtime = meta.mtime() * 1_000_000_000 + meta.mtime_nsec();
             let ctime = meta.ctime() * 1_000_000_000 + meta.ctime_nsec();
-            entry[stamp + 8..stamp + 16].copy_from_slice(&mtime.to_le_bytes());
-            entry[stamp + 16..stamp + 24].copy_from_slice(&ctime.to_le_bytes());
-            entry[stamp + 24..stamp + 32].copy_from_slice(&meta.ino().to_le_bytes());
+            out[stamp + 8..stamp + 16].copy_from_slice(&mtime.to_le_bytes());
+            out[stamp + 16..stamp + 24].copy_from_slice(&ctime.to_le_bytes());
+            out[stamp + 24..stamp + 32].copy_from_slice(&meta.ino().to_le_bytes());
         }
-        out.extend_from_slice(&entry);
         at += 4 + len + 64;
     }
     assert!(found, "the output file is in the stat cache");
-    let check = blake3::hash(&out);
-    out.extend_from_slice(check.as_bytes());
+    let check = xxhash_rust::xxh3::xxh3_64(&out);
+    out.extend_from_slice(&check.to_le_bytes());
     fs::write(&stats_path, out).unwrap();
     let verify = p.run(&["verify"]);
     assert_eq!(verify.code, 1, "{}", verify.stdout);
