@@ -11,10 +11,18 @@ use vgmake_api::{EntryKind, Folders, Listing, ReadFolders};
 /// Extensions taken as MIDI files, compared without case.
 pub const MIDI_EXTENSIONS: &[&str] = &["mid", "midi", "kar", "rmi"];
 
+/// Whether the file name ends in a MIDI extension (`Path::extension`'s
+/// rule, on bytes: a no-op checks every corpus name).
 pub fn is_midi_name(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| MIDI_EXTENSIONS.iter().any(|m| e.eq_ignore_ascii_case(m)))
+    let bytes = path.as_os_str().as_bytes();
+    let name = &bytes[bytes.iter().rposition(|b| *b == b'/').map_or(0, |i| i + 1)..];
+    match name.iter().rposition(|b| *b == b'.') {
+        Some(dot) if dot > 0 => {
+            let ext = &name[dot + 1..];
+            MIDI_EXTENSIONS.iter().any(|m| ext.eq_ignore_ascii_case(m.as_bytes()))
+        }
+        _ => false,
+    }
 }
 
 /// The MIDI files under `root`, recursively, as paths relative to `root`,
@@ -125,7 +133,7 @@ impl Walk<'_> {
                 continue;
             }
             let child = joined(&dir, name.as_ref());
-            let midi = is_midi_name(&child);
+            let midi = is_midi_name(name.as_ref());
             let root = self.root;
             if name.to_str().is_none() {
                 if kind == EntryKind::Folder || midi {
@@ -244,6 +252,21 @@ pub fn slash_path(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn midi_names_are_those_path_extension_finds() {
+        for name in [
+            "a.mid", "a.MID", "b/c.midi", "x.kar", "y.Rmi", ".mid", "a.mid.txt", "mid", "a.",
+            "a..mid", "dir.mid/x", "é.mid", "a.mi",
+        ] {
+            let path = Path::new(name);
+            let by_path = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| MIDI_EXTENSIONS.iter().any(|m| e.eq_ignore_ascii_case(m)));
+            assert_eq!(is_midi_name(path), by_path, "{name}");
+        }
+    }
 
     #[test]
     fn byte_sort_is_path_order() {
