@@ -13,7 +13,9 @@ use rustc_hash::FxHashMap;
 use vgmake_api::{ExternalInputs, Input, ProjectFiles, Progress};
 
 use crate::error::{Error, StageFailure};
-use crate::hashing::{KeyManifest, PARALLEL_FROM, Stamped, hash_paths, split_plain};
+use crate::hashing::{
+    KeyManifest, PARALLEL_FROM, Reading, Stamped, hash_paths, known_hashes, split_plain,
+};
 use crate::keymemo;
 use crate::lock::unix_now;
 use crate::pipeline::{Executor, ResolvedStage};
@@ -82,9 +84,9 @@ pub struct Gathered {
 }
 
 /// Lists, stats and hashes the external inputs of `stage`; with
-/// `known_only`, reads no file the stat cache does not know (see
+/// [`Reading::Stamps`], only stats them (see
 /// [`hash_paths`]).
-pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result<Gathered, Error> {
+pub fn gather(env: &BuildEnv, stage: &ResolvedStage, reading: Reading) -> Result<Gathered, Error> {
     let external = stage
         .kind
         .external_inputs(
@@ -120,7 +122,7 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result
     }
     // Stat (and, when changed, hash) on every core: a corpus of thousands
     // of files is most of a no-op's time, and the kernel's stat scales.
-    let hashes = hash_paths(&external.paths, &env.store.stats, known_only);
+    let hashes = hash_paths(&external.paths, &env.store.stats, reading);
     Ok(Gathered {
         external,
         prefixes,
@@ -129,10 +131,10 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, known_only: bool) -> Result
 }
 
 impl Gathered {
-    /// Hashes every input, the ones a `known_only` gathering left unread
+    /// Hashes every input, the ones a stamps-only gathering left unread
     /// too, reusing its listing.
     fn read_all(mut self, env: &BuildEnv) -> Gathered {
-        self.hashes = hash_paths(&self.external.paths, &env.store.stats, false);
+        self.hashes = hash_paths(&self.external.paths, &env.store.stats, Reading::All);
         self
     }
 }
@@ -197,7 +199,7 @@ pub fn key_manifest(
     stage: &ResolvedStage,
     deps: &[DepOutput],
 ) -> Result<KeyManifest, Error> {
-    let gathered = gather(env, stage, false)?;
+    let gathered = gather(env, stage, Reading::All)?;
     manifest_of(env, gathered, stage, deps)
 }
 
@@ -417,11 +419,8 @@ pub fn probe(
     progress: &dyn Progress,
 ) -> Result<Probe, StageFailure> {
     let started = Instant::now();
-    let gathered = gather(env, stage, true)?;
-    let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-    if gathered.hashes.iter().any(unknown) {
-        return Ok(Probe::Busy(gathered));
-    }
+    // Stamps first: a key the memo knows needs no hash (nor the stat cache).
+    let mut gathered = gather(env, stage, Reading::Stamps)?;
     let digest = memo_digest(env, &gathered, stage, deps);
     let hit = |key: String, output: String| {
         Probe::Hit(Done {
@@ -440,6 +439,11 @@ pub fn probe(
         if verify == Verify::WhenRead || intact(env.store, &key, &output, progress) {
             return Ok(hit(key, output));
         }
+    }
+    known_hashes(&gathered.external.paths, &mut gathered.hashes, &env.store.stats);
+    let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+    if gathered.hashes.iter().any(unknown) {
+        return Ok(Probe::Busy(gathered));
     }
     let keyed = Keyed::of(manifest_of(env, gathered, stage, deps)?);
     let key = keyed.key.clone();

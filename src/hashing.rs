@@ -6,7 +6,6 @@ use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use serde::{Deserialize, Serialize};
@@ -210,21 +209,15 @@ pub type Stamped = (Option<Stamp>, blake3::Hash);
 /// which was most of a stat's cost on a corpus of thousands of files.
 /// Each comes with the file's stamp; a folder's is `None` (its stamp does
 /// not cover its files).
-/// With `known_only`, nothing is read: a file the stat cache does not know
-/// (or a folder) is an error of kind `WouldBlock`, and the rest are skipped.
+/// [`Reading`] says how much is read.
 pub fn hash_paths(
     paths: &[PathBuf],
     stats: &StatCache,
-    known_only: bool,
+    reading: Reading,
 ) -> Vec<io::Result<Stamped>> {
     use rayon::prelude::*;
-    let unknown = AtomicBool::new(false);
-    let mode = HashMode {
-        known_only,
-        unknown: &unknown,
-    };
     if paths.len() < PARALLEL_FROM {
-        let mut hasher = ChunkHasher::new(stats, mode);
+        let mut hasher = ChunkHasher::new(stats, reading);
         return paths.iter().map(|path| hasher.hash(path)).collect();
     }
     // In place, in path order: each job keeps its folder's descriptor and
@@ -233,22 +226,42 @@ pub fn hash_paths(
     paths
         .par_iter()
         .with_min_len(PARALLEL_FROM / 2)
-        .map_init(|| ChunkHasher::new(stats, mode), |hasher, path| hasher.hash(path))
+        .map_init(|| ChunkHasher::new(stats, reading), |hasher, path| hasher.hash(path))
         .collect_into_vec(&mut out);
     out
 }
 
-#[derive(Clone, Copy)]
-struct HashMode<'a> {
-    known_only: bool,
-    /// Set at the first unknown file: the rest need not be stat'ed.
-    unknown: &'a AtomicBool,
+/// How much of the inputs [`hash_paths`] reads.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Reading {
+    /// Every file and folder, hashed where the stat cache does not know it.
+    All,
+    /// Only stamps, with [`UNREAD`] for every hash: what the key memo needs
+    /// (a no-op that finds its keys there never opens the stat cache). A
+    /// folder is `(None, UNREAD)`. [`known_hashes`] fills in the rest.
+    Stamps,
 }
 
-impl HashMode<'_> {
-    fn would_block(&self) -> io::Error {
-        self.unknown.store(true, Ordering::Relaxed);
-        io::Error::new(io::ErrorKind::WouldBlock, "not known to the stat cache")
+/// The hash of an input [`Reading::Stamps`] did not look up.
+pub const UNREAD: blake3::Hash = blake3::Hash::from_bytes([0; 32]);
+
+/// The stat cache's hashes for what [`Reading::Stamps`] gathered, reading
+/// no file: an input it does not know (or a folder) becomes an error of
+/// kind `WouldBlock` (the stage's own thread then hashes them all).
+pub fn known_hashes(paths: &[PathBuf], stamped: &mut [io::Result<Stamped>], stats: &StatCache) {
+    let mut cursor = Cursor::default();
+    for (path, entry) in paths.iter().zip(stamped) {
+        if let Ok((stamp, hash)) = entry {
+            match stamp.and_then(|stamp| stats.known_hash(path, stamp, &mut cursor)) {
+                Some(known) => *hash = known,
+                None => {
+                    *entry = Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        "not known to the stat cache",
+                    ))
+                }
+            }
+        }
     }
 }
 
@@ -260,31 +273,28 @@ pub const PARALLEL_FROM: usize = 512;
 /// descriptor is kept while consecutive paths share it (they are sorted).
 struct ChunkHasher<'a> {
     stats: &'a StatCache,
-    mode: HashMode<'a>,
+    reading: Reading,
     folder: Option<(&'a [u8], Option<rustix::fd::OwnedFd>)>,
     cursor: Cursor,
 }
 
 impl<'a> ChunkHasher<'a> {
-    fn new(stats: &'a StatCache, mode: HashMode<'a>) -> ChunkHasher<'a> {
+    fn new(stats: &'a StatCache, reading: Reading) -> ChunkHasher<'a> {
         ChunkHasher {
             stats,
-            mode,
+            reading,
             folder: None,
             cursor: Cursor::default(),
         }
     }
 
     fn hash(&mut self, path: &'a PathBuf) -> io::Result<Stamped> {
-        let (stats, mode) = (self.stats, self.mode);
-        if mode.known_only && mode.unknown.load(Ordering::Relaxed) {
-            return Err(mode.would_block());
-        }
+        let (stats, reading) = (self.stats, self.reading);
         let Some((dir, name)) = split_plain(path) else {
-            if mode.known_only {
-                return Err(mode.would_block());
-            }
-            return hash_path(path, stats).map(|h| (None, h));
+            return match reading {
+                Reading::Stamps => Ok((None, UNREAD)),
+                Reading::All => hash_path(path, stats).map(|h| (None, h)),
+            };
         };
         if self.folder.as_ref().is_none_or(|(d, _)| *d != dir) {
             let fd = rustix::fs::open(
@@ -295,25 +305,19 @@ impl<'a> ChunkHasher<'a> {
             self.folder = Some((dir, fd.ok()));
         }
         let Some((_, Some(fd))) = &self.folder else {
-            if mode.known_only {
-                return Err(mode.would_block());
-            }
-            return hash_path(path, stats).map(|h| (None, h));
+            return match reading {
+                Reading::Stamps => Ok((None, UNREAD)),
+                Reading::All => hash_path(path, stats).map(|h| (None, h)),
+            };
         };
         let st = rustix::fs::statat(fd, OsStr::from_bytes(name), AtFlags::empty())
             .map_err(io::Error::from)?;
         let stamp = Stamp::of_stat(&st);
-        match (
-            FileType::from_raw_mode(st.st_mode).is_dir(),
-            mode.known_only,
-        ) {
-            (true, true) => Err(mode.would_block()),
-            (true, false) => Ok((None, TreeManifest::scan(path, stats)?.hash())),
-            (false, true) => match stats.known_hash(path, stamp, &mut self.cursor) {
-                Some(hash) => Ok((Some(stamp), hash)),
-                None => Err(mode.would_block()),
-            },
-            (false, false) => Ok((
+        let folder = FileType::from_raw_mode(st.st_mode).is_dir();
+        match reading {
+            Reading::Stamps => Ok(((!folder).then_some(stamp), UNREAD)),
+            Reading::All if folder => Ok((None, TreeManifest::scan(path, stats)?.hash())),
+            Reading::All => Ok((
                 Some(stamp),
                 stats.hash_with_stamp(path, stamp, &mut self.cursor)?,
             )),
