@@ -217,7 +217,7 @@ pub fn hash_paths(
 ) -> Vec<io::Result<Stamped>> {
     use rayon::prelude::*;
     if paths.len() < PARALLEL_FROM {
-        let mut hasher = ChunkHasher::new(stats, reading);
+        let mut hasher = RunHasher::new(stats, reading);
         return paths.iter().map(|path| hasher.hash(path)).collect();
     }
     // In place, in path order: each job keeps its folder's descriptor and
@@ -226,7 +226,7 @@ pub fn hash_paths(
     paths
         .par_iter()
         .with_min_len(PARALLEL_FROM / 2)
-        .map_init(|| ChunkHasher::new(stats, reading), |hasher, path| hasher.hash(path))
+        .map_init(|| RunHasher::new(stats, reading), |hasher, path| hasher.hash(path))
         .collect_into_vec(&mut out);
     out
 }
@@ -271,16 +271,16 @@ pub const PARALLEL_FROM: usize = 512;
 
 /// [`hash_paths`] on one thread, over a run of paths. The folder's
 /// descriptor is kept while consecutive paths share it (they are sorted).
-struct ChunkHasher<'a> {
+struct RunHasher<'a> {
     stats: &'a StatCache,
     reading: Reading,
     folder: Option<(&'a [u8], Option<rustix::fd::OwnedFd>)>,
     cursor: Cursor,
 }
 
-impl<'a> ChunkHasher<'a> {
-    fn new(stats: &'a StatCache, reading: Reading) -> ChunkHasher<'a> {
-        ChunkHasher {
+impl<'a> RunHasher<'a> {
+    fn new(stats: &'a StatCache, reading: Reading) -> RunHasher<'a> {
+        RunHasher {
             stats,
             reading,
             folder: None,

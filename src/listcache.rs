@@ -23,6 +23,10 @@
 //! [`SETTLED`] older than the moment the listing began. A change made in the
 //! same clock tick as the one before it would leave the stamp as it was;
 //! a folder still changing is therefore listed every time until it is quiet.
+//! This assumes the file system's clock is within [`SETTLED`] of this
+//! machine's, so only folders on local file systems are remembered (on NFS
+//! the client's attribute cache can also hide a change for seconds), and
+//! never one whose times read zero (some FUSE mounts).
 
 use std::fs;
 use std::io;
@@ -35,7 +39,7 @@ use std::time::{Duration, SystemTime};
 use rustc_hash::FxHashMap;
 use vgmake_api::{EntryKind, Folders, Listing};
 
-use crate::statcache::{Stamp, checksum};
+use crate::statcache::{Stamp, checksum, is_local};
 
 const MAGIC: &[u8; 8] = b"VGMLIST1";
 
@@ -82,7 +86,17 @@ impl Loaded {
         for _ in 0..r.u32()? {
             let kind = EntryKind::from_code(r.take(1)?[0])?;
             let len = u16::from_le_bytes(r.take(2)?.try_into().ok()?);
-            listing.push(r.take(usize::from(len))?, kind);
+            let name = r.take(usize::from(len))?;
+            // What `readdir` can return: a name, not a path (a file that
+            // passes its checksum was still written by someone).
+            let plain = !name.is_empty()
+                && name != b"."
+                && name != b".."
+                && !name.iter().any(|&b| b == b'/' || b == 0);
+            if !plain {
+                return None;
+            }
+            listing.push(name, kind);
         }
         (r.at == r.bytes.len()).then_some(listing)
     }
@@ -223,7 +237,14 @@ impl Folders for ListCache {
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .is_some_and(|limit| stamp.ctime_ns() < limit.as_nanos() as i64);
         let fits = listing.iter().all(|(n, _)| n.len() <= usize::from(u16::MAX));
-        if settled && fits && Stamp::of_stat(&rustix::fs::stat(dir)?) == stamp {
+        let (_, mtime_ns, ctime_ns, _) = stamp.parts();
+        let timed = mtime_ns != 0 && ctime_ns != 0;
+        if settled
+            && fits
+            && timed
+            && rustix::fs::statfs(dir).is_ok_and(|st| is_local(&st))
+            && Stamp::of_stat(&rustix::fs::stat(dir)?) == stamp
+        {
             self.changes
                 .lock()
                 .unwrap()
@@ -302,6 +323,26 @@ mod tests {
         assert!(!cache.changed.load(Ordering::Acquire));
         cache.save().unwrap();
         assert!(!tmp.path().join("listings.bin").exists());
+    }
+
+    #[test]
+    fn a_listing_holding_a_path_is_refused_even_with_a_right_checksum() {
+        let tmp = tempfile::tempdir().unwrap();
+        let corpus = tmp.path().join("corpus");
+        fs::create_dir(&corpus).unwrap();
+        let stamp = Stamp::of_stat(&rustix::fs::stat(&corpus).unwrap());
+        let key = corpus.as_os_str().as_bytes();
+        let file = tmp.path().join("listings.bin");
+        for name in [&b"a.mid"[..], b"../../etc/x.mid", b"/abs.mid", b"", b"..", b"a\0b"] {
+            let mut listing = Listing::default();
+            listing.push(name, EntryKind::File);
+            let cache = ListCache::load(&file);
+            cache.changes.lock().unwrap().insert(key.into(), (stamp, listing));
+            cache.changed.store(true, Ordering::Release);
+            cache.save().unwrap();
+            let found = ListCache::load(&file).remembered(key, &stamp);
+            assert_eq!(found.is_some(), name == b"a.mid", "{}", String::from_utf8_lossy(name));
+        }
     }
 
     #[test]

@@ -156,8 +156,10 @@ impl Loaded {
     }
 
     /// The entry for `path`: first the one at `cursor` (where the previous
-    /// lookup ended: files looked up in order are mostly neighbours in the
-    /// file, sorted by path), else by binary search. Leaves `cursor` after
+    /// lookup ended: files looked up in path order are mostly neighbours in
+    /// the file, sorted by bytes; where the two orders differ, at a name
+    /// with a byte below `/`, the lookup falls back to the search), else by
+    /// binary search. Leaves `cursor` after
     /// the entry found.
     fn get(&self, path: &[u8], cursor: &mut Cursor) -> Option<Entry> {
         let body = self.entries_part();
@@ -248,6 +250,13 @@ fn map(path: &Path) -> io::Result<Bytes> {
 /// Whether `file` lies on a local file system (by `statfs` magic), whose
 /// renamed-over files live on while mapped.
 fn on_local_disk(file: &fs::File) -> bool {
+    rustix::fs::fstatfs(file).is_ok_and(|st| is_local(&st))
+}
+
+/// Whether a `statfs` answer names a local file system: one whose
+/// timestamps and renames this machine sees as they happen (not NFS, with
+/// its attribute cache, nor a FUSE mount that may report no times at all).
+pub fn is_local(st: &rustix::fs::StatFs) -> bool {
     const LOCAL: [i64; 7] = [
         0xEF53,     // ext2/3/4
         0x58465342, // xfs
@@ -257,7 +266,7 @@ fn on_local_disk(file: &fs::File) -> bool {
         0xF2F52010, // f2fs
         0x2FC12FC1, // zfs
     ];
-    rustix::fs::fstatfs(file).is_ok_and(|st| LOCAL.contains(&(st.f_type as i64)))
+    LOCAL.contains(&(st.f_type as i64))
 }
 
 /// Where the last lookup of one thread ended in the loaded file (see

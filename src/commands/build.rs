@@ -146,11 +146,16 @@ pub fn run(host: &'static crate::Host, common: &Common, args: &BuildArgs) -> Exi
         display.note(&note);
     }
     let seconds = started.elapsed().as_secs_f64();
-    let saved = (store.stats.save())
-        .and_then(|()| store.keys.save())
-        .and_then(|()| store.folders.save());
-    if let Err(e) = saved {
-        display.note(&format!("warning: cannot save the stat, key or listing cache: {e}"));
+    // Each on its own: one that cannot be written costs only its speed-up.
+    for (file, saved) in [
+        ("statcache.bin", store.stats.save()),
+        ("keymemo.bin", store.keys.save()),
+        ("listings.bin", store.folders.save()),
+    ] {
+        if let Err(e) = saved {
+            let path = store.root.join(file);
+            display.note(&format!("warning: cannot save {}: {e}", path.display()));
+        }
     }
     let count = |s: Status| results.iter().filter(|r| r.status == s).count();
     let history = HistoryEntry {

@@ -74,9 +74,10 @@ pub fn corpus_paths(
         canonical_root: &canonical_root,
         folders,
     };
-    let mut found = walk.folder(root.to_path_buf(), &listing)?;
+    let mut found = walk.folder(root.to_path_buf(), &listing);
     // Already in order (each folder's entries come sorted by name, and a
-    // folder's files sort where its name does): this only checks, in one pass.
+    // folder's files sort where its name does): the sort finds one run and
+    // stops in linear time, and keeps the order right whatever a listing says.
     sort_paths(&mut found.found);
     found.skipped.sort();
     Ok((found.found, found.skipped))
@@ -124,7 +125,7 @@ impl Walk<'_> {
     /// subfolders hold, in path order. Subfolders are walked in parallel
     /// when there are many: listing 60,000 files in 120 folders is
     /// otherwise a serial tenth of a no-op.
-    fn folder(&self, dir: PathBuf, listing: &Listing) -> io::Result<Found> {
+    fn folder(&self, dir: PathBuf, listing: &Listing) -> Found {
         let mut out = Found::default();
         // Where each subfolder's files go in `out.found`, to keep path order.
         let mut subfolders: Vec<(usize, PathBuf)> = Vec::new();
@@ -155,7 +156,7 @@ impl Walk<'_> {
             }
         }
         if subfolders.is_empty() {
-            return Ok(out);
+            return out;
         }
         use rayon::prelude::*;
         let walk = |(_, sub): &(usize, PathBuf)| match self.folders.list(sub) {
@@ -163,12 +164,12 @@ impl Walk<'_> {
             Err(e) => {
                 let mut part = Found::default();
                 part.skip(self.root, sub, format!("cannot list the folder: {e}"));
-                Ok(part)
+                part
             }
         };
         // A few folders are walked here: starting the thread pool costs more
         // than it saves (the demo corpus has three).
-        let parts: Vec<io::Result<Found>> = if subfolders.len() < PARALLEL_FOLDERS {
+        let parts: Vec<Found> = if subfolders.len() < PARALLEL_FOLDERS {
             subfolders.iter().map(walk).collect()
         } else {
             subfolders.par_iter().map(walk).collect()
@@ -177,14 +178,13 @@ impl Walk<'_> {
         let mut files = files.into_iter();
         let mut taken = 0;
         for ((at, _), part) in subfolders.iter().zip(parts) {
-            let part = part?;
             out.found.extend(files.by_ref().take(at - taken));
             taken = *at;
             out.found.extend(part.found);
             out.skipped.extend(part.skipped);
         }
         out.found.extend(files);
-        Ok(out)
+        out
     }
 }
 
