@@ -3,9 +3,11 @@
 //! encode options and the codec version), so one new file encodes one file.
 //!
 //! Output: the song set (token table, ids, offsets, `songs.json`,
-//! `codec.json`, see [`crate::songs`]), `tokens.txt` (the same songs as
-//! readable lines), `report.json` (every file, encoded or skipped and
-//! why) and `metrics.json`.
+//! `codec.json`, see [`crate::songs`]), `report.json` (every file, encoded
+//! or skipped and why) and `metrics.json`; with `lines = true` also
+//! `tokens.txt` (the same songs as readable lines, which `vgmake lines`
+//! prints from the song set on demand: written by default it was most of
+//! the stage's output bytes, three times the ids, hashed again at commit).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -205,6 +207,12 @@ impl StageKind for EncodeKind {
                 "on_off",
                 "on_off: start and end tokens; duration: a start then its length (d:N steps, long notes tied by bars), no end tokens",
             ),
+            ParamSpec::new(
+                "lines",
+                ParamType::Bool,
+                false,
+                "also write tokens.txt, one readable line per song (`vgmake lines out/default/encode` prints the same from the song set)",
+            ),
         ]
     }
 
@@ -303,7 +311,7 @@ impl StageKind for EncodeKind {
         }
         let encoded = started.elapsed().as_secs_f64();
         let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
-        write_outputs(ctx, &options, format, &results)?;
+        write_outputs(ctx, &options, format, ctx.params.bool("lines"), &results)?;
         ctx.progress.log(&format!(
             "read and encoded {} files in {encoded:.3} s ({} threads), wrote the outputs in {:.3} s",
             files.len(),
@@ -373,6 +381,7 @@ fn write_outputs(
     ctx: &StageContext,
     options: &EncodeOptions,
     format: NoteFormat,
+    lines: bool,
     results: &[(SongInfo, Outcome)],
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
@@ -442,7 +451,9 @@ fn write_outputs(
         infos,
         CodecInfo::from_options(options).with_format(format),
     );
-    set.write_lines(out)?;
+    if lines {
+        set.write_lines(out)?;
+    }
     set.write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",

@@ -9,7 +9,9 @@
 //!   source file (relative to the scrape output) and the blake3 of its bytes;
 //! - `codec.json`: the encode options (decode needs `steps_per_beat`).
 //!
-//! Encode also writes `tokens.txt`, the same songs as readable lines.
+//! The same songs as readable lines, one per song (`tokens.txt`): `vgmake
+//! lines DIR` prints them from any song set folder ([`SongSet::write_lines_to`]);
+//! encode writes the file itself only with `lines = true`.
 //!
 //! Why ids and not text: on 10,000 songs (tens of millions of tokens) the
 //! text is hundreds of MB and limit would spend its time copying it. With
@@ -262,8 +264,17 @@ impl SongSet {
     }
 
     /// Writes the songs as `tokens.txt`, one line each (what
-    /// [`write_lines`] writes for their lines), through a buffer.
+    /// [`write_lines`] writes for their lines).
     pub fn write_lines(&self, dir: &Path) -> Result<(), StageError> {
+        let path = dir.join(TOKENS_FILE);
+        fs::File::create(&path)
+            .and_then(|file| self.write_lines_to(file))
+            .ctx(|| format!("writing {}", path.display()))
+    }
+
+    /// Writes the songs to `out`, one line each (the bytes of
+    /// `tokens.txt`), through a buffer: `vgmake lines` prints them.
+    pub fn write_lines_to(&self, mut file: impl Write) -> std::io::Result<()> {
         const FLUSH: usize = 1 << 18;
         // Each token's text after a space, padded: one fixed-size copy per
         // token (then cut back to its length).
@@ -279,9 +290,7 @@ impl SongSet {
             })
             .collect();
         let long = self.table.iter().any(|t| t.len() >= 32);
-        let path = dir.join(TOKENS_FILE);
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&path)?;
+        {
             let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + (1 << 16));
             for i in 0..self.len() {
                 let Some((&first, rest)) = self.song(i).split_first() else {
@@ -306,9 +315,9 @@ impl SongSet {
                     buf.clear();
                 }
             }
-            file.write_all(&buf)
-        };
-        write().ctx(|| format!("writing {}", path.display()))
+            file.write_all(&buf)?;
+            file.flush()
+        }
     }
 
     /// The songs at `keep` (in that order), sharing this set's table.
