@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
 use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
+use crate::midi::encoder::Interned;
 use crate::midi::tokens::Token;
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
@@ -193,69 +194,89 @@ impl SongSet {
         }
     }
 
-    /// Interns songs given as [`Token::code`]s (the encode stage's form):
-    /// the same set as [`SongSet::from_lines`] on their lines, without
-    /// splitting and hashing text (one hash of a number per token; the
-    /// names of the distinct tokens are written once, then sorted).
+    /// Interns songs given as [`Token::code`]s: the same set as
+    /// [`SongSet::from_lines`] on their lines (through [`Interned`] songs).
     pub fn from_codes(songs: &[&[u64]], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
-        let per_chunk = songs.len().div_ceil(64).max(16);
-        let chunks: Vec<(Vec<u64>, Vec<u32>, Vec<usize>)> = songs
-            .par_chunks(per_chunk)
-            .map(|chunk| {
-                let mut local: FxHashMap<u64, u32> = FxHashMap::default();
-                // A direct-mapped cache in front of the map (most lookups
-                // end here: a song has a few hundred distinct tokens).
-                let mut cache = vec![(u64::MAX, 0u32); 4096];
-                let mut codes = Vec::new();
-                let mut ids = Vec::with_capacity(chunk.iter().map(|s| s.len()).sum());
-                let mut lengths = Vec::with_capacity(chunk.len());
-                for song in chunk {
-                    ids.extend(song.iter().map(|&code| {
-                        let slot =
-                            &mut cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize];
-                        if slot.0 == code {
-                            return slot.1;
-                        }
-                        let id = *local.entry(code).or_insert_with(|| {
-                            codes.push(code);
-                            codes.len() as u32 - 1
-                        });
-                        *slot = (code, id);
-                        id
-                    }));
-                    lengths.push(song.len());
-                }
-                (codes, ids, lengths)
-            })
-            .collect();
-        let mut named: Vec<(String, u64)> = chunks
-            .iter()
-            .flat_map(|c| c.0.iter().copied())
-            .collect::<rustc_hash::FxHashSet<u64>>()
-            .into_iter()
-            .map(|code| {
-                let name = Token::from_code(code).map_or_else(String::new, |t| t.to_string());
-                (name, code)
-            })
-            .collect();
-        named.par_sort_unstable();
-        let index: FxHashMap<u64, u32> = named
-            .iter()
-            .enumerate()
-            .map(|(i, (_, code))| (*code, i as u32))
-            .collect();
-        let mut ids = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
+        let interned: Vec<Interned> = songs.par_iter().map(|s| Interned::from_codes(s)).collect();
+        let refs: Vec<&Interned> = interned.iter().collect();
+        SongSet::from_interned(&refs, infos, codec)
+    }
+
+    /// The song set of songs interned one by one (the encode stage's form):
+    /// every distinct code of all songs named once (the encoder's token
+    /// writer) and sorted by name, which gives each its id; then each
+    /// song's tokens go through its own few hundred codes' ids (no lookup
+    /// per token; songs in parallel when the pool has threads).
+    pub fn from_interned(songs: &[&Interned], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
+        let mut distinct: Vec<u64> = songs.iter().flat_map(|s| s.codes.iter().copied()).collect();
+        distinct.par_sort_unstable();
+        distinct.dedup();
+        let mut text: Vec<u8> = Vec::with_capacity(distinct.len() * 16);
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(distinct.len());
+        for &code in &distinct {
+            let at = text.len();
+            if let Some(token) = Token::from_code(code) {
+                token.write_to(&mut text);
+            }
+            spans.push((at as u32, text.len() as u32));
+        }
+        let name = |i: u32| {
+            let (a, b) = spans[i as usize];
+            &text[a as usize..b as usize]
+        };
+        // By name, ties (only codes that are no token: empty names) by code.
+        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| {
+            name(a)
+                .cmp(name(b))
+                .then(distinct[a as usize].cmp(&distinct[b as usize]))
+        });
+        let mut index: FxHashMap<u64, u32> =
+            FxHashMap::with_capacity_and_hasher(distinct.len(), Default::default());
+        for (id, &i) in order.iter().enumerate() {
+            index.insert(distinct[i as usize], id as u32);
+        }
+        let remap = |song: &Interned| -> Vec<u32> { song.codes.iter().map(|c| index[c]).collect() };
+        let total: usize = songs.iter().map(|s| s.ids.len()).sum();
+        let ids = if rayon::current_num_threads() == 1 {
+            let mut ids = Vec::with_capacity(total);
+            for song in songs {
+                let map = remap(song);
+                ids.extend(song.ids.iter().map(|&l| map[l as usize]));
+            }
+            ids
+        } else {
+            let mut ids = vec![0u32; total];
+            let mut places: Vec<&mut [u32]> = Vec::with_capacity(songs.len());
+            let mut rest = ids.as_mut_slice();
+            for song in songs {
+                let (head, tail) = rest.split_at_mut(song.ids.len());
+                places.push(head);
+                rest = tail;
+            }
+            places
+                .into_par_iter()
+                .zip(songs)
+                .with_min_len(8)
+                .for_each(|(place, song)| {
+                    let map = remap(song);
+                    for (out, &l) in place.iter_mut().zip(&song.ids) {
+                        *out = map[l as usize];
+                    }
+                });
+            ids
+        };
         let mut offsets = Vec::with_capacity(songs.len() + 1);
         offsets.push(0u64);
-        for (codes, local_ids, lengths) in &chunks {
-            let remap: Vec<u32> = codes.iter().map(|c| index[c]).collect();
-            ids.extend(local_ids.iter().map(|&l| remap[l as usize]));
-            for len in lengths {
-                offsets.push(offsets.last().copied().unwrap_or(0) + *len as u64);
-            }
+        for song in songs {
+            offsets.push(offsets.last().copied().unwrap_or(0) + song.ids.len() as u64);
         }
+        let table = order
+            .iter()
+            .map(|&i| String::from_utf8_lossy(name(i)).into_owned())
+            .collect();
         SongSet {
-            table: named.into_iter().map(|(name, _)| name).collect(),
+            table,
             ids,
             offsets,
             infos,

@@ -48,16 +48,21 @@ pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -
     // one pass (no list of unresolved notes).
     let mut notes: Vec<GridNote> = Vec::with_capacity(song.notes.len());
     let mut overlaps = Overlaps::new();
+    // Programs and velocities through tables (a division per note, else).
+    let programs: [u8; 256] =
+        std::array::from_fn(|p| options.instrument_groups.map(p.min(255) as u8));
+    let velocities: [u8; 256] =
+        std::array::from_fn(|v| round_velocity(v.min(255) as u8, options.velocity_step));
     for n in &song.notes {
         let start = stepper.step(n.start).min(MAX_STEP - 1);
         overlaps.push(
             &mut notes,
             GridNote {
-                program: options.instrument_groups.map(n.program),
+                program: programs[n.program as usize],
                 pitch: n.pitch,
                 start,
                 end: stepper.step(n.end).clamp(start + 1, MAX_STEP),
-                velocity: round_velocity(n.velocity, options.velocity_step),
+                velocity: velocities[n.velocity as usize],
             },
         );
     }
@@ -231,6 +236,86 @@ pub fn encode_song_codes(song: &Song, options: &EncodeOptions, format: NoteForma
     let mut codes = Vec::with_capacity(song.notes.len() * 3 + 8);
     encode_song_into(song, options, format, &mut codes);
     codes
+}
+
+/// A song's tokens interned as they are made (the encode stage's form):
+/// its distinct [`Token::code`]s in order of first use, and each token as
+/// an index into them. A song set is then built from a few hundred
+/// distinct codes per song instead of a lookup per token, and a song holds
+/// 4 bytes a token instead of 8.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Interned {
+    pub codes: Vec<u64>,
+    pub ids: Vec<u32>,
+}
+
+impl Interned {
+    /// Interns a song given as codes.
+    pub fn from_codes(codes: &[u64]) -> Interned {
+        let mut sink = Interner::new(codes.len());
+        codes.iter().for_each(|&c| sink.code(c));
+        sink.song
+    }
+
+    /// The tokens as codes again.
+    pub fn to_codes(&self) -> Vec<u64> {
+        self.ids.iter().map(|&i| self.codes[i as usize]).collect()
+    }
+}
+
+/// The sink that interns: a direct-mapped cache in front of a map (most
+/// tokens end at the cache: a song has a few hundred distinct ones).
+struct Interner {
+    song: Interned,
+    map: rustc_hash::FxHashMap<u64, u32>,
+    cache: Vec<(u64, u32)>,
+}
+
+impl Interner {
+    fn new(capacity: usize) -> Interner {
+        Interner {
+            song: Interned {
+                codes: Vec::new(),
+                ids: Vec::with_capacity(capacity),
+            },
+            // A song has a few hundred distinct tokens: no regrowth for most.
+            map: rustc_hash::FxHashMap::with_capacity_and_hasher(1024, Default::default()),
+            // No code is u64::MAX (the kind is in the top byte, below 8).
+            cache: vec![(u64::MAX, 0); 1024],
+        }
+    }
+
+    #[inline]
+    fn code(&mut self, code: u64) {
+        let slot = &mut self.cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize];
+        let id = if slot.0 == code {
+            slot.1
+        } else {
+            let codes = &mut self.song.codes;
+            let id = *self.map.entry(code).or_insert_with(|| {
+                codes.push(code);
+                codes.len() as u32 - 1
+            });
+            *slot = (code, id);
+            id
+        };
+        self.song.ids.push(id);
+    }
+}
+
+impl TokenSink for Interner {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        self.code(token.code());
+    }
+}
+
+/// The song's tokens interned ([`Interned`]; the same tokens as
+/// [`encode_song_codes`]).
+pub fn encode_song_interned(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Interned {
+    let mut sink = Interner::new(song.notes.len() * 3 + 8);
+    encode_song_into(song, options, format, &mut sink);
+    sink.song
 }
 
 /// The song's tokens, in order, into `out`.
