@@ -486,17 +486,14 @@ fn write_outputs(
         "tokens_per_song": total_tokens as f64 / songs.len() as f64,
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
-    let set = pool.install(|| {
-        SongSet::from_interned(
-            &songs,
-            infos,
-            CodecInfo::from_options(options).with_format(format),
-        )
-    });
+    let codec = CodecInfo::from_options(options).with_format(format);
     if lines {
+        let set = pool.install(|| SongSet::from_interned(&songs, infos, codec));
         set.write_lines(out)?;
+        set.write(out)?;
+    } else {
+        pool.install(|| SongSet::write_interned(out, &songs, &infos, &codec))?;
     }
-    set.write(out)?;
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped

@@ -28,7 +28,9 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
-use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
+use crate::dataset::{
+    read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u32_mapped, write_npy_u64,
+};
 use crate::midi::encoder::Interned;
 use crate::midi::tokens::Token;
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
@@ -203,85 +205,47 @@ impl SongSet {
     }
 
     /// The song set of songs interned one by one (the encode stage's form):
-    /// every distinct code of all songs named once (the encoder's token
-    /// writer) and sorted by name, which gives each its id; then each
-    /// song's tokens go through its own few hundred codes' ids (no lookup
-    /// per token; songs in parallel when the pool has threads).
+    /// see [`InternedTable`]; each song's tokens go through its own few
+    /// hundred codes' ids (no lookup per token).
     pub fn from_interned(songs: &[&Interned], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
-        let mut distinct: Vec<u64> = songs.iter().flat_map(|s| s.codes.iter().copied()).collect();
-        distinct.par_sort_unstable();
-        distinct.dedup();
-        let mut text: Vec<u8> = Vec::with_capacity(distinct.len() * 16);
-        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(distinct.len());
-        for &code in &distinct {
-            let at = text.len();
-            if let Some(token) = Token::from_code(code) {
-                token.write_to(&mut text);
-            }
-            spans.push((at as u32, text.len() as u32));
-        }
-        let name = |i: u32| {
-            let (a, b) = spans[i as usize];
-            &text[a as usize..b as usize]
-        };
-        // By name, ties (only codes that are no token: empty names) by code.
-        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-        order.par_sort_unstable_by(|&a, &b| {
-            name(a)
-                .cmp(name(b))
-                .then(distinct[a as usize].cmp(&distinct[b as usize]))
-        });
-        let mut index: FxHashMap<u64, u32> =
-            FxHashMap::with_capacity_and_hasher(distinct.len(), Default::default());
-        for (id, &i) in order.iter().enumerate() {
-            index.insert(distinct[i as usize], id as u32);
-        }
-        let remap = |song: &Interned| -> Vec<u32> { song.codes.iter().map(|c| index[c]).collect() };
-        let total: usize = songs.iter().map(|s| s.ids.len()).sum();
-        let ids = if rayon::current_num_threads() == 1 {
-            let mut ids = Vec::with_capacity(total);
-            for song in songs {
-                let map = remap(song);
-                ids.extend(song.ids.iter().map(|&l| map[l as usize]));
-            }
-            ids
-        } else {
-            let mut ids = vec![0u32; total];
-            let mut places: Vec<&mut [u32]> = Vec::with_capacity(songs.len());
-            let mut rest = ids.as_mut_slice();
-            for song in songs {
-                let (head, tail) = rest.split_at_mut(song.ids.len());
-                places.push(head);
-                rest = tail;
-            }
-            places
-                .into_par_iter()
-                .zip(songs)
-                .with_min_len(8)
-                .for_each(|(place, song)| {
-                    let map = remap(song);
-                    for (out, &l) in place.iter_mut().zip(&song.ids) {
-                        *out = map[l as usize];
-                    }
-                });
-            ids
-        };
-        let mut offsets = Vec::with_capacity(songs.len() + 1);
-        offsets.push(0u64);
+        let table = InternedTable::new(songs);
+        let mut ids = Vec::with_capacity(songs.iter().map(|s| s.ids.len()).sum());
         for song in songs {
-            offsets.push(offsets.last().copied().unwrap_or(0) + song.ids.len() as u64);
+            let map = table.map(song);
+            ids.extend(song.ids.iter().map(|&l| map[l as usize]));
         }
-        let table = order
-            .iter()
-            .map(|&i| String::from_utf8_lossy(name(i)).into_owned())
-            .collect();
         SongSet {
-            table,
+            table: table.names().map(|n| String::from_utf8_lossy(n).into_owned()).collect(),
             ids,
-            offsets,
+            offsets: interned_offsets(songs),
             infos,
             codec,
         }
+    }
+
+    /// Writes the song set of interned songs into `dir`: the same bytes as
+    /// [`SongSet::from_interned`] then [`SongSet::write`], without the set
+    /// in memory (each song's ids are mapped straight into the file's
+    /// buffer: no second array of every token, no pass to copy it).
+    pub fn write_interned(
+        dir: &Path,
+        songs: &[&Interned],
+        infos: &[SongInfo],
+        codec: &CodecInfo,
+    ) -> Result<(), StageError> {
+        let table = InternedTable::new(songs);
+        let mut text = Vec::with_capacity(table.text.len() + table.order.len());
+        for name in table.names() {
+            text.extend_from_slice(name);
+            text.push(b'\n');
+        }
+        let io = |name: &str| format!("writing {}", dir.join(name).display());
+        fs::write(dir.join(TABLE_FILE), text).ctx(|| io(TABLE_FILE))?;
+        let total = songs.iter().map(|s| s.ids.len()).sum();
+        let pieces = songs.iter().map(|song| (song.ids.as_slice(), table.map(song)));
+        write_npy_u32_mapped(&dir.join(IDS_FILE), total, pieces).ctx(|| io(IDS_FILE))?;
+        write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs)).ctx(|| io(OFFSETS_FILE))?;
+        write_infos(dir, infos, codec)
     }
 
     /// Writes the songs as `tokens.txt`, one line each (what
@@ -418,19 +382,96 @@ impl SongSet {
         fs::write(dir.join(TABLE_FILE), table).ctx(|| io(TABLE_FILE))?;
         write_npy_u32(&dir.join(IDS_FILE), &self.ids).ctx(|| io(IDS_FILE))?;
         write_npy_u64(&dir.join(OFFSETS_FILE), &self.offsets).ctx(|| io(OFFSETS_FILE))?;
-        let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
-        fs::write(
-            dir.join(SONGS_FILE),
-            json(serde_json::to_vec_pretty(&self.infos))?,
-        )
-        .ctx(|| io(SONGS_FILE))?;
-        fs::write(
-            dir.join(CODEC_FILE),
-            json(serde_json::to_vec_pretty(&self.codec))?,
-        )
-        .ctx(|| io(CODEC_FILE))?;
-        Ok(())
+        write_infos(dir, &self.infos, &self.codec)
     }
+}
+
+/// `songs.json` and `codec.json`.
+fn write_infos(dir: &Path, infos: &[SongInfo], codec: &CodecInfo) -> Result<(), StageError> {
+    let io = |name: &str| format!("writing {}", dir.join(name).display());
+    let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
+    fs::write(dir.join(SONGS_FILE), json(serde_json::to_vec_pretty(infos))?)
+        .ctx(|| io(SONGS_FILE))?;
+    fs::write(dir.join(CODEC_FILE), json(serde_json::to_vec_pretty(codec))?)
+        .ctx(|| io(CODEC_FILE))?;
+    Ok(())
+}
+
+/// The token table of interned songs: every distinct code of all songs
+/// named once (the encoder's token writer, into one buffer) and ordered by
+/// name, which gives each its id.
+struct InternedTable {
+    /// The names of `distinct`, one after another.
+    text: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    /// Indices into `distinct`, by name (ties, only codes that are no
+    /// token and so have an empty name, by code).
+    order: Vec<u32>,
+    /// Code -> id.
+    index: FxHashMap<u64, u32>,
+}
+
+impl InternedTable {
+    fn new(songs: &[&Interned]) -> InternedTable {
+        let mut seen: rustc_hash::FxHashSet<u64> = Default::default();
+        let distinct: Vec<u64> = songs
+            .iter()
+            .flat_map(|s| s.codes.iter().copied())
+            .filter(|&c| seen.insert(c))
+            .collect();
+        let mut text: Vec<u8> = Vec::with_capacity(distinct.len() * 16);
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(distinct.len());
+        for &code in &distinct {
+            let at = text.len();
+            if let Some(token) = Token::from_code(code) {
+                token.write_to(&mut text);
+            }
+            spans.push((at as u32, text.len() as u32));
+        }
+        let name = |i: u32| {
+            let (a, b) = spans[i as usize];
+            &text[a as usize..b as usize]
+        };
+        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
+        order.par_sort_unstable_by(|&a, &b| {
+            name(a)
+                .cmp(name(b))
+                .then(distinct[a as usize].cmp(&distinct[b as usize]))
+        });
+        let mut index: FxHashMap<u64, u32> =
+            FxHashMap::with_capacity_and_hasher(distinct.len(), Default::default());
+        for (id, &i) in order.iter().enumerate() {
+            index.insert(distinct[i as usize], id as u32);
+        }
+        InternedTable {
+            text,
+            spans,
+            order,
+            index,
+        }
+    }
+
+    /// The names, in id order.
+    fn names(&self) -> impl Iterator<Item = &[u8]> {
+        self.order.iter().map(|&i| {
+            let (a, b) = self.spans[i as usize];
+            &self.text[a as usize..b as usize]
+        })
+    }
+
+    /// A song's codes' ids (its index -> id map).
+    fn map(&self, song: &Interned) -> Vec<u32> {
+        song.codes.iter().map(|c| self.index[c]).collect()
+    }
+}
+
+fn interned_offsets(songs: &[&Interned]) -> Vec<u64> {
+    let mut offsets = Vec::with_capacity(songs.len() + 1);
+    offsets.push(0u64);
+    for song in songs {
+        offsets.push(offsets.last().copied().unwrap_or(0) + song.ids.len() as u64);
+    }
+    offsets
 }
 
 /// Writes token lines as `tokens.txt`, one song per line.
@@ -496,6 +537,20 @@ mod tests {
             from_codes,
             SongSet::from_lines(&real, (0..2).map(info).collect(), codec)
         );
+        // Written from the interned songs without the set: the same files.
+        let interned: Vec<Interned> = codes.iter().map(|c| Interned::from_codes(c)).collect();
+        let interned: Vec<&Interned> = interned.iter().collect();
+        let (whole, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        from_codes.write(whole.path()).unwrap();
+        SongSet::write_interned(streamed.path(), &interned, &from_codes.infos, &from_codes.codec)
+            .unwrap();
+        for name in [TABLE_FILE, IDS_FILE, OFFSETS_FILE, SONGS_FILE, CODEC_FILE] {
+            assert_eq!(
+                fs::read(whole.path().join(name)).unwrap(),
+                fs::read(streamed.path().join(name)).unwrap(),
+                "{name}"
+            );
+        }
         let text_dir = tempfile::tempdir().unwrap();
         from_codes.write_lines(text_dir.path()).unwrap();
         write_lines(dir.path(), &real).unwrap();
