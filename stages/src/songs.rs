@@ -413,7 +413,9 @@ struct InternedTable {
 
 impl InternedTable {
     fn new(songs: &[&Interned]) -> InternedTable {
-        let mut seen: rustc_hash::FxHashSet<u64> = Default::default();
+        let codes: usize = songs.iter().map(|s| s.codes.len()).sum();
+        let mut seen: rustc_hash::FxHashSet<u64> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(codes / 2, Default::default());
         let distinct: Vec<u64> = songs
             .iter()
             .flat_map(|s| s.codes.iter().copied())
@@ -432,12 +434,25 @@ impl InternedTable {
             let (a, b) = spans[i as usize];
             &text[a as usize..b as usize]
         };
-        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-        order.par_sort_unstable_by(|&a, &b| {
-            name(a)
-                .cmp(name(b))
-                .then(distinct[a as usize].cmp(&distinct[b as usize]))
+        // Sorted by the first 16 bytes as one number (zero-padded: a name
+        // before its extensions), the whole names and then the codes only
+        // where those tie: most comparisons are one of two integers.
+        let prefix = |i: u32| {
+            let mut bytes = [0u8; 16];
+            let n = name(i);
+            let len = n.len().min(16);
+            bytes[..len].copy_from_slice(&n[..len]);
+            u128::from_be_bytes(bytes)
+        };
+        let mut keyed: Vec<(u128, u32)> = (0..distinct.len() as u32).map(|i| (prefix(i), i)).collect();
+        keyed.par_sort_unstable_by(|&(pa, a), &(pb, b)| {
+            pa.cmp(&pb).then_with(|| {
+                name(a)
+                    .cmp(name(b))
+                    .then(distinct[a as usize].cmp(&distinct[b as usize]))
+            })
         });
+        let order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
         let mut index: FxHashMap<u64, u32> =
             FxHashMap::with_capacity_and_hasher(distinct.len(), Default::default());
         for (id, &i) in order.iter().enumerate() {
