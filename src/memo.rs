@@ -279,12 +279,14 @@ impl DirMemo {
     /// Whether the files layout may hold entries (see `had_files`).
     fn may_hold_files(&self) -> bool {
         self.put_files.load(Ordering::Relaxed)
-            || *self.had_files.get_or_init(|| match fs::read_dir(&self.dir) {
-                Ok(entries) => entries.flatten().any(|e| {
-                    e.file_name() != PACKS && e.file_type().is_ok_and(|t| t.is_dir())
-                }),
-                Err(_) => true,
-            })
+            || *self
+                .had_files
+                .get_or_init(|| match fs::read_dir(&self.dir) {
+                    Ok(entries) => entries
+                        .flatten()
+                        .any(|e| e.file_name() != PACKS && e.file_type().is_ok_and(|t| t.is_dir())),
+                    Err(_) => true,
+                })
     }
 
     fn commit(&self, key: &blake3::Hash, tmp: &Path, hash: blake3::Hash) -> io::Result<()> {
@@ -794,7 +796,10 @@ mod tests {
         assert!(!src.exists());
         assert_eq!(memo.get(&key).as_deref(), Some(&b"MThd..."[..]));
         assert_eq!(
-            DirMemo::new(dir.path().join("memo")).unwrap().get(&key).as_deref(),
+            DirMemo::new(dir.path().join("memo"))
+                .unwrap()
+                .get(&key)
+                .as_deref(),
             Some(&b"MThd..."[..])
         );
         let stored = memo.path(&key).unwrap();

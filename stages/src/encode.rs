@@ -52,9 +52,8 @@ impl Outcome {
             Outcome::Encoded { song, warnings } => {
                 let text: usize = warnings.iter().map(|w| w.len() + 4).sum();
                 let width = if song.codes.len() <= 1 << 16 { 2 } else { 4 };
-                let mut out = Vec::with_capacity(
-                    10 + text + song.codes.len() * 8 + song.ids.len() * width,
-                );
+                let mut out =
+                    Vec::with_capacity(10 + text + song.codes.len() * 8 + song.ids.len() * width);
                 out.push(b'I');
                 out.extend_from_slice(&(warnings.len() as u32).to_le_bytes());
                 for w in warnings {

@@ -215,7 +215,10 @@ impl SongSet {
             ids.extend(song.ids.iter().map(|&l| map[l as usize]));
         }
         SongSet {
-            table: table.names().map(|n| String::from_utf8_lossy(n).into_owned()).collect(),
+            table: table
+                .names()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect(),
             ids,
             offsets: interned_offsets(songs),
             infos,
@@ -242,9 +245,12 @@ impl SongSet {
         let io = |name: &str| format!("writing {}", dir.join(name).display());
         fs::write(dir.join(TABLE_FILE), text).ctx(|| io(TABLE_FILE))?;
         let total = songs.iter().map(|s| s.ids.len()).sum();
-        let pieces = songs.iter().map(|song| (song.ids.as_slice(), table.map(song)));
+        let pieces = songs
+            .iter()
+            .map(|song| (song.ids.as_slice(), table.map(song)));
         write_npy_u32_mapped(&dir.join(IDS_FILE), total, pieces).ctx(|| io(IDS_FILE))?;
-        write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs)).ctx(|| io(OFFSETS_FILE))?;
+        write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs))
+            .ctx(|| io(OFFSETS_FILE))?;
         write_infos(dir, infos, codec)
     }
 
@@ -390,10 +396,16 @@ impl SongSet {
 fn write_infos(dir: &Path, infos: &[SongInfo], codec: &CodecInfo) -> Result<(), StageError> {
     let io = |name: &str| format!("writing {}", dir.join(name).display());
     let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
-    fs::write(dir.join(SONGS_FILE), json(serde_json::to_vec_pretty(infos))?)
-        .ctx(|| io(SONGS_FILE))?;
-    fs::write(dir.join(CODEC_FILE), json(serde_json::to_vec_pretty(codec))?)
-        .ctx(|| io(CODEC_FILE))?;
+    fs::write(
+        dir.join(SONGS_FILE),
+        json(serde_json::to_vec_pretty(infos))?,
+    )
+    .ctx(|| io(SONGS_FILE))?;
+    fs::write(
+        dir.join(CODEC_FILE),
+        json(serde_json::to_vec_pretty(codec))?,
+    )
+    .ctx(|| io(CODEC_FILE))?;
     Ok(())
 }
 
@@ -444,7 +456,8 @@ impl InternedTable {
             bytes[..len].copy_from_slice(&n[..len]);
             u128::from_be_bytes(bytes)
         };
-        let mut keyed: Vec<(u128, u32)> = (0..distinct.len() as u32).map(|i| (prefix(i), i)).collect();
+        let mut keyed: Vec<(u128, u32)> =
+            (0..distinct.len() as u32).map(|i| (prefix(i), i)).collect();
         keyed.par_sort_unstable_by(|&(pa, a), &(pb, b)| {
             pa.cmp(&pb).then_with(|| {
                 name(a)
@@ -557,8 +570,13 @@ mod tests {
         let interned: Vec<&Interned> = interned.iter().collect();
         let (whole, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         from_codes.write(whole.path()).unwrap();
-        SongSet::write_interned(streamed.path(), &interned, &from_codes.infos, &from_codes.codec)
-            .unwrap();
+        SongSet::write_interned(
+            streamed.path(),
+            &interned,
+            &from_codes.infos,
+            &from_codes.codec,
+        )
+        .unwrap();
         for name in [TABLE_FILE, IDS_FILE, OFFSETS_FILE, SONGS_FILE, CODEC_FILE] {
             assert_eq!(
                 fs::read(whole.path().join(name)).unwrap(),
