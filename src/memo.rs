@@ -30,7 +30,7 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -118,6 +118,13 @@ pub struct DirMemo {
     corrupt: AtomicU64,
     index: OnceLock<PackIndex>,
     writer: Mutex<Option<PackWriter>>,
+    /// Whether the files layout held a shard folder when first looked at,
+    /// and whether this memo stored a file since: a key that misses the
+    /// packs is looked for as a file only then (a miss of a song-sized
+    /// entry is otherwise one failed open per item). A shard folder made by
+    /// another process meanwhile costs only speed: its entries are misses.
+    had_files: OnceLock<bool>,
+    put_files: AtomicBool,
 }
 
 static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -132,6 +139,8 @@ impl DirMemo {
             corrupt: AtomicU64::new(0),
             index: OnceLock::new(),
             writer: Mutex::new(None),
+            had_files: OnceLock::new(),
+            put_files: AtomicBool::new(false),
         })
     }
 
@@ -259,11 +268,29 @@ impl DirMemo {
 
     /// The payload of `key` from either layout, verified (not noted).
     fn lookup(&self, key: &blake3::Hash) -> Option<Vec<u8>> {
-        self.from_packs(key)
-            .or_else(|| fs::read(self.verified_file(key)?).ok())
+        self.from_packs(key).or_else(|| {
+            if !self.may_hold_files() {
+                return None;
+            }
+            fs::read(self.verified_file(key)?).ok()
+        })
+    }
+
+    /// Whether the files layout may hold entries (see `had_files`).
+    fn may_hold_files(&self) -> bool {
+        self.put_files.load(Ordering::Relaxed)
+            || *self
+                .had_files
+                .get_or_init(|| match fs::read_dir(&self.dir) {
+                    Ok(entries) => entries
+                        .flatten()
+                        .any(|e| e.file_name() != PACKS && e.file_type().is_ok_and(|t| t.is_dir())),
+                    Err(_) => true,
+                })
     }
 
     fn commit(&self, key: &blake3::Hash, tmp: &Path, hash: blake3::Hash) -> io::Result<()> {
+        self.put_files.store(true, Ordering::Relaxed);
         let payload = self.payload_path(key);
         fs::create_dir_all(payload.parent().unwrap())?;
         let sum = payload.with_extension("b3");
@@ -762,8 +789,19 @@ mod tests {
         let src = dir.path().join("download.part");
         fs::write(&src, b"MThd...").unwrap();
         let key = blake3::hash(b"url");
+        // A memo that has looked (and found no files) still sees the file
+        // it stores, and so does the next run's.
+        assert_eq!(memo.get(&key), None);
         memo.put_file(&key, &src).unwrap();
         assert!(!src.exists());
+        assert_eq!(memo.get(&key).as_deref(), Some(&b"MThd..."[..]));
+        assert_eq!(
+            DirMemo::new(dir.path().join("memo"))
+                .unwrap()
+                .get(&key)
+                .as_deref(),
+            Some(&b"MThd..."[..])
+        );
         let stored = memo.path(&key).unwrap();
         assert_eq!(fs::read(stored).unwrap(), b"MThd...");
         assert_eq!(memo.used_keys(), vec![key.to_hex().to_string()]);

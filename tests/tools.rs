@@ -1,4 +1,4 @@
-//! `vgmake encode` / `vgmake decode` on real files.
+//! `vgmake encode` / `vgmake decode` / `vgmake lines` on real files.
 
 mod support;
 
@@ -44,6 +44,41 @@ fn encode_then_decode_round_trips_through_the_cli() {
     );
     let again = run(&["encode", "song.mid"]);
     assert_eq!(String::from_utf8(again.stdout).unwrap(), line);
+}
+
+#[test]
+fn lines_prints_a_song_set_as_the_encode_stage_would_write_it() {
+    use vgmake_stages::midi::EncodeOptions;
+    use vgmake_stages::songs::{CodecInfo, SongInfo, SongSet};
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| support::run_in(tmp.path(), args);
+    let encoded = run(&["encode", demo_file().to_str().unwrap()]);
+    let line = String::from_utf8(encoded.stdout).unwrap();
+    let line = line.trim_end();
+    let info = SongInfo {
+        path: "a.mid".into(),
+        blake3: String::new(),
+    };
+    let set = SongSet::from_lines(
+        &[line, "start tempo:120 finish"],
+        vec![info.clone(), info],
+        CodecInfo::from_options(&EncodeOptions::default()),
+    );
+    std::fs::create_dir(tmp.path().join("set")).unwrap();
+    set.write(&tmp.path().join("set")).unwrap();
+    let out = run(&["lines", "set"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        format!("{line}\nstart tempo:120 finish\n")
+    );
+    let out = run(&["lines", "nowhere"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nowhere"));
 }
 
 #[test]

@@ -6,7 +6,8 @@
 //! DIR defaults to ../shared/corpus beside the repository; each run encodes every file
 //! `ROUNDS` times; the median of RUNS runs is printed. FORM is what a song becomes:
 //! `line` (default: the token line as text, `midi::encode_bytes`) or `codes` (the
-//! tokens as numbers, what the encode stage keeps and interns; the same tokens).
+//! tokens as numbers interned per song, `encode_song_interned`: what the encode
+//! stage keeps; the same tokens).
 
 use std::time::Instant;
 
@@ -34,7 +35,7 @@ fn main() {
     let to_codes = |bytes: &[u8]| -> bool {
         midi::read_song(bytes)
             .map(|song| {
-                std::hint::black_box(midi::encoder::encode_song_codes(
+                std::hint::black_box(midi::encoder::encode_song_interned(
                     &song,
                     &options,
                     midi::NoteFormat::OnOff,

@@ -179,6 +179,43 @@ pub fn read_npy_u64(path: &Path) -> io::Result<Vec<u64>> {
     })
 }
 
+/// Writes a 1-D `<u4` .npy file of `len` values given as pieces, each a
+/// list of indices into its own map (an interned song: its token indices
+/// and their ids): the values are mapped into the file's buffer, never
+/// gathered into one array. An error if the pieces do not hold `len`.
+pub fn write_npy_u32_mapped<'a>(
+    path: &Path,
+    len: usize,
+    pieces: impl Iterator<Item = (&'a [u32], Vec<u32>)>,
+) -> io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(&npy_header("<u4", len))?;
+    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
+    let mut written = 0usize;
+    for (indices, map) in pieces {
+        for part in indices.chunks(CHUNK / 4) {
+            let at = buffer.len();
+            buffer.resize(at + part.len() * 4, 0);
+            for (out, &i) in buffer[at..].chunks_exact_mut(4).zip(part) {
+                out.copy_from_slice(&map[i as usize].to_le_bytes());
+            }
+            written += part.len();
+            if buffer.len() >= CHUNK {
+                file.write_all(&buffer)?;
+                buffer.clear();
+            }
+        }
+    }
+    file.write_all(&buffer)?;
+    if written != len {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: {written} values for an array of {len}", path.display()),
+        ));
+    }
+    Ok(())
+}
+
 /// Arrays are converted to and from bytes through a buffer of this size,
 /// never as one second copy of a 100 MB array.
 const CHUNK: usize = 1 << 20;

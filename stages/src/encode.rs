@@ -3,9 +3,11 @@
 //! encode options and the codec version), so one new file encodes one file.
 //!
 //! Output: the song set (token table, ids, offsets, `songs.json`,
-//! `codec.json`, see [`crate::songs`]), `tokens.txt` (the same songs as
-//! readable lines), `report.json` (every file, encoded or skipped and
-//! why) and `metrics.json`.
+//! `codec.json`, see [`crate::songs`]), `report.json` (every file, encoded
+//! or skipped and why) and `metrics.json`; with `lines = true` also
+//! `tokens.txt` (the same songs as readable lines, which `vgmake lines`
+//! prints from the song set on demand: written by default it was most of
+//! the stage's output bytes, three times the ids, hashed again at commit).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -14,6 +16,7 @@ use serde::Serialize;
 
 use crate::api::*;
 use crate::dataset::write_json;
+use crate::midi::encoder::Interned;
 use crate::midi::{self, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 use crate::songs::{CodecInfo, SongInfo, SongSet};
 use crate::walk;
@@ -24,8 +27,9 @@ pub struct EncodeKind;
 #[derive(Debug, Clone, PartialEq)]
 enum Outcome {
     Encoded {
-        /// The tokens as [`crate::midi::tokens::Token::code`]s.
-        codes: Vec<u64>,
+        /// The tokens, interned: distinct [`crate::midi::tokens::Token::code`]s
+        /// and an index into them per token.
+        song: Interned,
         warnings: Vec<String>,
     },
     Skipped {
@@ -34,32 +38,41 @@ enum Outcome {
 }
 
 impl Outcome {
-    /// The memo's bytes: `E`, the number of warnings (u32 LE), each as its
-    /// length (u32 LE) and UTF-8 bytes, then the token codes to the end:
-    /// `4` and each as a u32 LE (the kind in the top 3 bits, the fields in
-    /// the 29 below: every token of a real song fits), or `8` and each as
-    /// its u64 LE. Or `S` and the reason (UTF-8).
+    /// The memo's bytes: `I`, the number of warnings (u32 LE), each as its
+    /// length (u32 LE) and UTF-8 bytes, the number of distinct codes (u32
+    /// LE) and each as a u64 LE, then the tokens to the end: `2` and each
+    /// as a u16 LE index into the codes (when they number at most 65,536),
+    /// or `4` and each as a u32 LE. Or `S` and the reason (UTF-8).
+    ///
+    /// Entries of the form before (`E`, the warnings, then `4` and every
+    /// token's code narrowed to a u32 LE, or `8` and each as its u64 LE)
+    /// are still read.
     fn to_bytes(&self) -> Vec<u8> {
         match self {
-            Outcome::Encoded { codes, warnings } => {
+            Outcome::Encoded { song, warnings } => {
                 let text: usize = warnings.iter().map(|w| w.len() + 4).sum();
-                let narrow: Option<Vec<u32>> = codes.iter().map(|&c| narrow(c)).collect();
-                let width = if narrow.is_some() { 4 } else { 8 };
-                let mut out = Vec::with_capacity(6 + text + codes.len() * width);
-                out.push(b'E');
+                let width = if song.codes.len() <= 1 << 16 { 2 } else { 4 };
+                let mut out =
+                    Vec::with_capacity(10 + text + song.codes.len() * 8 + song.ids.len() * width);
+                out.push(b'I');
                 out.extend_from_slice(&(warnings.len() as u32).to_le_bytes());
                 for w in warnings {
                     out.extend_from_slice(&(w.len() as u32).to_le_bytes());
                     out.extend_from_slice(w.as_bytes());
                 }
+                out.extend_from_slice(&(song.codes.len() as u32).to_le_bytes());
+                song.codes
+                    .iter()
+                    .for_each(|c| out.extend_from_slice(&c.to_le_bytes()));
                 out.push(width as u8);
-                match narrow {
-                    Some(codes) => codes
+                if width == 2 {
+                    song.ids
                         .iter()
-                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
-                    None => codes
+                        .for_each(|&i| out.extend_from_slice(&(i as u16).to_le_bytes()));
+                } else {
+                    song.ids
                         .iter()
-                        .for_each(|c| out.extend_from_slice(&c.to_le_bytes())),
+                        .for_each(|i| out.extend_from_slice(&i.to_le_bytes()));
                 }
                 out
             }
@@ -76,27 +89,53 @@ impl Outcome {
             Some(head)
         };
         match tag {
-            b'E' => {
+            b'E' | b'I' => {
                 let count = u32::from_le_bytes(take(4)?.try_into().ok()?);
                 let mut warnings = Vec::new();
                 for _ in 0..count {
                     let len = u32::from_le_bytes(take(4)?.try_into().ok()?);
                     warnings.push(String::from_utf8(take(len as usize)?.to_vec()).ok()?);
                 }
-                let width = take(1)?[0] as usize;
-                if !matches!(width, 4 | 8) || rest.len() % width != 0 || rest.is_empty() {
-                    return None;
-                }
-                let codes = if width == 4 {
-                    rest.chunks_exact(4)
-                        .map(|c| widen(u32::from_le_bytes(c.try_into().unwrap())))
-                        .collect()
-                } else {
-                    rest.chunks_exact(8)
+                let song = if tag == b'I' {
+                    let n = u32::from_le_bytes(take(4)?.try_into().ok()?) as usize;
+                    let codes: Vec<u64> = take(n.checked_mul(8)?)?
+                        .chunks_exact(8)
                         .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
-                        .collect()
+                        .collect();
+                    let width = take(1)?[0] as usize;
+                    if !matches!(width, 2 | 4) || rest.len() % width != 0 || rest.is_empty() {
+                        return None;
+                    }
+                    let ids: Vec<u32> = if width == 2 {
+                        rest.chunks_exact(2)
+                            .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as u32)
+                            .collect()
+                    } else {
+                        rest.chunks_exact(4)
+                            .map(|c| u32::from_le_bytes(c.try_into().unwrap()))
+                            .collect()
+                    };
+                    if ids.iter().any(|&i| i as usize >= n) {
+                        return None;
+                    }
+                    Interned { codes, ids }
+                } else {
+                    let width = take(1)?[0] as usize;
+                    if !matches!(width, 4 | 8) || rest.len() % width != 0 || rest.is_empty() {
+                        return None;
+                    }
+                    let codes: Vec<u64> = if width == 4 {
+                        rest.chunks_exact(4)
+                            .map(|c| widen(u32::from_le_bytes(c.try_into().unwrap())))
+                            .collect()
+                    } else {
+                        rest.chunks_exact(8)
+                            .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+                            .collect()
+                    };
+                    Interned::from_codes(&codes)
                 };
-                Some(Outcome::Encoded { codes, warnings })
+                Some(Outcome::Encoded { song, warnings })
             }
             b'S' => Some(Outcome::Skipped {
                 reason: String::from_utf8(rest.to_vec()).ok()?,
@@ -205,6 +244,12 @@ impl StageKind for EncodeKind {
                 "on_off",
                 "on_off: start and end tokens; duration: a start then its length (d:N steps, long notes tied by bars), no end tokens",
             ),
+            ParamSpec::new(
+                "lines",
+                ParamType::Bool,
+                false,
+                "also write tokens.txt, one readable line per song (`vgmake lines out/default/encode` prints the same from the song set)",
+            ),
         ]
     }
 
@@ -303,7 +348,14 @@ impl StageKind for EncodeKind {
         }
         let encoded = started.elapsed().as_secs_f64();
         let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
-        write_outputs(ctx, &options, format, &results)?;
+        write_outputs(
+            ctx,
+            &options,
+            format,
+            ctx.params.bool("lines"),
+            &results,
+            &pool,
+        )?;
         ctx.progress.log(&format!(
             "read and encoded {} files in {encoded:.3} s ({} threads), wrote the outputs in {:.3} s",
             files.len(),
@@ -314,14 +366,8 @@ impl StageKind for EncodeKind {
     }
 }
 
-/// A token code (kind in the top byte, fields in the low 32 bits) in 32
-/// bits, when its fields fit 29.
-fn narrow(code: u64) -> Option<u32> {
-    let (kind, fields) = (code >> 56, code & 0xFFFF_FFFF);
-    (kind < 8 && fields < 1 << 29 && code >> 32 & 0xFF_FFFF == 0)
-        .then_some((kind as u32) << 29 | fields as u32)
-}
-
+/// A code of the old memo form (kind in the top 3 bits, fields in the 29
+/// below) as a token code (kind in the top byte, fields in the low 32 bits).
 fn widen(code: u32) -> u64 {
     ((code >> 29) as u64) << 56 | (code & ((1 << 29) - 1)) as u64
 }
@@ -350,7 +396,7 @@ fn encode_memoized(
     }
     let outcome = match midi::read_song(bytes) {
         Ok(song) => Outcome::Encoded {
-            codes: midi::encoder::encode_song_codes(&song, options, format),
+            song: midi::encoder::encode_song_interned(&song, options, format),
             warnings: song.warnings,
         },
         Err(e) => Outcome::Skipped {
@@ -373,19 +419,21 @@ fn write_outputs(
     ctx: &StageContext,
     options: &EncodeOptions,
     format: NoteFormat,
+    lines: bool,
     results: &[(SongInfo, Outcome)],
+    pool: &rayon::ThreadPool,
 ) -> Result<(), StageError> {
     let mut files = Vec::with_capacity(results.len());
     let mut skipped_by_reason = std::collections::BTreeMap::new();
-    let mut songs: Vec<&[u64]> = Vec::new();
+    let mut songs: Vec<&Interned> = Vec::new();
     let mut infos: Vec<SongInfo> = Vec::new();
     let mut total_tokens = 0usize;
     for (info, outcome) in results {
         match outcome {
-            Outcome::Encoded { codes, warnings } => {
-                let count = codes.len();
+            Outcome::Encoded { song, warnings } => {
+                let count = song.ids.len();
                 total_tokens += count;
-                songs.push(codes.as_slice());
+                songs.push(song);
                 infos.push(info.clone());
                 files.push(FileReport {
                     path: info.path.clone(),
@@ -437,13 +485,14 @@ fn write_outputs(
         "tokens_per_song": total_tokens as f64 / songs.len() as f64,
     });
     write_json(&out.join("metrics.json"), &metrics).ctx(|| "writing metrics.json")?;
-    let set = SongSet::from_codes(
-        &songs,
-        infos,
-        CodecInfo::from_options(options).with_format(format),
-    );
-    set.write_lines(out)?;
-    set.write(out)?;
+    let codec = CodecInfo::from_options(options).with_format(format);
+    if lines {
+        let set = pool.install(|| SongSet::from_interned(&songs, infos, codec));
+        set.write_lines(out)?;
+        set.write(out)?;
+    } else {
+        pool.install(|| SongSet::write_interned(out, &songs, &infos, &codec))?;
+    }
     ctx.progress.message(&format!(
         "{} encoded, {} skipped",
         report.encoded, report.skipped
@@ -457,19 +506,27 @@ mod tests {
 
     #[test]
     fn memo_bytes_round_trip_and_damage_is_a_miss() {
+        let codes = [0, 3 << 56 | 8, 3 << 56 | 8, 1 << 56];
         let encoded = Outcome::Encoded {
-            codes: vec![0, 3 << 56 | 8, 1 << 56],
+            song: Interned::from_codes(&codes),
             warnings: vec![
                 "track 1: malformed meta event skipped at byte 9".into(),
                 String::new(),
             ],
         };
         let wide = Outcome::Encoded {
-            codes: vec![0, 3 << 56 | u32::MAX as u64, 1 << 56],
+            song: Interned {
+                codes: (0..70_000).map(|i| 3 << 56 | i).collect(),
+                ids: vec![0, 69_999, 5],
+            },
             warnings: Vec::new(),
         };
-        assert_eq!(encoded.to_bytes().len(), 1 + 4 + 4 + 47 + 4 + 1 + 3 * 4);
-        assert_eq!(wide.to_bytes().len(), 1 + 4 + 1 + 3 * 8);
+        // 3 distinct codes of 8 bytes, 4 tokens of 2.
+        assert_eq!(
+            encoded.to_bytes().len(),
+            1 + 4 + 4 + 47 + 4 + 4 + 3 * 8 + 1 + 4 * 2
+        );
+        assert_eq!(wide.to_bytes().len(), 1 + 4 + 4 + 70_000 * 8 + 1 + 3 * 4);
         let skipped = Outcome::Skipped {
             reason: "no notes".into(),
         };
@@ -479,10 +536,35 @@ mod tests {
                 Some(outcome)
             );
         }
+        let Outcome::Encoded { song, .. } = &encoded else {
+            unreachable!()
+        };
+        assert_eq!(song.to_codes(), codes);
         let bytes = encoded.to_bytes();
         assert_eq!(Outcome::from_bytes(&bytes[..bytes.len() - 1]), None);
         assert_eq!(Outcome::from_bytes(&bytes[..6]), None);
         assert_eq!(Outcome::from_bytes(b""), None);
         assert_eq!(Outcome::from_bytes(b"{\"Encoded\":{}}"), None);
+        // An index past the codes is a miss, not a panic later.
+        let mut bad = bytes.clone();
+        let last = bad.len() - 2;
+        bad[last] = 3;
+        assert_eq!(Outcome::from_bytes(&bad), None);
+        // The form before (every token's code) still reads: narrow and wide.
+        let mut old = b"E\0\0\0\0\x04".to_vec();
+        for c in [0u32, 3 << 29 | 8, 3 << 29 | 8, 1 << 29] {
+            old.extend_from_slice(&c.to_le_bytes());
+        }
+        let mut old_wide = b"E\0\0\0\0\x08".to_vec();
+        for c in codes {
+            old_wide.extend_from_slice(&c.to_le_bytes());
+        }
+        for old in [old, old_wide] {
+            let Some(Outcome::Encoded { song, warnings }) = Outcome::from_bytes(&old) else {
+                panic!("the old form is read")
+            };
+            assert_eq!(song.to_codes(), codes);
+            assert!(warnings.is_empty());
+        }
     }
 }

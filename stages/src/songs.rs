@@ -9,7 +9,9 @@
 //!   source file (relative to the scrape output) and the blake3 of its bytes;
 //! - `codec.json`: the encode options (decode needs `steps_per_beat`).
 //!
-//! Encode also writes `tokens.txt`, the same songs as readable lines.
+//! The same songs as readable lines, one per song (`tokens.txt`): `vgmake
+//! lines DIR` prints them from any song set folder ([`SongSet::write_lines_to`]);
+//! encode writes the file itself only with `lines = true`.
 //!
 //! Why ids and not text: on 10,000 songs (tens of millions of tokens) the
 //! text is hundreds of MB and limit would spend its time copying it. With
@@ -26,7 +28,10 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
-use crate::dataset::{read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u64};
+use crate::dataset::{
+    read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u32_mapped, write_npy_u64,
+};
+use crate::midi::encoder::Interned;
 use crate::midi::tokens::Token;
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
@@ -191,79 +196,76 @@ impl SongSet {
         }
     }
 
-    /// Interns songs given as [`Token::code`]s (the encode stage's form):
-    /// the same set as [`SongSet::from_lines`] on their lines, without
-    /// splitting and hashing text (one hash of a number per token; the
-    /// names of the distinct tokens are written once, then sorted).
+    /// Interns songs given as [`Token::code`]s: the same set as
+    /// [`SongSet::from_lines`] on their lines (through [`Interned`] songs).
     pub fn from_codes(songs: &[&[u64]], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
-        let per_chunk = songs.len().div_ceil(64).max(16);
-        let chunks: Vec<(Vec<u64>, Vec<u32>, Vec<usize>)> = songs
-            .par_chunks(per_chunk)
-            .map(|chunk| {
-                let mut local: FxHashMap<u64, u32> = FxHashMap::default();
-                // A direct-mapped cache in front of the map (most lookups
-                // end here: a song has a few hundred distinct tokens).
-                let mut cache = vec![(u64::MAX, 0u32); 4096];
-                let mut codes = Vec::new();
-                let mut ids = Vec::with_capacity(chunk.iter().map(|s| s.len()).sum());
-                let mut lengths = Vec::with_capacity(chunk.len());
-                for song in chunk {
-                    ids.extend(song.iter().map(|&code| {
-                        let slot =
-                            &mut cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize];
-                        if slot.0 == code {
-                            return slot.1;
-                        }
-                        let id = *local.entry(code).or_insert_with(|| {
-                            codes.push(code);
-                            codes.len() as u32 - 1
-                        });
-                        *slot = (code, id);
-                        id
-                    }));
-                    lengths.push(song.len());
-                }
-                (codes, ids, lengths)
-            })
-            .collect();
-        let mut named: Vec<(String, u64)> = chunks
-            .iter()
-            .flat_map(|c| c.0.iter().copied())
-            .collect::<rustc_hash::FxHashSet<u64>>()
-            .into_iter()
-            .map(|code| {
-                let name = Token::from_code(code).map_or_else(String::new, |t| t.to_string());
-                (name, code)
-            })
-            .collect();
-        named.par_sort_unstable();
-        let index: FxHashMap<u64, u32> = named
-            .iter()
-            .enumerate()
-            .map(|(i, (_, code))| (*code, i as u32))
-            .collect();
-        let mut ids = Vec::with_capacity(chunks.iter().map(|c| c.1.len()).sum());
-        let mut offsets = Vec::with_capacity(songs.len() + 1);
-        offsets.push(0u64);
-        for (codes, local_ids, lengths) in &chunks {
-            let remap: Vec<u32> = codes.iter().map(|c| index[c]).collect();
-            ids.extend(local_ids.iter().map(|&l| remap[l as usize]));
-            for len in lengths {
-                offsets.push(offsets.last().copied().unwrap_or(0) + *len as u64);
-            }
+        let interned: Vec<Interned> = songs.par_iter().map(|s| Interned::from_codes(s)).collect();
+        let refs: Vec<&Interned> = interned.iter().collect();
+        SongSet::from_interned(&refs, infos, codec)
+    }
+
+    /// The song set of songs interned one by one (the encode stage's form):
+    /// see [`InternedTable`]; each song's tokens go through its own few
+    /// hundred codes' ids (no lookup per token).
+    pub fn from_interned(songs: &[&Interned], infos: Vec<SongInfo>, codec: CodecInfo) -> SongSet {
+        let table = InternedTable::new(songs);
+        let mut ids = Vec::with_capacity(songs.iter().map(|s| s.ids.len()).sum());
+        for song in songs {
+            let map = table.map(song);
+            ids.extend(song.ids.iter().map(|&l| map[l as usize]));
         }
         SongSet {
-            table: named.into_iter().map(|(name, _)| name).collect(),
+            table: table
+                .names()
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect(),
             ids,
-            offsets,
+            offsets: interned_offsets(songs),
             infos,
             codec,
         }
     }
 
+    /// Writes the song set of interned songs into `dir`: the same bytes as
+    /// [`SongSet::from_interned`] then [`SongSet::write`], without the set
+    /// in memory (each song's ids are mapped straight into the file's
+    /// buffer: no second array of every token, no pass to copy it).
+    pub fn write_interned(
+        dir: &Path,
+        songs: &[&Interned],
+        infos: &[SongInfo],
+        codec: &CodecInfo,
+    ) -> Result<(), StageError> {
+        let table = InternedTable::new(songs);
+        let mut text = Vec::with_capacity(table.text.len() + table.order.len());
+        for name in table.names() {
+            text.extend_from_slice(name);
+            text.push(b'\n');
+        }
+        let io = |name: &str| format!("writing {}", dir.join(name).display());
+        fs::write(dir.join(TABLE_FILE), text).ctx(|| io(TABLE_FILE))?;
+        let total = songs.iter().map(|s| s.ids.len()).sum();
+        let pieces = songs
+            .iter()
+            .map(|song| (song.ids.as_slice(), table.map(song)));
+        write_npy_u32_mapped(&dir.join(IDS_FILE), total, pieces).ctx(|| io(IDS_FILE))?;
+        write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs))
+            .ctx(|| io(OFFSETS_FILE))?;
+        write_infos(dir, infos, codec)
+    }
+
     /// Writes the songs as `tokens.txt`, one line each (what
-    /// [`write_lines`] writes for their lines), through a buffer.
+    /// [`write_lines`] writes for their lines).
     pub fn write_lines(&self, dir: &Path) -> Result<(), StageError> {
+        let path = dir.join(TOKENS_FILE);
+        fs::File::create(&path)
+            .and_then(|file| self.write_lines_to(file))
+            .ctx(|| format!("writing {}", path.display()))
+    }
+
+    /// Writes the songs to `out`, one line each (the bytes of
+    /// `tokens.txt`), through a buffer: `vgmake lines` prints them.
+    pub fn write_lines_to(&self, mut file: impl Write) -> std::io::Result<()> {
         const FLUSH: usize = 1 << 18;
         // Each token's text after a space, padded: one fixed-size copy per
         // token (then cut back to its length).
@@ -279,9 +281,7 @@ impl SongSet {
             })
             .collect();
         let long = self.table.iter().any(|t| t.len() >= 32);
-        let path = dir.join(TOKENS_FILE);
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&path)?;
+        {
             let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + (1 << 16));
             for i in 0..self.len() {
                 let Some((&first, rest)) = self.song(i).split_first() else {
@@ -306,9 +306,9 @@ impl SongSet {
                     buf.clear();
                 }
             }
-            file.write_all(&buf)
-        };
-        write().ctx(|| format!("writing {}", path.display()))
+            file.write_all(&buf)?;
+            file.flush()
+        }
     }
 
     /// The songs at `keep` (in that order), sharing this set's table.
@@ -388,19 +388,118 @@ impl SongSet {
         fs::write(dir.join(TABLE_FILE), table).ctx(|| io(TABLE_FILE))?;
         write_npy_u32(&dir.join(IDS_FILE), &self.ids).ctx(|| io(IDS_FILE))?;
         write_npy_u64(&dir.join(OFFSETS_FILE), &self.offsets).ctx(|| io(OFFSETS_FILE))?;
-        let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
-        fs::write(
-            dir.join(SONGS_FILE),
-            json(serde_json::to_vec_pretty(&self.infos))?,
-        )
-        .ctx(|| io(SONGS_FILE))?;
-        fs::write(
-            dir.join(CODEC_FILE),
-            json(serde_json::to_vec_pretty(&self.codec))?,
-        )
-        .ctx(|| io(CODEC_FILE))?;
-        Ok(())
+        write_infos(dir, &self.infos, &self.codec)
     }
+}
+
+/// `songs.json` and `codec.json`.
+fn write_infos(dir: &Path, infos: &[SongInfo], codec: &CodecInfo) -> Result<(), StageError> {
+    let io = |name: &str| format!("writing {}", dir.join(name).display());
+    let json = |v: serde_json::Result<Vec<u8>>| v.map_err(|e| StageError::Other(e.to_string()));
+    fs::write(
+        dir.join(SONGS_FILE),
+        json(serde_json::to_vec_pretty(infos))?,
+    )
+    .ctx(|| io(SONGS_FILE))?;
+    fs::write(
+        dir.join(CODEC_FILE),
+        json(serde_json::to_vec_pretty(codec))?,
+    )
+    .ctx(|| io(CODEC_FILE))?;
+    Ok(())
+}
+
+/// The token table of interned songs: every distinct code of all songs
+/// named once (the encoder's token writer, into one buffer) and ordered by
+/// name, which gives each its id.
+struct InternedTable {
+    /// The names of `distinct`, one after another.
+    text: Vec<u8>,
+    spans: Vec<(u32, u32)>,
+    /// Indices into `distinct`, by name (ties, only codes that are no
+    /// token and so have an empty name, by code).
+    order: Vec<u32>,
+    /// Code -> id.
+    index: FxHashMap<u64, u32>,
+}
+
+impl InternedTable {
+    fn new(songs: &[&Interned]) -> InternedTable {
+        let codes: usize = songs.iter().map(|s| s.codes.len()).sum();
+        let mut seen: rustc_hash::FxHashSet<u64> =
+            rustc_hash::FxHashSet::with_capacity_and_hasher(codes / 2, Default::default());
+        let distinct: Vec<u64> = songs
+            .iter()
+            .flat_map(|s| s.codes.iter().copied())
+            .filter(|&c| seen.insert(c))
+            .collect();
+        let mut text: Vec<u8> = Vec::with_capacity(distinct.len() * 16);
+        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(distinct.len());
+        for &code in &distinct {
+            let at = text.len();
+            if let Some(token) = Token::from_code(code) {
+                token.write_to(&mut text);
+            }
+            spans.push((at as u32, text.len() as u32));
+        }
+        let name = |i: u32| {
+            let (a, b) = spans[i as usize];
+            &text[a as usize..b as usize]
+        };
+        // Sorted by the first 16 bytes as one number (zero-padded: a name
+        // before its extensions), the whole names and then the codes only
+        // where those tie: most comparisons are one of two integers.
+        let prefix = |i: u32| {
+            let mut bytes = [0u8; 16];
+            let n = name(i);
+            let len = n.len().min(16);
+            bytes[..len].copy_from_slice(&n[..len]);
+            u128::from_be_bytes(bytes)
+        };
+        let mut keyed: Vec<(u128, u32)> =
+            (0..distinct.len() as u32).map(|i| (prefix(i), i)).collect();
+        keyed.par_sort_unstable_by(|&(pa, a), &(pb, b)| {
+            pa.cmp(&pb).then_with(|| {
+                name(a)
+                    .cmp(name(b))
+                    .then(distinct[a as usize].cmp(&distinct[b as usize]))
+            })
+        });
+        let order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
+        let mut index: FxHashMap<u64, u32> =
+            FxHashMap::with_capacity_and_hasher(distinct.len(), Default::default());
+        for (id, &i) in order.iter().enumerate() {
+            index.insert(distinct[i as usize], id as u32);
+        }
+        InternedTable {
+            text,
+            spans,
+            order,
+            index,
+        }
+    }
+
+    /// The names, in id order.
+    fn names(&self) -> impl Iterator<Item = &[u8]> {
+        self.order.iter().map(|&i| {
+            let (a, b) = self.spans[i as usize];
+            &self.text[a as usize..b as usize]
+        })
+    }
+
+    /// A song's codes' ids (its index -> id map).
+    fn map(&self, song: &Interned) -> Vec<u32> {
+        song.codes.iter().map(|c| self.index[c]).collect()
+    }
+}
+
+fn interned_offsets(songs: &[&Interned]) -> Vec<u64> {
+    let mut offsets = Vec::with_capacity(songs.len() + 1);
+    offsets.push(0u64);
+    for song in songs {
+        offsets.push(offsets.last().copied().unwrap_or(0) + song.ids.len() as u64);
+    }
+    offsets
 }
 
 /// Writes token lines as `tokens.txt`, one song per line.
@@ -466,6 +565,25 @@ mod tests {
             from_codes,
             SongSet::from_lines(&real, (0..2).map(info).collect(), codec)
         );
+        // Written from the interned songs without the set: the same files.
+        let interned: Vec<Interned> = codes.iter().map(|c| Interned::from_codes(c)).collect();
+        let interned: Vec<&Interned> = interned.iter().collect();
+        let (whole, streamed) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        from_codes.write(whole.path()).unwrap();
+        SongSet::write_interned(
+            streamed.path(),
+            &interned,
+            &from_codes.infos,
+            &from_codes.codec,
+        )
+        .unwrap();
+        for name in [TABLE_FILE, IDS_FILE, OFFSETS_FILE, SONGS_FILE, CODEC_FILE] {
+            assert_eq!(
+                fs::read(whole.path().join(name)).unwrap(),
+                fs::read(streamed.path().join(name)).unwrap(),
+                "{name}"
+            );
+        }
         let text_dir = tempfile::tempdir().unwrap();
         from_codes.write_lines(text_dir.path()).unwrap();
         write_lines(dir.path(), &real).unwrap();

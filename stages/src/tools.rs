@@ -1,6 +1,7 @@
 //! Tools for people looking at data, outside any pipeline, offered as
 //! subcommands of the `vgmake` binary: `encode FILE.mid` prints the token
-//! line, `decode FILE.txt -o OUT.mid` writes MIDI, `render` and `roll` run
+//! line, `decode FILE.txt -o OUT.mid` writes MIDI, `lines DIR` prints a song
+//! set's songs as token lines, `render` and `roll` run
 //! the sample stage's chip synth and piano roll on any MIDI file.
 //!
 //! The binary adds [`Tool`] to its command line (`Tool::augment_subcommands`)
@@ -29,6 +30,8 @@ pub enum Tool {
         #[arg(long, default_value_t = 16)]
         steps_per_beat: u32,
     },
+    /// Print the token lines of a song set folder (an encode or limit output, e.g. out/encode): one line per song.
+    Lines { dir: PathBuf },
     /// Render a MIDI file to WAV with the built-in chip synth (pulse, triangle, noise).
     Render {
         file: PathBuf,
@@ -75,6 +78,7 @@ pub fn run(tool: &Tool) -> ExitCode {
             output,
             steps_per_beat,
         } => decode(file, output, *steps_per_beat),
+        Tool::Lines { dir } => lines(dir),
         Tool::Render { file, output } => render(file, output),
         Tool::Roll { file, output } => roll(file, output),
     }
@@ -143,7 +147,7 @@ fn decode(file: &Path, output: &Path, steps_per_beat: u32) -> ExitCode {
         Ok(t) => t,
         Err(e) => return usage_error(format!("cannot read {}: {e}", file.display())),
     };
-    // A file of several songs (an encode stage's tokens.txt): the first one.
+    // A file of several songs (`vgmake lines` output, tokens.txt): the first one.
     let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
     match midi::decode::decode_tokens(line, &DecodeOptions { steps_per_beat }) {
         Ok(bytes) => match std::fs::write(output, bytes) {
@@ -151,6 +155,20 @@ fn decode(file: &Path, output: &Path, steps_per_beat: u32) -> ExitCode {
             Err(e) => usage_error(format!("cannot write {}: {e}", output.display())),
         },
         Err(e) => failed(format!("{}: {e}", file.display())),
+    }
+}
+
+/// `vgmake lines DIR`: the songs of a song set as token lines (what
+/// encode's `tokens.txt` holds, byte for byte).
+fn lines(dir: &Path) -> ExitCode {
+    let set = match crate::songs::SongSet::read(dir) {
+        Ok(set) => set,
+        Err(e) => return usage_error(e),
+    };
+    match set.write_lines_to(std::io::stdout().lock()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => failed(format!("writing to stdout: {e}")),
     }
 }
 

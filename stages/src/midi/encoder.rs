@@ -43,22 +43,29 @@ pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -
         }
     };
     let stepper = song.clock.stepper(spb);
-    // `song.notes` is sorted by start tick, so this is sorted by start.
-    let mut notes: Vec<GridNote> = song
-        .notes
-        .iter()
-        .map(|n| {
-            let start = stepper.step(n.start).min(MAX_STEP - 1);
+    // `song.notes` is sorted by start tick, so this is sorted by start:
+    // each note goes onto the grid and through the overlap resolution in
+    // one pass (no list of unresolved notes).
+    let mut notes: Vec<GridNote> = Vec::with_capacity(song.notes.len());
+    let mut overlaps = Overlaps::new();
+    // Programs and velocities through tables (a division per note, else).
+    let programs: [u8; 256] =
+        std::array::from_fn(|p| options.instrument_groups.map(p.min(255) as u8));
+    let velocities: [u8; 256] =
+        std::array::from_fn(|v| round_velocity(v.min(255) as u8, options.velocity_step));
+    for n in &song.notes {
+        let start = stepper.step(n.start).min(MAX_STEP - 1);
+        overlaps.push(
+            &mut notes,
             GridNote {
-                program: options.instrument_groups.map(n.program),
+                program: programs[n.program as usize],
                 pitch: n.pitch,
                 start,
                 end: stepper.step(n.end).clamp(start + 1, MAX_STEP),
-                velocity: round_velocity(n.velocity, options.velocity_step),
-            }
-        })
-        .collect();
-    resolve_overlaps(&mut notes);
+                velocity: velocities[n.velocity as usize],
+            },
+        );
+    }
     round(&mut notes);
     if options.transpose == Transpose::C {
         let lengths = notes.iter().map(|n| (n.program, n.pitch, n.end - n.start));
@@ -88,24 +95,45 @@ pub fn grid_notes_as(song: &Song, options: &EncodeOptions, format: NoteFormat) -
 /// same (program, pitch) starts; two starting together merge into one (the
 /// longer end, the louder velocity). Linear: one slot per (program, pitch).
 fn resolve_overlaps(notes: &mut Vec<GridNote>) {
-    let mut last: Vec<u32> = vec![u32::MAX; 129 * 128];
+    let mut overlaps = Overlaps::new();
     let mut kept: Vec<GridNote> = Vec::with_capacity(notes.len());
     for note in notes.iter() {
-        let slot = &mut last[note.program as usize * 128 + note.pitch as usize];
+        overlaps.push(&mut kept, *note);
+    }
+    *notes = kept;
+}
+
+/// [`resolve_overlaps`] a note at a time: the last kept note of each
+/// (program, pitch).
+struct Overlaps {
+    last: Vec<u32>,
+}
+
+impl Overlaps {
+    fn new() -> Overlaps {
+        Overlaps {
+            last: vec![u32::MAX; 129 * 128],
+        }
+    }
+
+    /// Appends `note` (starting no earlier than any in `kept`) to `kept`,
+    /// cutting or merging with the last one of its (program, pitch).
+    #[inline]
+    fn push(&mut self, kept: &mut Vec<GridNote>, note: GridNote) {
+        let slot = &mut self.last[note.program as usize * 128 + note.pitch as usize];
         if let Some(prev) = kept.get_mut(*slot as usize)
             && note.start < prev.end
         {
             if note.start == prev.start {
                 prev.end = prev.end.max(note.end);
                 prev.velocity = prev.velocity.max(note.velocity);
-                continue;
+                return;
             }
             prev.end = note.start;
         }
         *slot = kept.len() as u32;
-        kept.push(*note);
+        kept.push(note);
     }
-    *notes = kept;
 }
 
 /// Given notes sorted by start with no overlaps, rounds every length to a
@@ -210,6 +238,86 @@ pub fn encode_song_codes(song: &Song, options: &EncodeOptions, format: NoteForma
     codes
 }
 
+/// A song's tokens interned as they are made (the encode stage's form):
+/// its distinct [`Token::code`]s in order of first use, and each token as
+/// an index into them. A song set is then built from a few hundred
+/// distinct codes per song instead of a lookup per token, and a song holds
+/// 4 bytes a token instead of 8.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Interned {
+    pub codes: Vec<u64>,
+    pub ids: Vec<u32>,
+}
+
+impl Interned {
+    /// Interns a song given as codes.
+    pub fn from_codes(codes: &[u64]) -> Interned {
+        let mut sink = Interner::new(codes.len());
+        codes.iter().for_each(|&c| sink.code(c));
+        sink.song
+    }
+
+    /// The tokens as codes again.
+    pub fn to_codes(&self) -> Vec<u64> {
+        self.ids.iter().map(|&i| self.codes[i as usize]).collect()
+    }
+}
+
+/// The sink that interns: a direct-mapped cache in front of a map (most
+/// tokens end at the cache: a song has a few hundred distinct ones).
+struct Interner {
+    song: Interned,
+    map: rustc_hash::FxHashMap<u64, u32>,
+    cache: Vec<(u64, u32)>,
+}
+
+impl Interner {
+    fn new(capacity: usize) -> Interner {
+        Interner {
+            song: Interned {
+                codes: Vec::new(),
+                ids: Vec::with_capacity(capacity),
+            },
+            // A song has a few hundred distinct tokens: no regrowth for most.
+            map: rustc_hash::FxHashMap::with_capacity_and_hasher(1024, Default::default()),
+            // No code is u64::MAX (the kind is in the top byte, below 8).
+            cache: vec![(u64::MAX, 0); 1024],
+        }
+    }
+
+    #[inline]
+    fn code(&mut self, code: u64) {
+        let slot = &mut self.cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize];
+        let id = if slot.0 == code {
+            slot.1
+        } else {
+            let codes = &mut self.song.codes;
+            let id = *self.map.entry(code).or_insert_with(|| {
+                codes.push(code);
+                codes.len() as u32 - 1
+            });
+            *slot = (code, id);
+            id
+        };
+        self.song.ids.push(id);
+    }
+}
+
+impl TokenSink for Interner {
+    #[inline]
+    fn token(&mut self, token: Token) {
+        self.code(token.code());
+    }
+}
+
+/// The song's tokens interned ([`Interned`]; the same tokens as
+/// [`encode_song_codes`]).
+pub fn encode_song_interned(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Interned {
+    let mut sink = Interner::new(song.notes.len() * 3 + 8);
+    encode_song_into(song, options, format, &mut sink);
+    sink.song
+}
+
 /// The song's tokens, in order, into `out`.
 pub fn encode_song_into<S: TokenSink>(
     song: &Song,
@@ -225,12 +333,7 @@ pub fn encode_song_into<S: TokenSink>(
     if format == NoteFormat::Duration {
         return duration_line(&notes, &tempos, options.steps_per_beat, out);
     }
-    // Starts packed as (position, program, pitch, velocity), in order.
-    let pack = |step: u64, n: &GridNote| {
-        (step << 24) | (n.program as u64) << 16 | (n.pitch as u64) << 8 | n.velocity as u64
-    };
-    let starts: Vec<u64> = notes.iter().map(|n| pack(n.start, n)).collect();
-    // Ends packed as (position, program, pitch), sorted as numbers: no two
+    // Starts are the notes, in order. Ends packed as (position, program, pitch), sorted as numbers: no two
     // notes of one (program, pitch) end together (overlaps are resolved),
     // and the one ending has the velocity of the last start of its
     // (program, pitch), kept in `velocities` (fewer key bits, fewer passes).
@@ -240,7 +343,6 @@ pub fn encode_song_into<S: TokenSink>(
         .collect();
     super::radix::radix_sort(&mut ends);
     let mut velocities = [0u8; 129 * 128];
-    let unpack = |k: u64| (k >> 24, (k >> 16) as u8, (k >> 8) as u8, k as u8);
 
     let push = |token: Token, out: &mut S| out.token(token);
     out.token(Token::Start);
@@ -253,7 +355,7 @@ pub fn encode_song_into<S: TokenSink>(
             .get(t)
             .map_or(u64::MAX, |x| x.0)
             .min(ends.get(e).map_or(u64::MAX, |&k| k >> 15))
-            .min(starts.get(s).map_or(u64::MAX, |&k| k >> 24));
+            .min(notes.get(s).map_or(u64::MAX, |n| n.start));
         if position == u64::MAX {
             break;
         }
@@ -279,17 +381,13 @@ pub fn encode_song_into<S: TokenSink>(
             );
             e += 1;
         }
-        while let Some((_, program, pitch, velocity)) = starts
-            .get(s)
-            .map(|&k| unpack(k))
-            .filter(|x| x.0 == position)
-        {
-            velocities[program as usize * 128 + pitch as usize] = velocity;
+        while let Some(n) = notes.get(s).filter(|n| n.start == position) {
+            velocities[n.program as usize * 128 + n.pitch as usize] = n.velocity;
             push(
                 Token::NoteOn {
-                    program,
-                    velocity,
-                    pitch,
+                    program: n.program,
+                    velocity: n.velocity,
+                    pitch: n.pitch,
                 },
                 out,
             );
