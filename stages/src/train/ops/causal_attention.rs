@@ -19,9 +19,10 @@
 //!
 //! Where the CPU has AVX-512 the block products are the kernels of
 //! `attention_kernels`, which keep a block's scores transposed (a vector
-//! holds 16 queries), read q, k, v and write their gradients in place in
-//! the QKV layout, and fold the softmax's and the score gradient's element
-//! passes into the products; elsewhere they go through `gemm`
+//! holds 16 queries), read q and dy in place (as small per-block panels), k
+//! and v from per-task contiguous copies, write the gradients of q, k, v in
+//! place in the QKV layout, and fold the softmax's and the score gradient's
+//! element passes into the products; elsewhere they go through `gemm`
 //! single-threaded inside a task, on contiguous copies of a head's q, k, v. Either way a task's arithmetic and its
 //! order do not depend on the number of threads, so the results are
 //! bit-stable for any thread count.
@@ -308,9 +309,8 @@ fn forward_task(
     let rs = 3 * d;
     let (bi, h) = (task / heads, task % heads);
     let head = bi * t * rs + h * hd;
-    // The kernels read q (as a per-block transposed panel), k and v in
-    // place; gemm reads contiguous copies (it packs rows `3 d` apart much
-    // more slowly) and K^T.
+    // gemm reads contiguous copies of q, k^T and v (it packs rows `3 d`
+    // apart much more slowly).
     let (qh, kth, vh) = if fast {
         (Vec::new(), Vec::new(), Vec::new())
     } else {
@@ -319,6 +319,17 @@ fn forward_task(
             gather_transposed(x, head + d, t, d, hd),
             gather(x, head + 2 * d, t, d, hd),
         )
+    };
+    // The kernels read k and v from contiguous copies (every query block
+    // sweeps them; rows `3 d` apart cost 8% more in the block products than
+    // the copies), q (as a per-block transposed panel) in place.
+    let (kc, vc) = if fast {
+        (
+            gather(x, head + d, t, d, hd),
+            gather(x, head + 2 * d, t, d, hd),
+        )
+    } else {
+        (Vec::new(), Vec::new())
     };
     let y = out.at(bi * t * d + h * hd);
     let bmax = block.min(t);
@@ -351,8 +362,8 @@ fn forward_task(
                 kernels::cols(
                     (n, m, hd),
                     i0,
-                    x[head + d..].as_ptr(),
-                    rs,
+                    kc.as_ptr(),
+                    hd,
                     panel.as_ptr(),
                     s.as_mut_ptr(),
                     Epilogue::ScoresMax {
@@ -376,8 +387,8 @@ fn forward_task(
                     (m, n, hd),
                     Causal::QueryRows { i0 },
                     (s.as_ptr(), 1, m),
-                    x[head + 2 * d..].as_ptr(),
-                    rs,
+                    vc.as_ptr(),
+                    hd,
                     y.add(i0 * d),
                     d,
                     0,
@@ -575,6 +586,11 @@ fn backward_task_fast(
     let mut panel = vec![0f32; hd * bmax];
     let mut dys = vec![0f32; bmax * hd];
     let mut coef = vec![0f32; bmax];
+    // k and v as contiguous copies, as in the forward.
+    let (kc, vc) = (
+        gather(x, head + d, t, d, hd),
+        gather(x, head + 2 * d, t, d, hd),
+    );
     let dq = out.at(head);
     let (dk, dv) = (out.at(head + d), out.at(head + 2 * d));
     let mut offset = 0;
@@ -591,8 +607,8 @@ fn backward_task_fast(
                     kernels::cols(
                         (n, m, hd),
                         i0,
-                        x[head + d..].as_ptr(),
-                        rs,
+                        kc.as_ptr(),
+                        hd,
                         panel.as_ptr(),
                         p.as_mut_ptr(),
                         Epilogue::Scores { scale },
@@ -638,8 +654,8 @@ fn backward_task_fast(
             kernels::cols(
                 (n, m, hd),
                 i0,
-                x[head + 2 * d..].as_ptr(),
-                rs,
+                vc.as_ptr(),
+                hd,
                 panel.as_ptr(),
                 ds.as_mut_ptr(),
                 Epilogue::ScoreGrad {
@@ -653,8 +669,8 @@ fn backward_task_fast(
                 (m, n, hd),
                 Causal::QueryRows { i0 },
                 (ds.as_ptr(), 1, m),
-                x[head + d..].as_ptr(),
-                rs,
+                kc.as_ptr(),
+                hd,
                 dq.add(i0 * rs),
                 rs,
                 0,
