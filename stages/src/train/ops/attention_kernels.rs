@@ -509,3 +509,51 @@ mod tests {
         }
     }
 }
+
+// Elsewhere than x86-64 [`available`] is false and nothing calls these.
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never callable here ([`available`] is false).
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn cols(
+    _: (usize, usize, usize),
+    _: usize,
+    _: *const f32,
+    _: usize,
+    _: *const f32,
+    _: *mut f32,
+    _: Epilogue,
+) {
+    unreachable!("the attention kernels need x86-64 with AVX-512F")
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never callable here ([`available`] is false).
+#[cfg(not(target_arch = "x86_64"))]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn rows(
+    _: (usize, usize, usize),
+    _: Causal,
+    _: (*const f32, usize, usize),
+    _: *const f32,
+    _: usize,
+    _: *mut f32,
+    _: usize,
+    _: usize,
+    _: *const f32,
+) {
+    unreachable!("the attention kernels need x86-64 with AVX-512F")
+}
+
+/// See the x86-64 version.
+///
+/// # Safety
+/// Never callable here ([`available`] is false).
+#[cfg(not(target_arch = "x86_64"))]
+pub unsafe fn exp_cols(_: *mut f32, _: (usize, usize), _: usize, _: *const f32, _: *mut f32) {
+    unreachable!("the attention kernels need x86-64 with AVX-512F")
+}
