@@ -4,19 +4,26 @@
 //! columns of a row are `(3, heads, head_dim)`: all query heads, then all
 //! keys, then all values). Output: the heads' results side by side,
 //! `(b * t, d)`, ready for the output projection. No permuted copies either
-//! way, and no `(t, t)` matrix is ever stored between the passes.
+//! way.
 //!
 //! Each (sequence, head) pair is one parallel task. A task walks its queries
 //! in blocks of `block` rows; a query block only meets the key blocks up to
 //! and including the diagonal one (the masked upper triangle is never
 //! computed), so a causal head costs about half of the plain
-//! `softmax(q k^T) v`. Per row, the forward keeps one number, the
-//! log-sum-exp of the scaled scores; the backward recomputes each block's
-//! probabilities from it (`p = exp(scale * q.k - lse)`), so what is kept
-//! between the passes is `b * heads * t` floats instead of `b * heads * t^2`.
+//! `softmax(q k^T) v`. Per row, the forward keeps the log-sum-exp of the
+//! scaled scores; the candle op's backward recomputes each block's
+//! probabilities from it (`p = exp(scale * q.k - lse)`). The fused training
+//! step instead keeps the forward's exponentials `e = exp(scale q.k - max)`
+//! of every block and one `1 / sum(e)` per row (the probability is their
+//! product), half a `(t, t)` matrix per head.
 //!
-//! The block products go through `gemm` (the matrix kernel behind candle's
-//! CPU matmul) single-threaded inside a task: a task's arithmetic and its
+//! Where the CPU has AVX-512 the block products are the kernels of
+//! `attention_kernels`, which keep a block's scores transposed (a vector
+//! holds 16 queries), read q and dy in place (as small per-block panels), k
+//! and v from per-task contiguous copies, write the gradients of q, k, v in
+//! place in the QKV layout, and fold the softmax's and the score gradient's
+//! element passes into the products; elsewhere they go through `gemm`
+//! single-threaded inside a task, on contiguous copies of a head's q, k, v. Either way a task's arithmetic and its
 //! order do not depend on the number of threads, so the results are
 //! bit-stable for any thread count.
 
@@ -25,6 +32,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use super::attention_kernels::{self as kernels, Causal, Epilogue};
 use super::{f32_slice, vector};
 
 /// Query rows per block: big enough for efficient block products, small
@@ -72,6 +80,8 @@ pub(super) struct Dims {
     hd: usize,
     block: usize,
     scale: f32,
+    /// The AVX-512 kernels (where the CPU has them) instead of `gemm`.
+    fast: bool,
 }
 
 fn dims(l: &Layout, batch: usize, heads: usize, block: usize) -> Result<Dims> {
@@ -106,6 +116,7 @@ pub(super) fn dims_of(
         hd,
         block,
         scale: 1.0 / (hd as f32).sqrt(),
+        fast: kernels::available(),
     })
 }
 
@@ -213,31 +224,44 @@ pub(super) fn probs_per_task(dm: Dims) -> usize {
     query_blocks(dm.t, dm.block).map(|(_, m, n)| m * n).sum()
 }
 
-/// [`forward`] that also returns the attention probabilities of every
-/// query block (`(batch, heads)` tasks of [`probs_per_task`] floats each),
-/// for [`backward`] to use instead of recomputing them (one block product
-/// and one `exp` per score fewer, for `b * heads * t^2 / 2` floats kept).
+/// What the forward keeps for [`backward`] instead of recomputing the
+/// probabilities (one block product and one `exp` per score fewer, for
+/// `b * heads * t^2 / 2` floats kept): per (sequence, head) task,
+/// [`probs_per_task`] floats `e` (its query blocks' `rows x keys seen`, one
+/// after the other, zero where the causal mask hides a key; each block
+/// transposed, `(keys seen, rows)`, on the AVX-512 path), and per row
+/// `inv`: the probability of row `i`'s key `j` is `e[i][j] * inv[i]`.
+pub(super) struct Kept {
+    pub probs: Vec<f32>,
+    pub inv: Vec<f32>,
+}
+
+/// How [`backward`] gets the probabilities.
+#[derive(Clone, Copy)]
+pub(super) enum Probs<'a> {
+    /// From the forward's [`Kept`].
+    Kept { probs: &'a [f32], inv: &'a [f32] },
+    /// Recomputed from the forward's per-row log-sum-exp `(batch, heads, t)`.
+    Recompute { lse: &'a [f32] },
+}
+
+/// [`forward`] that also returns what the backward needs instead of
+/// recomputing the probabilities.
 pub(super) fn forward_keeping_probs(
     x: &[f32],
     batch: usize,
     dm: Dims,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    forward_inner(x, batch, dm, true)
+) -> (Vec<f32>, Vec<f32>, Kept) {
+    let (y, lse, kept) = forward_inner(x, batch, dm, true);
+    (y, lse, kept)
 }
 
-fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let Dims {
-        t,
-        d,
-        heads,
-        hd,
-        block,
-        scale,
-    } = dm;
-    let rs = 3 * d;
+fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Vec<f32>, Kept) {
+    let Dims { t, d, heads, .. } = dm;
     // Written whole: every head's columns of every row.
     let mut y = super::uninit(batch * t * d);
     let mut lse = vec![0f32; batch * heads * t];
+    let mut inv = vec![0f32; batch * heads * t];
     let per_task = probs_per_task(dm);
     // Every kept float is written (the block product, then the mask).
     let mut probs = if keep {
@@ -248,61 +272,170 @@ fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Ve
     let out = Shared(y.as_mut_ptr());
     let kept = Shared(probs.as_mut_ptr());
     lse.par_chunks_mut(t.max(1))
+        .zip(inv.par_chunks_mut(t.max(1)))
         .enumerate()
-        .for_each(|(task, lse)| {
-            let (bi, h) = (task / heads, task % heads);
-            let head = bi * t * rs + h * hd;
-            let (qh, kth, vh) = (
-                gather(x, head, t, d, hd),
-                gather_transposed(x, head + d, t, d, hd),
-                gather(x, head + 2 * d, t, d, hd),
-            );
-            let (q, kt, v) = (qh.as_ptr(), kth.as_ptr(), vh.as_ptr());
-            let y = out.at(bi * t * d + h * hd);
-            let mut scratch = if keep {
-                Vec::new()
-            } else {
-                vec![0f32; block.min(t) * t]
-            };
-            let mut offset = task * per_task;
-            for (i0, m, n) in query_blocks(t, block) {
-                let s: &mut [f32] = if keep {
-                    // SAFETY: this task's own blocks, inside `probs`.
-                    let s = unsafe { std::slice::from_raw_parts_mut(kept.at(offset), m * n) };
-                    offset += m * n;
-                    s
-                } else {
-                    &mut scratch[..m * n]
-                };
-                // SAFETY: rows i0..i0 + m of q and 0..n of k and v are
-                // inside this sequence; y's rows likewise.
-                unsafe { scores(s, q, kt, (i0, m, n), hd, t) };
-                for (r, row) in s.chunks_exact_mut(n).enumerate() {
-                    let len = i0 + r + 1;
-                    let (seen, masked) = row.split_at_mut(len);
-                    let max = vector::max(seen);
-                    vector::exp_affine(seen, scale, scale * max);
-                    let sum = vector::sum(seen);
-                    let inv = 1.0 / sum;
-                    seen.iter_mut().for_each(|p| *p *= inv);
-                    masked.fill(0.0);
-                    lse[i0 + r] = scale * max + sum.ln();
-                }
-                // SAFETY: as above.
-                unsafe {
-                    // Y_blk = P V[..n].
-                    mm(
-                        (m, hd, n),
-                        y.add(i0 * d),
-                        d,
-                        false,
-                        (s.as_ptr(), n, 1),
-                        (v, hd, 1),
-                    );
-                }
-            }
+        .for_each(|(task, (lse, inv))| {
+            // SAFETY: this task's own blocks of `probs`.
+            let probs = keep.then(|| unsafe {
+                std::slice::from_raw_parts_mut(kept.at(task * per_task), per_task)
+            });
+            forward_task(x, task, dm, out, probs, lse, inv);
         });
-    (y, lse, probs)
+    (y, lse, Kept { probs, inv })
+}
+
+/// One (sequence, head) task of the forward: writes its columns of `out`,
+/// its rows' `lse` and `inv`, and its blocks' exponentials into `kept`
+/// (or a scratch block when none): with the AVX-512 kernels each block
+/// transposed, `(keys seen, rows)`, through `gemm` as `(rows, keys seen)`.
+fn forward_task(
+    x: &[f32],
+    task: usize,
+    dm: Dims,
+    out: Shared,
+    mut kept: Option<&mut [f32]>,
+    lse: &mut [f32],
+    inv: &mut [f32],
+) {
+    let Dims {
+        t,
+        d,
+        heads,
+        hd,
+        block,
+        scale,
+        fast,
+    } = dm;
+    let rs = 3 * d;
+    let (bi, h) = (task / heads, task % heads);
+    let head = bi * t * rs + h * hd;
+    // gemm reads contiguous copies of q, k^T and v (it packs rows `3 d`
+    // apart much more slowly).
+    let (qh, kth, vh) = if fast {
+        (Vec::new(), Vec::new(), Vec::new())
+    } else {
+        (
+            gather(x, head, t, d, hd),
+            gather_transposed(x, head + d, t, d, hd),
+            gather(x, head + 2 * d, t, d, hd),
+        )
+    };
+    // The kernels read k and v from contiguous copies (every query block
+    // sweeps them; rows `3 d` apart cost 8% more in the block products than
+    // the copies), q (as a per-block transposed panel) in place.
+    let (kc, vc) = if fast {
+        (
+            gather(x, head + d, t, d, hd),
+            gather(x, head + 2 * d, t, d, hd),
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    let y = out.at(bi * t * d + h * hd);
+    let bmax = block.min(t);
+    let mut scratch = if kept.is_some() {
+        Vec::new()
+    } else {
+        vec![0f32; bmax * t]
+    };
+    let (mut panel, mut colmax, mut sums) = if fast {
+        (vec![0f32; hd * bmax], vec![0f32; bmax], vec![0f32; bmax])
+    } else {
+        (Vec::new(), Vec::new(), Vec::new())
+    };
+    let mut offset = 0;
+    for (i0, m, n) in query_blocks(t, block) {
+        let s: &mut [f32] = match kept.as_deref_mut() {
+            Some(all) => {
+                offset += m * n;
+                &mut all[offset - m * n..offset]
+            }
+            None => &mut scratch[..m * n],
+        };
+        if fast {
+            transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
+            colmax[..m].fill(f32::NEG_INFINITY);
+            // SAFETY: AVX-512 is there (`fast`); rows 0..n of k and v and
+            // i0..i0 + m of y are inside this sequence; the panel, `colmax`,
+            // `sums` and `inv[i0..]` have m columns.
+            unsafe {
+                kernels::cols(
+                    (n, m, hd),
+                    i0,
+                    kc.as_ptr(),
+                    hd,
+                    panel.as_ptr(),
+                    s.as_mut_ptr(),
+                    Epilogue::ScoresMax {
+                        scale,
+                        colmax: colmax.as_mut_ptr(),
+                    },
+                );
+                kernels::exp_cols(
+                    s.as_mut_ptr(),
+                    (n, m),
+                    i0,
+                    colmax.as_ptr(),
+                    sums.as_mut_ptr(),
+                );
+                for i in 0..m {
+                    inv[i0 + i] = 1.0 / sums[i];
+                    lse[i0 + i] = colmax[i] + sums[i].ln();
+                }
+                // Y_blk = diag(inv) P V[..n], P read from its transpose.
+                kernels::rows(
+                    (m, n, hd),
+                    Causal::QueryRows { i0 },
+                    (s.as_ptr(), 1, m),
+                    vc.as_ptr(),
+                    hd,
+                    y.add(i0 * d),
+                    d,
+                    0,
+                    inv[i0..].as_ptr(),
+                );
+            }
+        } else {
+            // SAFETY: rows i0..i0 + m of q and 0..n of k and v are inside
+            // this sequence; y's rows likewise.
+            unsafe { scores(s, qh.as_ptr(), kth.as_ptr(), (i0, m, n), hd, t) };
+            for (r, row) in s.chunks_exact_mut(n).enumerate() {
+                let len = i0 + r + 1;
+                let (seen, masked) = row.split_at_mut(len);
+                let max = vector::max(seen);
+                vector::exp_affine(seen, scale, scale * max);
+                let sum = vector::sum(seen);
+                let inv_sum = 1.0 / sum;
+                seen.iter_mut().for_each(|p| *p *= inv_sum);
+                masked.fill(0.0);
+                inv[i0 + r] = 1.0;
+                lse[i0 + r] = scale * max + sum.ln();
+            }
+            // SAFETY: as above.
+            unsafe {
+                // Y_blk = P V[..n].
+                mm(
+                    (m, hd, n),
+                    y.add(i0 * d),
+                    d,
+                    false,
+                    (s.as_ptr(), n, 1),
+                    (vh.as_ptr(), hd, 1),
+                );
+            }
+        }
+    }
+}
+
+/// `panel (w, m)` = the first `w` columns of `m` rows at stride `rs` of
+/// `src`, transposed: a block's q or dy as the kernels' vector operand.
+fn transpose_rows(panel: &mut [f32], src: &[f32], m: usize, rs: usize, w: usize) {
+    for i in 0..m {
+        let row = &src[i * rs..i * rs + w];
+        for (c, &v) in row.iter().enumerate() {
+            panel[c * m + i] = v;
+        }
+    }
 }
 
 impl CustomOp1 for CausalAttention {
@@ -345,37 +478,35 @@ struct CausalAttentionBackward {
 }
 
 /// The backward pass: qkv `x`, output `yv`, its gradient `dy` and the
-/// forward's log-sum-exp `lse_all`; returns d qkv.
+/// probabilities' source `probs`; returns d qkv.
 pub(super) fn backward(
     x: &[f32],
     yv: &[f32],
     dy: &[f32],
-    lse_all: &[f32],
-    probs_all: Option<&[f32]>,
+    probs: Probs,
     batch: usize,
     dm: Dims,
 ) -> Vec<f32> {
     let Dims {
-        t,
-        d,
-        heads,
-        hd,
-        block,
-        scale,
+        t, d, heads, hd, ..
     } = dm;
     let rs = 3 * d;
-    let per_task = probs_per_task(dm);
-    if let Some(all) = probs_all {
-        assert_eq!(
-            all.len(),
-            batch * heads * per_task,
-            "attention backward: kept probabilities"
-        );
+    let rows = batch * heads * t;
+    match probs {
+        Probs::Kept { probs, inv } => {
+            assert_eq!(
+                probs.len(),
+                batch * heads * probs_per_task(dm),
+                "attention backward: kept probabilities"
+            );
+            assert_eq!(inv.len(), rows, "attention backward: kept sums");
+        }
+        Probs::Recompute { lse } => assert_eq!(lse.len(), rows, "attention backward: lse"),
     }
     // D = dy . y per row and head, `(batch, heads, t)`, in one sequential
     // pass over both (per task, the head's 64-float pieces of rows 1 KB
     // apart came from memory four times over).
-    let mut dd_all = vec![0f32; batch * heads * t];
+    let mut dd_all = vec![0f32; rows];
     dd_all
         .par_chunks_mut(heads * t)
         .enumerate()
@@ -392,115 +523,304 @@ pub(super) fn backward(
     let mut dqkv = super::uninit(batch * t * rs);
     let out = Shared(dqkv.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
-        let (bi, h) = (task / heads, task % heads);
-        let head = bi * t * rs + h * hd;
-        // K^T only for recomputing the probabilities.
-        let (qh, kh, kth, vth) = (
-            gather(x, head, t, d, hd),
-            gather(x, head + d, t, d, hd),
-            match probs_all {
-                Some(_) => Vec::new(),
-                None => gather_transposed(x, head + d, t, d, hd),
-            },
-            gather_transposed(x, head + 2 * d, t, d, hd),
-        );
-        let (q, k, kt, vt) = (qh.as_ptr(), kh.as_ptr(), kth.as_ptr(), vth.as_ptr());
-        let mut douth = vec![0f32; t * hd];
-        for (i, r) in douth.chunks_exact_mut(hd).enumerate() {
-            r.copy_from_slice(&dy[(bi * t + i) * d + h * hd..][..hd]);
-        }
-        let dout = &douth[..];
-        let (mut dqh, mut dkh, mut dvh) =
-            (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
-        let (dq, dk, dv) = (dqh.as_mut_ptr(), dkh.as_mut_ptr(), dvh.as_mut_ptr());
-        let lse = &lse_all[task * t..(task + 1) * t];
         let dd = &dd_all[task * t..(task + 1) * t];
-        let mut probs = match probs_all {
-            Some(_) => Vec::new(),
-            None => vec![0f32; block.min(t) * t],
-        };
-        let mut dscores = vec![0f32; block.min(t) * t];
-        let mut offset = task * per_task;
-        for (i0, m, n) in query_blocks(t, block) {
-            let ds = &mut dscores[..m * n];
-            let p: &[f32] = match probs_all {
-                Some(all) => {
-                    offset += m * n;
-                    &all[offset - m * n..offset]
-                }
-                None => {
-                    let p = &mut probs[..m * n];
-                    // SAFETY: all rows addressed are inside this sequence.
-                    unsafe { scores(p, q, kt, (i0, m, n), hd, t) };
-                    for (r, row) in p.chunks_exact_mut(n).enumerate() {
-                        let len = i0 + r + 1;
-                        let (seen, masked) = row.split_at_mut(len);
-                        let l = lse[i0 + r];
-                        vector::exp_affine(seen, scale, l);
-                        masked.fill(0.0);
-                    }
-                    p
-                }
-            };
-            // SAFETY: as above.
-            unsafe {
-                // dV[..n] += P^T dY_blk (P^T's row j is column j of P).
-                mm(
-                    (n, hd, m),
-                    dv,
-                    hd,
-                    true,
-                    (p.as_ptr(), 1, n),
-                    (dout[i0 * hd..].as_ptr(), hd, 1),
-                );
-                // dP = dY_blk V[..n]^T.
-                mm(
-                    (m, n, hd),
-                    ds.as_mut_ptr(),
-                    n,
-                    false,
-                    (dout[i0 * hd..].as_ptr(), hd, 1),
-                    (vt, t, 1),
-                );
-            }
-            for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
-                let di = dd[i0 + r];
-                for (g, &p) in dsr.iter_mut().zip(pr) {
-                    *g = scale * p * (*g - di);
-                }
-            }
-            // SAFETY: as above.
-            unsafe {
-                // dQ_blk = dS K[..n].
-                mm(
-                    (m, hd, n),
-                    dq.add(i0 * hd),
-                    hd,
-                    false,
-                    (ds.as_ptr(), n, 1),
-                    (k, hd, 1),
-                );
-                // dK[..n] += dS^T Q_blk.
-                mm(
-                    (n, hd, m),
-                    dk,
-                    hd,
-                    true,
-                    (ds.as_ptr(), 1, n),
-                    (q.add(i0 * hd), hd, 1),
-                );
-            }
-        }
-        for (off, m) in [(0, &dqh), (d, &dkh), (2 * d, &dvh)] {
-            for (i, r) in m.chunks_exact(hd).enumerate() {
-                // SAFETY: row i of this head's q, k or v columns, inside dqkv.
-                unsafe {
-                    std::ptr::copy_nonoverlapping(r.as_ptr(), out.at(head + off + i * rs), hd)
-                };
-            }
+        if dm.fast {
+            backward_task_fast(x, dy, dd, probs, task, dm, out);
+        } else {
+            backward_task_gemm(x, dy, dd, probs, task, dm, out);
         }
     });
     dqkv
+}
+
+/// The kept probabilities of a task's query block `(i0, m, n)` (`offset`:
+/// the block's start in the task's kept floats) and their rows' factors.
+fn kept_block<'a>(
+    probs: &'a [f32],
+    inv: &'a [f32],
+    task: usize,
+    dm: Dims,
+    (i0, m, n): (usize, usize, usize),
+    offset: usize,
+) -> (&'a [f32], &'a [f32]) {
+    let start = task * probs_per_task(dm) + offset;
+    (
+        &probs[start..start + m * n],
+        &inv[task * dm.t + i0..task * dm.t + i0 + m],
+    )
+}
+
+/// One (sequence, head) task of the backward with the AVX-512 kernels:
+/// writes this head's q, k and v columns of `out` = d qkv in place. Per
+/// query block, with `P^T` the block's probabilities transposed:
+/// `dV[..n] (+)= P^T dY_blk`, `dS^T = scale P^T (V dY_blk^T - D)`,
+/// `dQ_blk = (dS^T)^T K[..n]`, `dK[..n] (+)= dS^T Q_blk`.
+fn backward_task_fast(
+    x: &[f32],
+    dy: &[f32],
+    dd: &[f32],
+    probs: Probs,
+    task: usize,
+    dm: Dims,
+    out: Shared,
+) {
+    let Dims {
+        t,
+        d,
+        heads,
+        hd,
+        block,
+        scale,
+        ..
+    } = dm;
+    let rs = 3 * d;
+    let (bi, h) = (task / heads, task % heads);
+    let head = bi * t * rs + h * hd;
+    let bmax = block.min(t);
+    let mut scratch = match probs {
+        Probs::Kept { .. } => Vec::new(),
+        Probs::Recompute { .. } => vec![0f32; bmax * t],
+    };
+    let ones = vec![1f32; bmax];
+    let mut ds = vec![0f32; bmax * t];
+    let mut panel = vec![0f32; hd * bmax];
+    let mut dys = vec![0f32; bmax * hd];
+    let mut coef = vec![0f32; bmax];
+    // k and v as contiguous copies, as in the forward.
+    let (kc, vc) = (
+        gather(x, head + d, t, d, hd),
+        gather(x, head + 2 * d, t, d, hd),
+    );
+    let dq = out.at(head);
+    let (dk, dv) = (out.at(head + d), out.at(head + 2 * d));
+    let mut offset = 0;
+    for (i0, m, n) in query_blocks(t, block) {
+        let (p, inv): (&[f32], &[f32]) = match probs {
+            Probs::Kept { probs, inv } => kept_block(probs, inv, task, dm, (i0, m, n), offset),
+            Probs::Recompute { lse } => {
+                let p = &mut scratch[..m * n];
+                transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
+                // SAFETY: AVX-512 is there (`dm.fast`); rows 0..n of k are
+                // inside this sequence, the panel and lse[i0..] have m
+                // columns.
+                unsafe {
+                    kernels::cols(
+                        (n, m, hd),
+                        i0,
+                        kc.as_ptr(),
+                        hd,
+                        panel.as_ptr(),
+                        p.as_mut_ptr(),
+                        Epilogue::Scores { scale },
+                    );
+                    kernels::exp_cols(
+                        p.as_mut_ptr(),
+                        (n, m),
+                        i0,
+                        lse[task * t + i0..].as_ptr(),
+                        std::ptr::null_mut(),
+                    );
+                }
+                (p, &ones[..m])
+            }
+        };
+        offset += m * n;
+        let dy_blk = &dy[(bi * t + i0) * d + h * hd..];
+        for (i, row) in dys.chunks_exact_mut(hd).take(m).enumerate() {
+            for (o, &g) in row.iter_mut().zip(&dy_blk[i * d..i * d + hd]) {
+                *o = g * inv[i];
+            }
+            coef[i] = scale * inv[i];
+        }
+        transpose_rows(&mut panel, dy_blk, m, d, hd);
+        // SAFETY: AVX-512 is there; every row addressed (i0..i0 + m of q,
+        // dq and dy, 0..n of k, v, dk and dv) is inside this sequence, the
+        // output columns are this head's own, and `coef`, `dd[i0..]` and
+        // the panel have m columns.
+        unsafe {
+            // dV[..n] (+)= P^T dY_blk: rows from i0 on are new.
+            kernels::rows(
+                (n, m, hd),
+                Causal::KeyRows { i0 },
+                (p.as_ptr(), m, 1),
+                dys.as_ptr(),
+                hd,
+                dv,
+                rs,
+                i0,
+                std::ptr::null(),
+            );
+            // dS^T = scale P^T (V[..n] dY_blk^T - D).
+            kernels::cols(
+                (n, m, hd),
+                i0,
+                vc.as_ptr(),
+                hd,
+                panel.as_ptr(),
+                ds.as_mut_ptr(),
+                Epilogue::ScoreGrad {
+                    e: p.as_ptr(),
+                    coef: coef.as_ptr(),
+                    dd: dd[i0..].as_ptr(),
+                },
+            );
+            // dQ_blk = dS K[..n].
+            kernels::rows(
+                (m, n, hd),
+                Causal::QueryRows { i0 },
+                (ds.as_ptr(), 1, m),
+                kc.as_ptr(),
+                hd,
+                dq.add(i0 * rs),
+                rs,
+                0,
+                std::ptr::null(),
+            );
+            // dK[..n] (+)= dS^T Q_blk.
+            kernels::rows(
+                (n, m, hd),
+                Causal::KeyRows { i0 },
+                (ds.as_ptr(), m, 1),
+                x[head + i0 * rs..].as_ptr(),
+                rs,
+                dk,
+                rs,
+                i0,
+                std::ptr::null(),
+            );
+        }
+    }
+}
+
+/// [`backward_task_fast`] through `gemm`, on contiguous copies of the
+/// head's q, k, v^T and dy.
+fn backward_task_gemm(
+    x: &[f32],
+    dy: &[f32],
+    dd: &[f32],
+    probs: Probs,
+    task: usize,
+    dm: Dims,
+    out: Shared,
+) {
+    let Dims {
+        t,
+        d,
+        heads,
+        hd,
+        block,
+        scale,
+        ..
+    } = dm;
+    let rs = 3 * d;
+    let (bi, h) = (task / heads, task % heads);
+    let head = bi * t * rs + h * hd;
+    // K^T only for recomputing the probabilities.
+    let (qh, kh, kth, vth) = (
+        gather(x, head, t, d, hd),
+        gather(x, head + d, t, d, hd),
+        match probs {
+            Probs::Kept { .. } => Vec::new(),
+            Probs::Recompute { .. } => gather_transposed(x, head + d, t, d, hd),
+        },
+        gather_transposed(x, head + 2 * d, t, d, hd),
+    );
+    let (q, k, kt, vt) = (qh.as_ptr(), kh.as_ptr(), kth.as_ptr(), vth.as_ptr());
+    let mut douth = vec![0f32; t * hd];
+    for (i, r) in douth.chunks_exact_mut(hd).enumerate() {
+        r.copy_from_slice(&dy[(bi * t + i) * d + h * hd..][..hd]);
+    }
+    let dout = &douth[..];
+    let (mut dqh, mut dkh, mut dvh) = (vec![0f32; t * hd], vec![0f32; t * hd], vec![0f32; t * hd]);
+    let (dq, dk, dv) = (dqh.as_mut_ptr(), dkh.as_mut_ptr(), dvh.as_mut_ptr());
+    let bmax = block.min(t);
+    let mut scratch = match probs {
+        Probs::Kept { .. } => Vec::new(),
+        Probs::Recompute { .. } => vec![0f32; bmax * t],
+    };
+    let ones = vec![1f32; bmax];
+    let mut dscores = vec![0f32; bmax * t];
+    let mut dys = vec![0f32; bmax * hd];
+    let mut offset = 0;
+    for (i0, m, n) in query_blocks(t, block) {
+        let ds = &mut dscores[..m * n];
+        // SAFETY: all rows addressed are inside this sequence.
+        let score = |p: &mut [f32]| unsafe { scores(p, q, kt, (i0, m, n), hd, t) };
+        let (p, inv): (&[f32], &[f32]) = match probs {
+            Probs::Kept { probs, inv } => kept_block(probs, inv, task, dm, (i0, m, n), offset),
+            Probs::Recompute { lse } => {
+                let p = &mut scratch[..m * n];
+                score(p);
+                for (r, row) in p.chunks_exact_mut(n).enumerate() {
+                    let len = i0 + r + 1;
+                    let (seen, masked) = row.split_at_mut(len);
+                    vector::exp_affine(seen, scale, lse[task * t + i0 + r]);
+                    masked.fill(0.0);
+                }
+                (p, &ones[..m])
+            }
+        };
+        offset += m * n;
+        for (r, row) in dys.chunks_exact_mut(hd).take(m).enumerate() {
+            for (o, &g) in row.iter_mut().zip(&dout[(i0 + r) * hd..(i0 + r + 1) * hd]) {
+                *o = g * inv[r];
+            }
+        }
+        // SAFETY: as above.
+        unsafe {
+            // dV[..n] += P^T dY_blk (P^T's row j is column j of P).
+            mm(
+                (n, hd, m),
+                dv,
+                hd,
+                true,
+                (p.as_ptr(), 1, n),
+                (dys.as_ptr(), hd, 1),
+            );
+            // dP = dY_blk V[..n]^T.
+            mm(
+                (m, n, hd),
+                ds.as_mut_ptr(),
+                n,
+                false,
+                (dout[i0 * hd..].as_ptr(), hd, 1),
+                (vt, t, 1),
+            );
+        }
+        for (r, (dsr, pr)) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)).enumerate() {
+            let (di, c) = (dd[i0 + r], scale * inv[r]);
+            for (g, &p) in dsr.iter_mut().zip(pr) {
+                *g = p * c * (*g - di);
+            }
+        }
+        // SAFETY: as above.
+        unsafe {
+            // dQ_blk = dS K[..n].
+            mm(
+                (m, hd, n),
+                dq.add(i0 * hd),
+                hd,
+                false,
+                (ds.as_ptr(), n, 1),
+                (k, hd, 1),
+            );
+            // dK[..n] += dS^T Q_blk.
+            mm(
+                (n, hd, m),
+                dk,
+                hd,
+                true,
+                (ds.as_ptr(), 1, n),
+                (q.add(i0 * hd), hd, 1),
+            );
+        }
+    }
+    for (off, m) in [(0, &dqh), (d, &dkh), (2 * d, &dvh)] {
+        for (i, r) in m.chunks_exact(hd).enumerate() {
+            // SAFETY: row i of this head's q, k or v columns, inside dqkv.
+            unsafe { std::ptr::copy_nonoverlapping(r.as_ptr(), out.at(head + off + i * rs), hd) };
+        }
+    }
 }
 
 /// One head's rows `(t, hd)` of q, k or v (`head` = offset of its first
@@ -566,7 +886,14 @@ impl CustomOp3 for CausalAttentionBackward {
         if yv.len() != rows * dm.d || dy.len() != rows * dm.d || self.lse.len() != rows * dm.heads {
             bail!("causal_attention backward: output, gradient or statistics do not fit");
         }
-        let dqkv = backward(x, yv, dy, &self.lse, None, self.batch, dm);
+        let dqkv = backward(
+            x,
+            yv,
+            dy,
+            Probs::Recompute { lse: &self.lse },
+            self.batch,
+            dm,
+        );
         Ok((CpuStorage::F32(dqkv), ql.shape().clone()))
     }
 }
@@ -699,10 +1026,19 @@ mod tests {
 
     /// The backward from the forward's kept probabilities equals the one
     /// that recomputes them (which the tests above check against the
-    /// composed attention and finite differences), for any thread count.
+    /// composed attention and finite differences), for any thread count;
+    /// the AVX-512 kernels (where the CPU has them) equal the `gemm` path,
+    /// at sizes that leave partial tiles everywhere.
     #[test]
     fn kept_probabilities_give_the_recomputed_gradient() {
-        for (b, t, heads, hd, block) in [(2, 29, 2, 8, 4), (3, 70, 4, 16, 32), (1, 64, 1, 8, 64)] {
+        for (b, t, heads, hd, block) in [
+            (2, 29, 2, 8, 4),
+            (3, 70, 4, 16, 32),
+            (1, 64, 1, 8, 64),
+            (2, 77, 2, 40, 32),
+            (1, 100, 1, 64, 32),
+            (1, 53, 2, 3, 7),
+        ] {
             let x: Vec<f32> = tensor(&[b * t, 3 * heads * hd], 11)
                 .flatten_all()
                 .unwrap()
@@ -713,29 +1049,46 @@ mod tests {
                 .unwrap()
                 .to_vec1()
                 .unwrap();
+            let case = format!("b {b} t {t} heads {heads} hd {hd} block {block}");
             let dm = dims_of(b * t, 3 * heads * hd, b, heads, block).unwrap();
-            let run = |threads: usize| {
+            let run = |threads: usize, dm: Dims| {
                 on_threads(threads, || {
-                    let (y, lse, probs) = forward_keeping_probs(&x, b, dm);
-                    assert_eq!(probs.len(), b * heads * probs_per_task(dm));
+                    let (y, lse, kept) = forward_keeping_probs(&x, b, dm);
+                    assert_eq!(kept.probs.len(), b * heads * probs_per_task(dm));
                     let (y2, lse2) = forward(&x, b, dm);
                     assert_eq!((&y, &lse), (&y2, &lse2), "same forward");
-                    let kept = backward(&x, &y, &dy, &lse, Some(&probs), b, dm);
-                    let recomputed = backward(&x, &y, &dy, &lse, None, b, dm);
-                    (kept, recomputed)
+                    let probs = Probs::Kept {
+                        probs: &kept.probs,
+                        inv: &kept.inv,
+                    };
+                    let kept = backward(&x, &y, &dy, probs, b, dm);
+                    let recomputed = backward(&x, &y, &dy, Probs::Recompute { lse: &lse }, b, dm);
+                    (y, kept, recomputed)
                 })
             };
-            let (kept, recomputed) = run(1);
-            for (i, (k, r)) in kept.iter().zip(&recomputed).enumerate() {
-                assert!(
-                    (k - r).abs() < 1e-5 * (1.0 + r.abs()),
-                    "block {block} [{i}]: {k} vs {r}"
-                );
-            }
+            let close = |a: &[f32], b: &[f32], what: &str| {
+                for (i, (k, r)) in a.iter().zip(b).enumerate() {
+                    assert!(
+                        (k - r).abs() < 1e-5 * (1.0 + r.abs()),
+                        "{case} {what} [{i}]: {k} vs {r}"
+                    );
+                }
+            };
+            let (y, kept, recomputed) = run(1, dm);
+            close(&kept, &recomputed, "kept vs recomputed");
             for threads in [2, 3] {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&run(threads).0), bits(&kept), "{threads} threads");
+                assert_eq!(
+                    bits(&run(threads, dm).1),
+                    bits(&kept),
+                    "{case}: {threads} threads"
+                );
             }
+            let slow = Dims { fast: false, ..dm };
+            let (y_gemm, kept_gemm, recomputed_gemm) = run(1, slow);
+            close(&y, &y_gemm, "y, kernels vs gemm");
+            close(&kept, &kept_gemm, "kept, kernels vs gemm");
+            close(&recomputed, &recomputed_gemm, "recomputed, kernels vs gemm");
         }
     }
 
@@ -748,5 +1101,74 @@ mod tests {
         );
         assert!(causal_attention(&qkv, 2, 3).is_err(), "d = 4 in 3 heads");
         assert!(causal_attention(&tensor(&[10, 11], 7), 2, 1).is_err());
+    }
+}
+
+/// Timing of the attention alone at the benchmark's shapes, the AVX-512
+/// kernels beside the `gemm` path, 1 thread (a tool for work on the
+/// kernels): `cargo test --release -p vgmake-stages --lib -- --ignored
+/// attention_speed --nocapture`.
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    fn thread_cpu_seconds() -> f64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec.
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+    }
+
+    #[test]
+    #[ignore]
+    fn attention_speed() {
+        crate::train::memory::tune_allocator();
+        for (b, t) in [(4usize, 1024usize), (16, 256)] {
+            let (heads, hd) = (4usize, 64usize);
+            let d = heads * hd;
+            let x: Vec<f32> = (0..b * t * 3 * d)
+                .map(|i| ((i * 37 % 101) as f32 - 50.0) / 200.0)
+                .collect();
+            let dy: Vec<f32> = (0..b * t * d)
+                .map(|i| ((i * 13 % 17) as f32 - 8.0) / 17.0)
+                .collect();
+            let dims = dims_of(b * t, 3 * d, b, heads, BLOCK).unwrap();
+            on_one_thread(|| {
+                for fast in [false, true, false, true] {
+                    if fast && !dims.fast {
+                        continue;
+                    }
+                    let dm = Dims { fast, ..dims };
+                    let (mut tf, mut tb) = (Vec::new(), Vec::new());
+                    for _ in 0..7 {
+                        let t0 = thread_cpu_seconds();
+                        let (y, _, kept) = forward_keeping_probs(&x, b, dm);
+                        let t1 = thread_cpu_seconds();
+                        let probs = Probs::Kept {
+                            probs: &kept.probs,
+                            inv: &kept.inv,
+                        };
+                        std::hint::black_box(backward(&x, &y, &dy, probs, b, dm));
+                        tf.push(t1 - t0);
+                        tb.push(thread_cpu_seconds() - t1);
+                    }
+                    tf.sort_by(f64::total_cmp);
+                    tb.sort_by(f64::total_cmp);
+                    eprintln!(
+                        "{} b {b} t {t}: forward {:.2} ms, backward {:.2} ms per layer (medians of 7)",
+                        if fast { "kernels" } else { "gemm" },
+                        tf[3] * 1e3,
+                        tb[3] * 1e3
+                    );
+                }
+            });
+        }
+    }
+
+    fn on_one_thread(f: impl FnOnce() + Send) {
+        crate::train::ops::testing::on_threads(1, f)
     }
 }

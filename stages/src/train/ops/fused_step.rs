@@ -9,8 +9,8 @@
 //! weight gradients come back as one vector per parameter for AdamW.
 //!
 //! Kept between the passes, per layer: the block input, both LayerNorm
-//! outputs, the QKV projection, the attention output and its per-row
-//! log-sum-exp, the residual after attention, the MLP pre-activation and its
+//! outputs, the QKV projection, the attention output and its probabilities
+//! (`causal_attention::Kept`), the residual after attention, the MLP pre-activation and its
 //! GELU.
 
 use rayon::prelude::*;
@@ -58,8 +58,7 @@ struct Saved {
     h1: Vec<f32>,
     qkv: Vec<f32>,
     y: Vec<f32>,
-    lse: Vec<f32>,
-    probs: Vec<f32>,
+    kept: causal_attention::Kept,
     attn_mask: Option<Vec<f32>>,
     x1: Vec<f32>,
     h2: Vec<f32>,
@@ -380,7 +379,7 @@ pub fn train_step(
         prof.mark("f.ln1");
         let qkv = linear(&h1, blk.qkv.0, Some(blk.qkv.1), d, 3 * d);
         prof.mark("f.qkv");
-        let (y, lse, probs) = causal_attention::forward_keeping_probs(&qkv, batch, attn_dims);
+        let (y, _, kept) = causal_attention::forward_keeping_probs(&qkv, batch, attn_dims);
         prof.mark("f.attn");
         // The bias joins in the residual pass: x1 = x_in + mask (y Wp + bp).
         let mut x1 = linear(&y, blk.proj.0, None, d, d);
@@ -414,8 +413,7 @@ pub fn train_step(
             h1,
             qkv,
             y,
-            lse,
-            probs,
+            kept,
             attn_mask,
             x1,
             h2,
@@ -512,12 +510,14 @@ pub fn train_step(
             &s.qkv,
             &s.y,
             &scratch,
-            &s.lse,
-            Some(&s.probs),
+            causal_attention::Probs::Kept {
+                probs: &s.kept.probs,
+                inv: &s.kept.inv,
+            },
             batch,
             attn_dims,
         );
-        drop(s.probs);
+        drop(s.kept);
         prof.mark("b.attn");
         let d_qkv_w = grad_weight(&s.h1, &dqkv, d, 3 * d);
         prof.mark("b.qkv_w");

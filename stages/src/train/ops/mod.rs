@@ -6,6 +6,7 @@
 //! (so their results do not depend on the thread count).
 
 mod add_bias;
+mod attention_kernels;
 mod bias_gelu;
 mod causal_attention;
 mod causal_softmax;
