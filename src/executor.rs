@@ -425,8 +425,7 @@ pub fn probe(
 ) -> Result<Probe, StageFailure> {
     let started = Instant::now();
     // Stamps first: a key the memo knows needs no hash (nor the stat cache).
-    let mut gathered = gather(env, stage, Reading::Stamps)?;
-    let digest = memo_digest(env, &gathered, stage, deps);
+    let (mut gathered, digest, remembered) = remembered(env, stage, deps)?;
     let hit = |key: String, output: String| {
         Probe::Hit(Done {
             key,
@@ -437,13 +436,10 @@ pub fn probe(
         })
     };
     let memo = &env.store.keys;
-    if let Some(digest) = &digest
-        && let Some(found) = memo.get(digest, |key| env.store.record_path(key))
+    if let Some((key, output)) = remembered
+        && (verify == Verify::WhenRead || intact(env.store, &key, &output, progress))
     {
-        let (key, output) = (keymemo::hex(&found.key), keymemo::hex(&found.output));
-        if verify == Verify::WhenRead || intact(env.store, &key, &output, progress) {
-            return Ok(hit(key, output));
-        }
+        return Ok(hit(key, output));
     }
     known_hashes(&gathered.external.paths, &mut gathered.hashes, &env.store.stats);
     let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
@@ -465,6 +461,24 @@ pub fn probe(
         }
         None => Probe::Miss(keyed),
     })
+}
+
+/// The stage's inputs by their stamps, the key memo's digest of them, and
+/// the key and output the memo remembers for it (not verified): a no-op's
+/// whole look at its inputs (`probe`, `vgmake status`).
+#[allow(clippy::type_complexity)]
+pub fn remembered(
+    env: &BuildEnv,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<(Gathered, Option<[u8; 32]>, Option<(String, String)>), Error> {
+    let gathered = gather(env, stage, Reading::Stamps)?;
+    let digest = memo_digest(env, &gathered, stage, deps);
+    let found = digest
+        .as_ref()
+        .and_then(|d| env.store.keys.get(d, |key| env.store.record_path(key)))
+        .map(|found| (keymemo::hex(&found.key), keymemo::hex(&found.output)));
+    Ok((gathered, digest, found))
 }
 
 /// What [`probe`] left for [`execute`].

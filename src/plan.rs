@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::executor::{BuildEnv, DepOutput, key_manifest};
+use crate::executor::{BuildEnv, DepOutput, key_manifest, remembered};
 use crate::hashing::KeyManifest;
 use crate::pipeline::Resolved;
 use crate::scheduler::{handed_over, selection};
@@ -103,6 +103,18 @@ pub fn plan(
                 key: None,
                 output: None,
                 reasons,
+            }
+        } else if let (_, _, Some((key, output))) = remembered(env, stage, &deps)?
+            && verified(&output)
+        {
+            // As a build's probe: the key memo knows the key from the inputs'
+            // stamps, without a manifest of every corpus file.
+            StagePlan {
+                name: name.clone(),
+                state: PlanState::Cached,
+                key: Some(key),
+                output: Some(output),
+                reasons: vec![],
             }
         } else {
             let manifest = key_manifest(env, stage, &deps)?;
