@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use vgmake_api::{ExternalInputs, Input, ProjectFiles, Progress};
+use vgmake_api::{ExternalInputs, Input, Progress, ProjectFiles};
 
 use crate::error::{Error, StageFailure};
 use crate::hashing::{
@@ -441,7 +441,11 @@ pub fn probe(
     {
         return Ok(hit(key, output));
     }
-    known_hashes(&gathered.external.paths, &mut gathered.hashes, &env.store.stats);
+    known_hashes(
+        &gathered.external.paths,
+        &mut gathered.hashes,
+        &env.store.stats,
+    );
     let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
     if gathered.hashes.iter().any(unknown) {
         return Ok(Probe::Busy(gathered));

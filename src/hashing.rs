@@ -226,7 +226,10 @@ pub fn hash_paths(
     paths
         .par_iter()
         .with_min_len(PARALLEL_FROM / 2)
-        .map_init(|| RunHasher::new(stats, reading), |hasher, path| hasher.hash(path))
+        .map_init(
+            || RunHasher::new(stats, reading),
+            |hasher, path| hasher.hash(path),
+        )
         .collect_into_vec(&mut out);
     out
 }

@@ -164,7 +164,9 @@ impl ListCache {
         }
         let loaded = self.loaded();
         let (known, block) = loaded.folders.get(key)?;
-        (known == stamp).then(|| loaded.listing(block.clone())).flatten()
+        (known == stamp)
+            .then(|| loaded.listing(block.clone()))
+            .flatten()
     }
 
     /// Writes the cache, dropping folders that are gone; nothing when no
@@ -236,7 +238,9 @@ impl Folders for ListCache {
             .checked_sub(self.settled)
             .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
             .is_some_and(|limit| stamp.ctime_ns() < limit.as_nanos() as i64);
-        let fits = listing.iter().all(|(n, _)| n.len() <= usize::from(u16::MAX));
+        let fits = listing
+            .iter()
+            .all(|(n, _)| n.len() <= usize::from(u16::MAX));
         let (_, mtime_ns, ctime_ns, _) = stamp.parts();
         let timed = mtime_ns != 0 && ctime_ns != 0;
         if settled
@@ -287,7 +291,10 @@ mod tests {
         let stamp = || Stamp::of_stat(&rustix::fs::stat(&corpus).unwrap());
 
         let cache = eager(&file);
-        assert_eq!(names(&cache.list(&corpus).unwrap()), ["a.mid", "b.mid", "sub"]);
+        assert_eq!(
+            names(&cache.list(&corpus).unwrap()),
+            ["a.mid", "b.mid", "sub"]
+        );
         cache.save().unwrap();
         assert!(file.exists());
 
@@ -333,15 +340,31 @@ mod tests {
         let stamp = Stamp::of_stat(&rustix::fs::stat(&corpus).unwrap());
         let key = corpus.as_os_str().as_bytes();
         let file = tmp.path().join("listings.bin");
-        for name in [&b"a.mid"[..], b"../../etc/x.mid", b"/abs.mid", b"", b"..", b"a\0b"] {
+        for name in [
+            &b"a.mid"[..],
+            b"../../etc/x.mid",
+            b"/abs.mid",
+            b"",
+            b"..",
+            b"a\0b",
+        ] {
             let mut listing = Listing::default();
             listing.push(name, EntryKind::File);
             let cache = ListCache::load(&file);
-            cache.changes.lock().unwrap().insert(key.into(), (stamp, listing));
+            cache
+                .changes
+                .lock()
+                .unwrap()
+                .insert(key.into(), (stamp, listing));
             cache.changed.store(true, Ordering::Release);
             cache.save().unwrap();
             let found = ListCache::load(&file).remembered(key, &stamp);
-            assert_eq!(found.is_some(), name == b"a.mid", "{}", String::from_utf8_lossy(name));
+            assert_eq!(
+                found.is_some(),
+                name == b"a.mid",
+                "{}",
+                String::from_utf8_lossy(name)
+            );
         }
     }
 
@@ -362,7 +385,10 @@ mod tests {
         for at in [0, 20, bytes.len() / 2, bytes.len() - 1] {
             bytes[at] ^= 1;
             fs::write(&file, &bytes).unwrap();
-            assert!(eager(&file).remembered(key, &stamp).is_none(), "flip at {at}");
+            assert!(
+                eager(&file).remembered(key, &stamp).is_none(),
+                "flip at {at}"
+            );
             bytes[at] ^= 1;
         }
         fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();

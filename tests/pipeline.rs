@@ -316,5 +316,8 @@ fn a_corpus_change_is_seen_after_its_folders_were_remembered() {
     std::fs::rename(sub.join("added.mid"), sub.join("renamed.mid")).unwrap();
     assert_eq!(p.build(&[]).with_status("ran"), ["scrape"]);
     let index = std::fs::read_to_string(p.out("default", "scrape").join("index.json")).unwrap();
-    assert!(index.contains("renamed.mid") && !index.contains("added.mid"), "{index}");
+    assert!(
+        index.contains("renamed.mid") && !index.contains("added.mid"),
+        "{index}"
+    );
 }

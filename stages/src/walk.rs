@@ -19,7 +19,9 @@ pub fn is_midi_name(path: &Path) -> bool {
     match name.iter().rposition(|b| *b == b'.') {
         Some(dot) if dot > 0 => {
             let ext = &name[dot + 1..];
-            MIDI_EXTENSIONS.iter().any(|m| ext.eq_ignore_ascii_case(m.as_bytes()))
+            MIDI_EXTENSIONS
+                .iter()
+                .any(|m| ext.eq_ignore_ascii_case(m.as_bytes()))
         }
         _ => false,
     }
@@ -138,7 +140,11 @@ impl Walk<'_> {
             let root = self.root;
             if name.to_str().is_none() {
                 if kind == EntryKind::Folder || midi {
-                    out.skip(root, &child, "the name is not valid UTF-8 (rename it)".into());
+                    out.skip(
+                        root,
+                        &child,
+                        "the name is not valid UTF-8 (rename it)".into(),
+                    );
                 }
                 continue;
             }
@@ -151,7 +157,11 @@ impl Walk<'_> {
                     Err(_) => {}
                 },
                 EntryKind::File if midi => out.found.push(child),
-                _ if midi => out.skip(root, &child, format!("not a regular file ({})", kind.name())),
+                _ if midi => out.skip(
+                    root,
+                    &child,
+                    format!("not a regular file ({})", kind.name()),
+                ),
                 _ => {}
             }
         }
@@ -256,8 +266,19 @@ mod tests {
     #[test]
     fn midi_names_are_those_path_extension_finds() {
         for name in [
-            "a.mid", "a.MID", "b/c.midi", "x.kar", "y.Rmi", ".mid", "a.mid.txt", "mid", "a.",
-            "a..mid", "dir.mid/x", "é.mid", "a.mi",
+            "a.mid",
+            "a.MID",
+            "b/c.midi",
+            "x.kar",
+            "y.Rmi",
+            ".mid",
+            "a.mid.txt",
+            "mid",
+            "a.",
+            "a..mid",
+            "dir.mid/x",
+            "é.mid",
+            "a.mi",
         ] {
             let path = Path::new(name);
             let by_path = path

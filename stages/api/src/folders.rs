@@ -52,9 +52,18 @@ impl EntryKind {
     /// The kind stored as [`EntryKind::code`], `None` for any other byte.
     pub fn from_code(code: u8) -> Option<EntryKind> {
         use EntryKind::*;
-        [File, Folder, Symlink, Fifo, Socket, CharDevice, BlockDevice, Other]
-            .get(usize::from(code))
-            .copied()
+        [
+            File,
+            Folder,
+            Symlink,
+            Fifo,
+            Socket,
+            CharDevice,
+            BlockDevice,
+            Other,
+        ]
+        .get(usize::from(code))
+        .copied()
     }
 
     pub fn code(self) -> u8 {

@@ -98,7 +98,10 @@ fn checked_source_dir(
 /// output's layout and report). The folder is not handed over whole: a
 /// link, FIFO or odd name in it would fail the hashing instead of being
 /// skipped.
-pub fn external_inputs(params: &Params, files: &ProjectFiles) -> Result<ExternalInputs, StageError> {
+pub fn external_inputs(
+    params: &Params,
+    files: &ProjectFiles,
+) -> Result<ExternalInputs, StageError> {
     let dir = checked_source_dir(params, files.project_dir, files.data_dir)?;
     let (mut paths, skipped) = walk::corpus_paths(&dir, files.folders)
         .ctx(|| format!("listing MIDI files in {}", dir.display()))?;
