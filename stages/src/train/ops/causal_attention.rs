@@ -1111,16 +1111,7 @@ mod tests {
 #[cfg(test)]
 mod speed {
     use super::*;
-
-    fn thread_cpu_seconds() -> f64 {
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes one timespec.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
-    }
+    use crate::train::ops::fused_step::thread_cpu_seconds;
 
     #[test]
     #[ignore]

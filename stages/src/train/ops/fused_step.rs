@@ -319,7 +319,9 @@ impl Phases {
     }
 }
 
-fn thread_cpu_seconds() -> f64 {
+/// This thread's CPU time in seconds (the step profile; the attention's
+/// speed test).
+pub(super) fn thread_cpu_seconds() -> f64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
