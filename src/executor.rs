@@ -133,6 +133,18 @@ pub fn gather(env: &BuildEnv, stage: &ResolvedStage, reading: Reading) -> Result
 impl Gathered {
     /// Hashes every input, the ones a stamps-only gathering left unread
     /// too, reusing its listing.
+    /// The stat cache's hashes for a stamps-only gathering: `Err` (with
+    /// them filled in as far as known) when some input must be read.
+    fn known(mut self, env: &BuildEnv) -> Result<Gathered, Gathered> {
+        known_hashes(&self.external.paths, &mut self.hashes, &env.store.stats);
+        let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        if self.hashes.iter().any(unknown) {
+            Err(self)
+        } else {
+            Ok(self)
+        }
+    }
+
     fn read_all(mut self, env: &BuildEnv) -> Gathered {
         self.hashes = hash_paths(&self.external.paths, &env.store.stats, Reading::All);
         self
@@ -200,6 +212,21 @@ pub fn key_manifest(
     deps: &[DepOutput],
 ) -> Result<KeyManifest, Error> {
     let gathered = gather(env, stage, Reading::All)?;
+    manifest_of(env, gathered, stage, deps)
+}
+
+/// The key manifest from what [`remembered`] gathered (stamps only): hashes
+/// from the stat cache, the inputs it does not know read now, without
+/// listing them again.
+pub fn manifest_from(
+    env: &BuildEnv,
+    gathered: Gathered,
+    stage: &ResolvedStage,
+    deps: &[DepOutput],
+) -> Result<KeyManifest, Error> {
+    let gathered = gathered
+        .known(env)
+        .unwrap_or_else(|unread| unread.read_all(env));
     manifest_of(env, gathered, stage, deps)
 }
 
@@ -425,7 +452,7 @@ pub fn probe(
 ) -> Result<Probe, StageFailure> {
     let started = Instant::now();
     // Stamps first: a key the memo knows needs no hash (nor the stat cache).
-    let (mut gathered, digest, remembered) = remembered(env, stage, deps)?;
+    let (gathered, digest, remembered) = remembered(env, stage, deps)?;
     let hit = |key: String, output: String| {
         Probe::Hit(Done {
             key,
@@ -441,15 +468,10 @@ pub fn probe(
     {
         return Ok(hit(key, output));
     }
-    known_hashes(
-        &gathered.external.paths,
-        &mut gathered.hashes,
-        &env.store.stats,
-    );
-    let unknown = |h: &std::io::Result<Stamped>| matches!(h, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
-    if gathered.hashes.iter().any(unknown) {
-        return Ok(Probe::Busy(gathered));
-    }
+    let gathered = match gathered.known(env) {
+        Ok(gathered) => gathered,
+        Err(unread) => return Ok(Probe::Busy(unread)),
+    };
     let keyed = Keyed::of(manifest_of(env, gathered, stage, deps)?);
     let key = keyed.key.clone();
     Ok(match lookup_read(env, &key, verify, progress) {

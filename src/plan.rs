@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::executor::{BuildEnv, DepOutput, key_manifest, remembered};
+use crate::executor::{BuildEnv, DepOutput, key_manifest, manifest_from, remembered};
 use crate::hashing::KeyManifest;
 use crate::pipeline::Resolved;
 use crate::scheduler::{handed_over, selection};
@@ -104,71 +104,76 @@ pub fn plan(
                 output: None,
                 reasons,
             }
-        } else if let (_, _, Some((key, output))) = remembered(env, stage, &deps)?
-            && verified(&output)
-        {
+        } else {
             // As a build's probe: the key memo knows the key from the inputs'
             // stamps, without a manifest of every corpus file.
-            StagePlan {
-                name: name.clone(),
-                state: PlanState::Cached,
-                key: Some(key),
-                output: Some(output),
-                reasons: vec![],
-            }
-        } else {
-            let manifest = key_manifest(env, stage, &deps)?;
-            let key = manifest.key().to_hex().to_string();
-            match env.store.record(&key) {
-                Some(r) if verified(&r.output) => StagePlan {
+            let (gathered, _, found) = remembered(env, stage, &deps)?;
+            match found {
+                Some((key, output)) if verified(&output) => StagePlan {
                     name: name.clone(),
                     state: PlanState::Cached,
                     key: Some(key),
-                    output: Some(r.output),
+                    output: Some(output),
                     reasons: vec![],
                 },
-                found if let Some(output) = env.remote.and_then(|r| r.has_record(&key)) => {
-                    StagePlan {
-                        name: name.clone(),
-                        state: PlanState::Remote,
-                        key: Some(key),
-                        output: Some(output),
-                        reasons: vec![format!(
-                            "available in the remote cache {} (a build fetches it){}",
-                            env.remote.map_or("", |r| r.url()),
-                            if found.is_some() {
-                                "; the local copy failed verification"
-                            } else {
-                                ""
+                _ => {
+                    let manifest = manifest_from(env, gathered, stage, &deps)?;
+                    let key = manifest.key().to_hex().to_string();
+                    match env.store.record(&key) {
+                        Some(r) if verified(&r.output) => StagePlan {
+                            name: name.clone(),
+                            state: PlanState::Cached,
+                            key: Some(key),
+                            output: Some(r.output),
+                            reasons: vec![],
+                        },
+                        found if let Some(output) = env.remote.and_then(|r| r.has_record(&key)) => {
+                            StagePlan {
+                                name: name.clone(),
+                                state: PlanState::Remote,
+                                key: Some(key),
+                                output: Some(output),
+                                reasons: vec![format!(
+                                    "available in the remote cache {} (a build fetches it){}",
+                                    env.remote.map_or("", |r| r.url()),
+                                    if found.is_some() {
+                                        "; the local copy failed verification"
+                                    } else {
+                                        ""
+                                    }
+                                )],
                             }
-                        )],
-                    }
-                }
-                found => {
-                    let mut reasons = match refs.get(&name).and_then(|r| env.store.record(&r.key)) {
-                        Some(old) => explain(env.store, &name, &old.manifest, &manifest),
-                        None => vec![format!(
-                            "not built before in variant `{}`",
-                            resolved.variant
-                        )],
-                    };
-                    if let Some(r) = found {
-                        reasons.push(format!(
-                            "cached output {} failed verification",
-                            &r.output[..12]
-                        ));
-                    } else if reasons.is_empty() {
-                        reasons.push(
-                            "its result is no longer in the cache (removed by gc or damaged)"
-                                .into(),
-                        );
-                    }
-                    StagePlan {
-                        name: name.clone(),
-                        state: PlanState::WillRun,
-                        key: Some(key),
-                        output: None,
-                        reasons,
+                        }
+                        found => {
+                            let mut reasons = match refs
+                                .get(&name)
+                                .and_then(|r| env.store.record(&r.key))
+                            {
+                                Some(old) => explain(env.store, &name, &old.manifest, &manifest),
+                                None => vec![format!(
+                                    "not built before in variant `{}`",
+                                    resolved.variant
+                                )],
+                            };
+                            if let Some(r) = found {
+                                reasons.push(format!(
+                                    "cached output {} failed verification",
+                                    &r.output[..12]
+                                ));
+                            } else if reasons.is_empty() {
+                                reasons.push(
+                                "its result is no longer in the cache (removed by gc or damaged)"
+                                    .into(),
+                            );
+                            }
+                            StagePlan {
+                                name: name.clone(),
+                                state: PlanState::WillRun,
+                                key: Some(key),
+                                output: None,
+                                reasons,
+                            }
+                        }
                     }
                 }
             }
