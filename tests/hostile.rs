@@ -421,3 +421,22 @@ fn the_record_keeps_the_last_lines_and_the_full_log_is_a_file() {
         5000
     );
 }
+
+/// A stat cache that cannot be written costs only its speed-up: the build
+/// succeeds, the warning names the file, and the other caches are saved.
+#[test]
+fn an_unwritable_engine_cache_is_named_and_the_others_are_saved() {
+    let p = Project::new(ONE);
+    let stats = p.path().join("cache/statcache.bin");
+    fs::create_dir_all(stats.join("in-the-way")).unwrap();
+    let run = p.build(&[]);
+    assert!(
+        run.stderr.contains("cannot save") && run.stderr.contains("statcache.bin"),
+        "{}",
+        run.stderr
+    );
+    // The second build finds its result and remembers its key, though the
+    // stat cache fails again.
+    assert_eq!(p.build(&[]).with_status("cached"), ["gen"]);
+    assert!(p.path().join("cache/keymemo.bin").is_file());
+}
