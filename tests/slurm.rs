@@ -214,7 +214,7 @@ fn a_cancelled_job_fails_its_stage_and_skips_dependents_only() {
     if !slurm::cluster() {
         return;
     }
-    let stage = "slow_scancel";
+    let stage = &slurm::own_stage("slow_scancel");
     let p = Project::new(&slow_pipeline(stage));
     let child = p
         .command(&["build", "--json"])
@@ -277,7 +277,7 @@ fn ctrl_c_on_the_build_cancels_its_jobs() {
     if !slurm::cluster() {
         return;
     }
-    let stage = "slow_ctrl_c";
+    let stage = &slurm::own_stage("slow_ctrl_c");
     let p = Project::new(&slow_pipeline(stage));
     let child = p
         .command(&["build", stage])
@@ -305,7 +305,8 @@ fn a_dead_controller_or_no_slurm_is_a_clear_error_before_submitting() {
     if !slurm::cluster() {
         return;
     }
-    let p = Project::new(&slow_pipeline("never_submitted"));
+    let never = &slurm::own_stage("never_submitted");
+    let p = Project::new(&slow_pipeline(never));
     // The cluster's configuration with the controller on a port where
     // nothing listens: what every command sees when slurmctld is down.
     let conf = std::fs::read_to_string("/etc/slurm/slurm.conf").unwrap();
@@ -328,11 +329,11 @@ fn a_dead_controller_or_no_slurm_is_a_clear_error_before_submitting() {
         "{stdout}"
     );
     assert!(stdout.contains("\"other\""), "{stdout}");
-    assert!(slurm::jobs_of("never_submitted").is_empty());
+    assert!(slurm::jobs_of(never).is_empty());
 
     // No Slurm commands at all.
     let out = p
-        .command(&["build", "--json", "never_submitted"])
+        .command(&["build", "--json", never])
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
@@ -468,20 +469,24 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     if !slurm::cluster() {
         return;
     }
+    let train = &slurm::own_stage("train_rq");
     let text = pipeline(600, "executor = \"slurm\"\nslurm = { cpus = 2 }", "")
         .replace("eval_every = 10", "eval_every = 100")
         .replace("checkpoint_every = 600", "checkpoint_every = 50")
         // A name of its own: other tests' train jobs share the queue.
-        .replace("[stages.train]", "[stages.train_rq]\nkind = \"train\"")
-        .replace("deps = [\"train\", ", "deps = [\"train_rq\", ");
+        .replace(
+            "[stages.train]",
+            &format!("[stages.{train}]\nkind = \"train\""),
+        )
+        .replace("deps = [\"train\", ", &format!("deps = [\"{train}\", "));
     let p = Project::new(&text);
     let child = p
-        .command(&["build", "--json", "-j", "2", "train_rq"])
+        .command(&["build", "--json", "-j", "2", train])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let job = running_job("train_rq");
+    let job = running_job(train);
     let output = || {
         std::fs::read_dir(p.path().join("cache/jobs"))
             .into_iter()
@@ -511,7 +516,7 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     scontrol(&["requeue", &job]);
     let start_now = format!("jobid={job}");
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !slurm::jobs_of("train_rq")
+    while !slurm::jobs_of(train)
         .iter()
         .any(|(id, state)| *id == job && state == "PENDING")
     {
@@ -522,7 +527,7 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", output());
-    let shown = show(&p, &["train_rq"]);
+    let shown = show(&p, &[train]);
     let resumed = shown["measurements"]["resumed_from_step"].as_f64().unwrap();
     assert!(resumed >= 100.0, "resumed from step {resumed}: {shown}");
     assert!(
@@ -531,10 +536,10 @@ fn a_requeued_train_job_resumes_from_its_checkpoint() {
     );
 
     let local = Project::new(&text);
-    local.build(&["-j", "2", "--executor", "local", "train_rq"]);
+    local.build(&["-j", "2", "--executor", "local", train]);
     assert_eq!(
-        std::fs::read(p.out("default", "train_rq").join("model.safetensors")).unwrap(),
-        std::fs::read(local.out("default", "train_rq").join("model.safetensors")).unwrap(),
+        std::fs::read(p.out("default", train).join("model.safetensors")).unwrap(),
+        std::fs::read(local.out("default", train).join("model.safetensors")).unwrap(),
         "resumed on the cluster = uninterrupted here"
     );
 }

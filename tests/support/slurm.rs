@@ -42,6 +42,14 @@ fn answering() -> bool {
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("is UP"))
 }
 
+/// `base` made a stage name no other test process uses. Tests find their
+/// jobs in the queue by name, and the cluster is shared: a second test run
+/// at the same time (another checkout's) must not find, or cancel, this
+/// one's jobs.
+pub fn own_stage(base: &str) -> String {
+    format!("{base}_{}", std::process::id())
+}
+
 /// This user's jobs in the queue whose name is `vgmake-<stage>`: `(id, state)`.
 pub fn jobs_of(stage: &str) -> Vec<(String, String)> {
     let out = Command::new("squeue")
