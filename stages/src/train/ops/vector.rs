@@ -129,8 +129,8 @@ dispatch! {
     /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
     fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
         let (mean, rstd) = row_stats(x, eps);
-        for i in 0..x.len() {
-            y[i] = (x[i] - mean) * rstd * g[i] + b[i];
+        for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
+            *y = (x - mean) * rstd * g + b;
         }
     }
 }
@@ -151,27 +151,44 @@ dispatch! {
         let n = x.len();
         let (mean, rstd) = row_stats(x, eps);
         let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
-        for c in (0..n).step_by(LANES) {
-            for l in 0..LANES.min(n - c) {
-                let i = c + l;
-                let xhat = (x[i] - mean) * rstd;
-                let dxhat = dy[i] * g[i];
+        // Element i goes to lane i % 16. Whole chunks as fixed-size arrays
+        // (a variable lane count per chunk kept this loop scalar).
+        let full = n - n % LANES;
+        for c in (0..full).step_by(LANES) {
+            let x: &[f32; LANES] = x[c..c + LANES].try_into().unwrap();
+            let dy: &[f32; LANES] = dy[c..c + LANES].try_into().unwrap();
+            let g: &[f32; LANES] = g[c..c + LANES].try_into().unwrap();
+            let dg: &mut [f32; LANES] = (&mut dg[c..c + LANES]).try_into().unwrap();
+            let db: &mut [f32; LANES] = (&mut db[c..c + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                let xhat = (x[l] - mean) * rstd;
+                let dxhat = dy[l] * g[l];
                 s1[l] += dxhat;
                 s2[l] += dxhat * xhat;
-                dg[i] += dy[i] * xhat;
-                db[i] += dy[i];
+                dg[l] += dy[l] * xhat;
+                db[l] += dy[l];
             }
         }
+        for i in full..n {
+            let l = i - full;
+            let xhat = (x[i] - mean) * rstd;
+            let dxhat = dy[i] * g[i];
+            s1[l] += dxhat;
+            s2[l] += dxhat * xhat;
+            dg[i] += dy[i] * xhat;
+            db[i] += dy[i];
+        }
         let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+        let terms = dx.iter_mut().zip(x).zip(dy).zip(g);
         if accumulate {
-            for i in 0..n {
-                let xhat = (x[i] - mean) * rstd;
-                dx[i] += rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            for (((dx, &x), &dy), &g) in terms {
+                let xhat = (x - mean) * rstd;
+                *dx += rstd * (dy * g - m1 - xhat * m2);
             }
         } else {
-            for i in 0..n {
-                let xhat = (x[i] - mean) * rstd;
-                dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            for (((dx, &x), &dy), &g) in terms {
+                let xhat = (x - mean) * rstd;
+                *dx = rstd * (dy * g - m1 - xhat * m2);
             }
         }
     }
@@ -183,11 +200,17 @@ pub fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = sum(x) / n;
     let mut acc = [0f32; LANES];
-    for c in (0..x.len()).step_by(LANES) {
-        for l in 0..LANES.min(x.len() - c) {
-            let v = x[c + l] - mean;
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            let v = c[l] - mean;
             acc[l] += v * v;
         }
+    }
+    for (a, &x) in acc.iter_mut().zip(tail) {
+        let v = x - mean;
+        *a += v * v;
     }
     (mean, 1.0 / (reduce(acc) / n + eps).sqrt())
 }
@@ -271,6 +294,53 @@ mod tests {
             );
             let se: f32 = xs.iter().map(|x| (x - 0.5).exp()).sum();
             assert!((sum_exp(&xs, 0.5) - se).abs() < 1e-4 * (1.0 + se), "n {n}");
+        }
+    }
+
+    /// The LayerNorm rows sum element `i` into lane `i % 16`, tail
+    /// included: the same bits as a loop written element by element.
+    #[test]
+    fn layer_norm_rows_sum_by_lanes() {
+        for n in [5, 16, 100, 256] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let dy: Vec<f32> = (0..n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + (i % 5) as f32 / 9.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 3) as f32 / 4.0).collect();
+            let eps = 1e-5;
+            let mean = sum(&x) / n as f32;
+            let mut var = [0f32; LANES];
+            for i in 0..n {
+                var[i % LANES] += (x[i] - mean) * (x[i] - mean);
+            }
+            let rstd = 1.0 / (reduce(var) / n as f32 + eps).sqrt();
+            let mut y = vec![0f32; n];
+            layer_norm_row(&mut y, &x, &g, &b, eps);
+            let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
+            let (mut dg_plain, mut db_plain) = (b.clone(), g.clone());
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                assert_eq!(y[i].to_bits(), (xhat * g[i] + b[i]).to_bits(), "n {n}");
+                s1[i % LANES] += dy[i] * g[i];
+                s2[i % LANES] += dy[i] * g[i] * xhat;
+                dg_plain[i] += dy[i] * xhat;
+                db_plain[i] += dy[i];
+            }
+            let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+            for accumulate in [false, true] {
+                let (mut dg, mut db) = (b.clone(), g.clone());
+                let mut dx = vec![0.25f32; n];
+                layer_norm_row_backward(&mut dx, &x, &dy, &g, &mut dg, &mut db, eps, accumulate);
+                for i in 0..n {
+                    let xhat = (x[i] - mean) * rstd;
+                    let term = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+                    let want = if accumulate { 0.25 + term } else { term };
+                    assert_eq!(dx[i].to_bits(), want.to_bits(), "n {n} i {i}");
+                    assert_eq!(dg[i].to_bits(), dg_plain[i].to_bits());
+                    assert_eq!(db[i].to_bits(), db_plain[i].to_bits());
+                }
+            }
         }
     }
 
