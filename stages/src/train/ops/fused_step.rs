@@ -130,15 +130,19 @@ fn product(
     }
 }
 
-/// `x (rows, i) @ w (i, o) + b`, the bias being the products' start value.
+/// `x (rows, i) @ w (i, o) + b`, the bias added to the finished products.
 fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
     let rows = x.len() / i;
-    // Written whole: by the bias rows, or by the product.
-    let mut y = uninit(rows * o);
+    let mut y = uninit(rows * o); // written whole by the product
+    product(&mut y, (rows, o, i), false, x, (i, 1), w, (o, 1));
     if let Some(b) = b {
-        y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
+        let chunk = rows_per_task(rows, o) * o;
+        y.par_chunks_mut(chunk).for_each(|c| {
+            for r in c.chunks_exact_mut(o) {
+                vector::add_row(r, b);
+            }
+        });
     }
-    product(&mut y, (rows, o, i), b.is_some(), x, (i, 1), w, (o, 1));
     y
 }
 
