@@ -10,8 +10,8 @@
 //!
 //! Kept between the passes, per layer: the block input, both LayerNorm
 //! outputs, the QKV projection, the attention output and its probabilities
-//! (`causal_attention::Kept`), the residual after attention, the MLP pre-activation and its
-//! GELU.
+//! (`causal_attention::Kept`), the residual after attention, the GELU of the MLP
+//! pre-activation and its slope there.
 
 use rayon::prelude::*;
 
@@ -62,7 +62,8 @@ struct Saved {
     attn_mask: Option<Vec<f32>>,
     x1: Vec<f32>,
     h2: Vec<f32>,
-    u: Vec<f32>,
+    /// `gelu'` at the MLP pre-activation.
+    slope: Vec<f32>,
     g: Vec<f32>,
     mlp_mask: Option<Vec<f32>>,
 }
@@ -129,15 +130,19 @@ fn product(
     }
 }
 
-/// `x (rows, i) @ w (i, o) + b`, the bias being the products' start value.
+/// `x (rows, i) @ w (i, o) + b`, the bias added to the finished products.
 fn linear(x: &[f32], w: &[f32], b: Option<&[f32]>, i: usize, o: usize) -> Vec<f32> {
     let rows = x.len() / i;
-    // Written whole: by the bias rows, or by the product.
-    let mut y = uninit(rows * o);
+    let mut y = uninit(rows * o); // written whole by the product
+    product(&mut y, (rows, o, i), false, x, (i, 1), w, (o, 1));
     if let Some(b) = b {
-        y.par_chunks_mut(o).for_each(|r| r.copy_from_slice(b));
+        let chunk = rows_per_task(rows, o) * o;
+        y.par_chunks_mut(chunk).for_each(|c| {
+            for r in c.chunks_exact_mut(o) {
+                vector::add_row(r, b);
+            }
+        });
     }
-    product(&mut y, (rows, o, i), b.is_some(), x, (i, 1), w, (o, 1));
     y
 }
 
@@ -391,7 +396,8 @@ pub fn train_step(
         prof.mark("f.res1");
         let h2 = layer_norm::forward(&x1, blk.ln2.0, blk.ln2.1, d);
         prof.mark("f.ln2");
-        // The bias joins in the GELU pass: u = h2 @ W + b, g = gelu(u).
+        // The bias joins in the GELU pass: u = h2 @ W + b, g = gelu(u),
+        // and u's buffer keeps gelu'(u) for the backward.
         let mut u = linear(&h2, blk.fc.0, None, d, hidden);
         prof.mark("f.fc");
         let mut g = uninit(u.len());
@@ -419,7 +425,7 @@ pub fn train_step(
             attn_mask,
             x1,
             h2,
-            u,
+            slope: u,
             g,
             mlp_mask,
         });
@@ -472,18 +478,18 @@ pub fn train_step(
         let rows = n.div_ceil(ROW_BLOCKS).max(1) * hidden;
         let partials: Vec<Vec<f32>> = du
             .par_chunks_mut(rows)
-            .zip(s.u.par_chunks(rows))
-            .map(|(du, u)| {
+            .zip(s.slope.par_chunks(rows))
+            .map(|(du, slope)| {
                 let mut sums = vec![0f32; hidden];
-                for (du, u) in du.chunks_exact_mut(hidden).zip(u.chunks_exact(hidden)) {
-                    vector::gelu_backward_row(du, u, &mut sums);
+                for (du, m) in du.chunks_exact_mut(hidden).zip(slope.chunks_exact(hidden)) {
+                    vector::gelu_backward_row(du, m, &mut sums);
                 }
                 sums
             })
             .collect();
         let d_fc_b = add_partials(partials, hidden);
         prof.mark("b.gelu");
-        drop(s.u);
+        drop(s.slope);
         let d_fc_w = grad_weight(&s.h2, &du, d, hidden);
         prof.mark("b.fc_w");
         grad_input(&mut scratch, &du, blk.fc.0, d, hidden, false);

@@ -10,16 +10,34 @@ const C: f32 = 0.797_884_6; // sqrt(2 / pi)
 const A: f32 = 0.044_715;
 const CHUNK: usize = 16_384;
 
+/// The tanh both GELU and its slope are made of.
+#[inline(always)]
+fn inner_tanh(x: f32) -> f32 {
+    fastmath::tanh(C * (x + A * x * x * x))
+}
+
 /// GELU of one value.
 #[inline(always)]
 pub(super) fn value(x: f32) -> f32 {
-    0.5 * x * (1.0 + fastmath::tanh(C * (x + A * x * x * x)))
+    0.5 * x * (1.0 + inner_tanh(x))
 }
 
 /// d GELU / dx at one value.
 #[inline(always)]
 pub(super) fn slope(x: f32) -> f32 {
-    let t = fastmath::tanh(C * (x + A * x * x * x));
+    slope_with(x, inner_tanh(x))
+}
+
+/// GELU and its slope at one value, the tanh computed once (the bits of
+/// [`value`] and [`slope`]).
+#[inline(always)]
+pub(super) fn value_and_slope(x: f32) -> (f32, f32) {
+    let t = inner_tanh(x);
+    (0.5 * x * (1.0 + t), slope_with(x, t))
+}
+
+#[inline(always)]
+fn slope_with(x: f32, t: f32) -> f32 {
     let dt = (1.0 - t * t) * C * (1.0 + 3.0 * A * x * x);
     0.5 * (1.0 + t) + 0.5 * x * dt
 }

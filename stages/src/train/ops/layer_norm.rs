@@ -31,7 +31,7 @@ fn dims(x: &Layout, g: &Layout, b: &Layout) -> Result<(usize, usize)> {
 /// The forward pass on rows of width `d`.
 pub(super) fn forward(x: &[f32], g: &[f32], b: &[f32], d: usize) -> Vec<f32> {
     let rows = x.len() / d.max(1);
-    let mut y = vec![0f32; rows * d];
+    let mut y = super::uninit(rows * d); // written whole, row by row
     let chunk = rows_per_task(rows, d) * d;
     y.par_chunks_mut(chunk.max(1))
         .zip(x.par_chunks(chunk.max(1)))

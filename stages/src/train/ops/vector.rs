@@ -96,21 +96,22 @@ dispatch! {
 }
 
 dispatch! {
-    /// One row of the MLP's first layer: `u += b`, then `g = gelu(u)`.
+    /// One row of the MLP's first layer: `g = gelu(u + b)`, and `u` becomes
+    /// `gelu'(u + b)`, what the backward needs: the tanh both share is
+    /// computed once, here, not again in the backward.
     fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
         for ((u, g), &b) in u.iter_mut().zip(g.iter_mut()).zip(b) {
-            *u += b;
-            *g = gelu::value(*u);
+            (*g, *u) = gelu::value_and_slope(*u + b);
         }
     }
 }
 
 dispatch! {
-    /// One row of the GELU backward: `du *= gelu'(u)`, and `sums += du`
-    /// (the bias gradient's column sums).
-    fn gelu_backward_row(du: &mut [f32], u: &[f32], sums: &mut [f32]) {
-        for ((g, &u), s) in du.iter_mut().zip(u).zip(sums.iter_mut()) {
-            *g *= gelu::slope(u);
+    /// One row of the GELU backward: `du *= slope` (the forward's
+    /// `gelu'`), and `sums += du` (the bias gradient's column sums).
+    fn gelu_backward_row(du: &mut [f32], slope: &[f32], sums: &mut [f32]) {
+        for ((g, &m), s) in du.iter_mut().zip(slope).zip(sums.iter_mut()) {
+            *g *= m;
             *s += *g;
         }
     }
@@ -129,8 +130,8 @@ dispatch! {
     /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
     fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
         let (mean, rstd) = row_stats(x, eps);
-        for i in 0..x.len() {
-            y[i] = (x[i] - mean) * rstd * g[i] + b[i];
+        for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
+            *y = (x - mean) * rstd * g + b;
         }
     }
 }
@@ -151,27 +152,44 @@ dispatch! {
         let n = x.len();
         let (mean, rstd) = row_stats(x, eps);
         let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
-        for c in (0..n).step_by(LANES) {
-            for l in 0..LANES.min(n - c) {
-                let i = c + l;
-                let xhat = (x[i] - mean) * rstd;
-                let dxhat = dy[i] * g[i];
+        // Element i goes to lane i % 16. Whole chunks as fixed-size arrays
+        // (a variable lane count per chunk kept this loop scalar).
+        let full = n - n % LANES;
+        for c in (0..full).step_by(LANES) {
+            let x: &[f32; LANES] = x[c..c + LANES].try_into().unwrap();
+            let dy: &[f32; LANES] = dy[c..c + LANES].try_into().unwrap();
+            let g: &[f32; LANES] = g[c..c + LANES].try_into().unwrap();
+            let dg: &mut [f32; LANES] = (&mut dg[c..c + LANES]).try_into().unwrap();
+            let db: &mut [f32; LANES] = (&mut db[c..c + LANES]).try_into().unwrap();
+            for l in 0..LANES {
+                let xhat = (x[l] - mean) * rstd;
+                let dxhat = dy[l] * g[l];
                 s1[l] += dxhat;
                 s2[l] += dxhat * xhat;
-                dg[i] += dy[i] * xhat;
-                db[i] += dy[i];
+                dg[l] += dy[l] * xhat;
+                db[l] += dy[l];
             }
         }
+        for i in full..n {
+            let l = i - full;
+            let xhat = (x[i] - mean) * rstd;
+            let dxhat = dy[i] * g[i];
+            s1[l] += dxhat;
+            s2[l] += dxhat * xhat;
+            dg[i] += dy[i] * xhat;
+            db[i] += dy[i];
+        }
         let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+        let terms = dx.iter_mut().zip(x).zip(dy).zip(g);
         if accumulate {
-            for i in 0..n {
-                let xhat = (x[i] - mean) * rstd;
-                dx[i] += rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            for (((dx, &x), &dy), &g) in terms {
+                let xhat = (x - mean) * rstd;
+                *dx += rstd * (dy * g - m1 - xhat * m2);
             }
         } else {
-            for i in 0..n {
-                let xhat = (x[i] - mean) * rstd;
-                dx[i] = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+            for (((dx, &x), &dy), &g) in terms {
+                let xhat = (x - mean) * rstd;
+                *dx = rstd * (dy * g - m1 - xhat * m2);
             }
         }
     }
@@ -183,11 +201,17 @@ pub fn row_stats(x: &[f32], eps: f32) -> (f32, f32) {
     let n = x.len() as f32;
     let mean = sum(x) / n;
     let mut acc = [0f32; LANES];
-    for c in (0..x.len()).step_by(LANES) {
-        for l in 0..LANES.min(x.len() - c) {
-            let v = x[c + l] - mean;
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..LANES {
+            let v = c[l] - mean;
             acc[l] += v * v;
         }
+    }
+    for (a, &x) in acc.iter_mut().zip(tail) {
+        let v = x - mean;
+        *a += v * v;
     }
     (mean, 1.0 / (reduce(acc) / n + eps).sqrt())
 }
@@ -274,6 +298,53 @@ mod tests {
         }
     }
 
+    /// The LayerNorm rows sum element `i` into lane `i % 16`, tail
+    /// included: the same bits as a loop written element by element.
+    #[test]
+    fn layer_norm_rows_sum_by_lanes() {
+        for n in [5, 16, 100, 256] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) / 7.0)
+                .collect();
+            let dy: Vec<f32> = (0..n).map(|i| ((i * 13 % 17) as f32 - 8.0) / 5.0).collect();
+            let g: Vec<f32> = (0..n).map(|i| 1.0 + (i % 5) as f32 / 9.0).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 3) as f32 / 4.0).collect();
+            let eps = 1e-5;
+            let mean = sum(&x) / n as f32;
+            let mut var = [0f32; LANES];
+            for i in 0..n {
+                var[i % LANES] += (x[i] - mean) * (x[i] - mean);
+            }
+            let rstd = 1.0 / (reduce(var) / n as f32 + eps).sqrt();
+            let mut y = vec![0f32; n];
+            layer_norm_row(&mut y, &x, &g, &b, eps);
+            let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
+            let (mut dg_plain, mut db_plain) = (b.clone(), g.clone());
+            for i in 0..n {
+                let xhat = (x[i] - mean) * rstd;
+                assert_eq!(y[i].to_bits(), (xhat * g[i] + b[i]).to_bits(), "n {n}");
+                s1[i % LANES] += dy[i] * g[i];
+                s2[i % LANES] += dy[i] * g[i] * xhat;
+                dg_plain[i] += dy[i] * xhat;
+                db_plain[i] += dy[i];
+            }
+            let (m1, m2) = (reduce(s1) / n as f32, reduce(s2) / n as f32);
+            for accumulate in [false, true] {
+                let (mut dg, mut db) = (b.clone(), g.clone());
+                let mut dx = vec![0.25f32; n];
+                layer_norm_row_backward(&mut dx, &x, &dy, &g, &mut dg, &mut db, eps, accumulate);
+                for i in 0..n {
+                    let xhat = (x[i] - mean) * rstd;
+                    let term = rstd * (dy[i] * g[i] - m1 - xhat * m2);
+                    let want = if accumulate { 0.25 + term } else { term };
+                    assert_eq!(dx[i].to_bits(), want.to_bits(), "n {n} i {i}");
+                    assert_eq!(dg[i].to_bits(), dg_plain[i].to_bits());
+                    assert_eq!(db[i].to_bits(), db_plain[i].to_bits());
+                }
+            }
+        }
+    }
+
     /// Every dispatched version gives the plain loop's bits.
     #[test]
     fn dispatched_loops_equal_the_plain_ones() {
@@ -286,12 +357,13 @@ mod tests {
         bias_gelu_row(&mut ub, &mut g, &b);
         let mut d = vec![1.5f32; u.len()];
         let mut sums = b.clone();
-        gelu_backward_row(&mut d, &u, &mut sums);
+        let slopes: Vec<f32> = u.iter().map(|&u| gelu::slope(u)).collect();
+        gelu_backward_row(&mut d, &slopes, &mut sums);
         let mut rows = b.clone();
         add_row(&mut rows, &u);
         for i in 0..u.len() {
             assert_eq!(e[i].to_bits(), fastmath::exp(0.7 * u[i] - 0.2).to_bits());
-            assert_eq!(ub[i].to_bits(), (u[i] + b[i]).to_bits());
+            assert_eq!(ub[i].to_bits(), gelu::slope(u[i] + b[i]).to_bits());
             assert_eq!(g[i].to_bits(), gelu::value(u[i] + b[i]).to_bits());
             let du = 1.5 * gelu::slope(u[i]);
             assert_eq!(d[i].to_bits(), du.to_bits());
