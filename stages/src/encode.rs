@@ -325,7 +325,11 @@ impl StageKind for EncodeKind {
             // At most midi::read::MAX_FILE_BYTES, regular files only.
             let result = match input_file::read_into(&path, bytes) {
                 Ok(()) => {
-                    let hash = blake3::hash(bytes);
+                    // The engine's hash of the file, when it has one.
+                    let hash = input
+                        .hashes
+                        .get(&name)
+                        .unwrap_or_else(|| blake3::hash(bytes));
                     let outcome = encode_memoized(
                         ctx.memo,
                         &fingerprint,
