@@ -730,10 +730,9 @@ pub(crate) fn verify_inputs(
         .collect()
 }
 
-/// The dependencies' output folders, verified, each with the slot of the
-/// stage's declared inputs it fills.
-/// The inputs of a run, from `verified` (their manifests, as
-/// [`verify_inputs`] found them: not scanned again).
+/// The dependencies' output folders, each with the slot of the stage's
+/// declared inputs it fills and its files' hashes, from `verified` (their
+/// manifests as [`verify_inputs`] found them: not scanned again).
 fn inputs_of(
     env: &BuildEnv,
     stage: &ResolvedStage,
@@ -764,8 +763,10 @@ fn file_hashes(manifest: TreeManifest) -> FileHashes {
         manifest
             .files
             .into_iter()
-            .filter_map(|f| Some((blake3::Hash::from_hex(&f.hash).ok()?, f.path)))
-            .map(|(hash, path)| (path, hash))
+            .filter_map(|f| {
+                let hash = blake3::Hash::from_hex(&f.hash).ok()?;
+                Some((f.path, hash))
+            })
             .collect(),
     )
 }
