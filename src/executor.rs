@@ -10,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use rustc_hash::FxHashMap;
-use vgmake_api::{ExternalInputs, Input, Progress, ProjectFiles};
+use vgmake_api::{ExternalInputs, FileHashes, Input, Progress, ProjectFiles};
 
 use crate::error::{Error, StageFailure};
 use crate::hashing::{
-    KeyManifest, PARALLEL_FROM, Reading, Stamped, hash_paths, known_hashes, split_plain,
+    KeyManifest, PARALLEL_FROM, Reading, Stamped, TreeManifest, hash_paths, known_hashes,
+    split_plain,
 };
 use crate::keymemo;
 use crate::lock::unix_now;
@@ -402,7 +403,7 @@ pub fn lookup_store(store: &Store, key: &str, progress: &dyn Progress) -> Option
 /// with its record (and said so) so the stage reruns.
 fn intact(store: &Store, key: &str, output: &str, progress: &dyn Progress) -> bool {
     match store.verify_output(output) {
-        Ok(()) => true,
+        Ok(_) => true,
         Err(why) => {
             progress.log(&format!(
                 "cached result failed verification, rebuilding: {why}"
@@ -566,22 +567,26 @@ pub fn execute(
             seconds: started.elapsed().as_secs_f64(),
         });
     }
-    verify_inputs(env, deps)?;
+    let verified = verify_inputs(env, deps)?;
     if stage.executor == Executor::Slurm
         && let Some(slurm) = env.slurm
     {
         return slurm.run(env, stage, deps, manifest, &key, progress, started);
     }
-    run_fresh(env, stage, deps, manifest, &key, refresh, progress, started)
+    run_fresh(
+        env, stage, deps, verified, manifest, &key, refresh, progress, started,
+    )
 }
 
 /// Runs `stage` here, in a fresh staging folder, and commits its result
-/// (a build's local stages, and a Slurm job on its node).
+/// (a build's local stages, and a Slurm job on its node): `verified` is
+/// what [`verify_inputs`] found.
 #[allow(clippy::too_many_arguments)]
 pub fn run_fresh(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
+    verified: Vec<TreeManifest>,
     manifest: KeyManifest,
     key: &str,
     refresh: bool,
@@ -596,7 +601,7 @@ pub fn run_fresh(
         std::process::id()
     ));
     let result = run_and_commit(
-        env, stage, deps, manifest, key, &staging, refresh, progress, started,
+        env, stage, deps, verified, manifest, key, &staging, refresh, progress, started,
     );
     let _ = crate::fsutil::remove_tree(&staging);
     result
@@ -607,6 +612,7 @@ fn run_and_commit(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
+    verified: Vec<TreeManifest>,
     manifest: KeyManifest,
     key: &str,
     staging: &Path,
@@ -624,7 +630,7 @@ fn run_and_commit(
     // The whole log goes to a file kept beside the record; the record keeps
     // the last lines. A log that cannot be written costs only the file.
     let _ = progress.keep_full_log(&staging.join("log.txt"));
-    let inputs = inputs_of(env, stage, deps)?;
+    let inputs = inputs_of(env, stage, deps, verified);
     let state_id = manifest.state_identity(stage.kind.state_ignores());
     let state_dir = env
         .store
@@ -705,32 +711,36 @@ fn run_and_commit(
     })
 }
 
-/// Checks every dependency's output against its manifest: a stage never
-/// reads bytes that were not verified in this process.
-fn verify_inputs(env: &BuildEnv, deps: &[DepOutput]) -> Result<(), StageFailure> {
-    for dep in deps {
-        env.store
-            .verify_output(&dep.output)
-            .map_err(|damage| StageFailure::DamagedInput {
-                stage: dep.stage.clone(),
-                damage,
-            })?;
-    }
-    Ok(())
+/// Checks every dependency's output against its manifest, and returns the
+/// manifests (in the order of `deps`): a stage never reads bytes that were
+/// not verified in this process. [`run_fresh`] takes what it returns.
+pub(crate) fn verify_inputs(
+    env: &BuildEnv,
+    deps: &[DepOutput],
+) -> Result<Vec<TreeManifest>, StageFailure> {
+    deps.iter()
+        .map(|dep| {
+            env.store
+                .verify_output(&dep.output)
+                .map_err(|damage| StageFailure::DamagedInput {
+                    stage: dep.stage.clone(),
+                    damage,
+                })
+        })
+        .collect()
 }
 
-/// The dependencies' output folders, verified, each with the slot of the
-/// stage's declared inputs it fills.
+/// The dependencies' output folders, each with the slot of the stage's
+/// declared inputs it fills and its files' hashes, from `verified` (their
+/// manifests as [`verify_inputs`] found them: not scanned again).
 fn inputs_of(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-) -> Result<Vec<Input>, StageFailure> {
-    // `execute` verified them already; a Slurm job verifies (or fetches)
-    // them on its node. Stat-cached, so the second look is cheap.
-    verify_inputs(env, deps)?;
+    verified: Vec<TreeManifest>,
+) -> Vec<Input> {
     let mut inputs = Vec::new();
-    for dep in deps {
+    for (dep, manifest) in deps.iter().zip(verified) {
         let slot = stage
             .deps
             .iter()
@@ -741,9 +751,24 @@ fn inputs_of(
             kind: dep.kind.clone(),
             slot,
             dir: env.store.output_dir(&dep.output),
+            hashes: file_hashes(manifest),
         });
     }
-    Ok(inputs)
+    inputs
+}
+
+/// The files' hashes of a verified manifest (folders have none).
+fn file_hashes(manifest: TreeManifest) -> FileHashes {
+    FileHashes::new(
+        manifest
+            .files
+            .into_iter()
+            .filter_map(|f| {
+                let hash = blake3::Hash::from_hex(&f.hash).ok()?;
+                Some((f.path, hash))
+            })
+            .collect(),
+    )
 }
 
 /// One mutex per stage key in flight, so that two variants sharing a stage

@@ -265,9 +265,10 @@ impl Store {
         serde_json::from_slice(&fs::read(self.manifest_path(hash)).ok()?).ok()
     }
 
-    /// Checks that `outputs/<hash>` holds exactly what its manifest says.
-    /// Files whose stamps are unchanged are not re-read (stat cache).
-    pub fn verify_output(&self, hash: &str) -> Result<(), Damage> {
+    /// Checks that `outputs/<hash>` holds exactly what its manifest says,
+    /// and returns the manifest. Files whose stamps are unchanged are not
+    /// re-read (stat cache).
+    pub fn verify_output(&self, hash: &str) -> Result<TreeManifest, Damage> {
         let manifest = self
             .tree_manifest(hash)
             .ok_or_else(|| Damage::NoManifest(hash.to_string()))?;
@@ -288,7 +289,7 @@ impl Store {
             let what = actual.diff_summary(&manifest);
             return Err(Damage::Modified { folder, what });
         }
-        Ok(())
+        Ok(manifest)
     }
 
     /// Re-reads every file of `outputs/<hash>`, trusting no stat-cache

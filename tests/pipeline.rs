@@ -67,6 +67,17 @@ fn demo_corpus_end_to_end_then_a_filter_change_reruns_only_limit_and_below() {
     let encode = json(&p, "out/default/encode/report.json");
     assert_eq!(encode["encoded"], 94, "{encode}");
     assert_eq!(encode["skipped"], 0);
+    // Each song's hash (the engine's, from scrape's manifest) is its file's.
+    let songs = json(&p, "out/default/encode/songs.json");
+    for song in songs.as_array().unwrap() {
+        let path = song["path"].as_str().unwrap();
+        let bytes = std::fs::read(p.out("default", "scrape").join(path)).unwrap();
+        assert_eq!(
+            song["blake3"],
+            blake3::hash(&bytes).to_hex().as_str(),
+            "{path}"
+        );
+    }
     let limit = json(&p, "out/default/limit/report.json");
     let kept = limit["kept"].as_u64().unwrap();
     assert!(kept > 30 && kept < 94, "{limit}");

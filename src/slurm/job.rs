@@ -248,16 +248,21 @@ fn run_job(
             ));
         }
     }
-    let done = match run_fresh(
-        &env,
-        &stage,
-        &deps,
-        manifest.clone(),
-        &spec.key,
-        false,
-        log,
-        started,
-    ) {
+    // The inputs as the key says (run_fresh does not verify them).
+    let verified = crate::executor::verify_inputs(&env, &deps);
+    let done = match verified.and_then(|verified| {
+        run_fresh(
+            &env,
+            &stage,
+            &deps,
+            verified,
+            manifest.clone(),
+            &spec.key,
+            false,
+            log,
+            started,
+        )
+    }) {
         Ok(done) => done,
         Err(crate::error::StageFailure::Cancelled) => return Err(JobError::Cancelled),
         Err(e) => return Err(JobError::Failed(e.to_string())),

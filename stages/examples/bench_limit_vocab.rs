@@ -99,6 +99,7 @@ fn main() {
         stage: stage.into(),
         kind: stage.into(),
         dir: dir.to_path_buf(),
+        hashes: Default::default(),
     };
     let (mut limit_s, mut vocab_s, mut total_s) = (Vec::new(), Vec::new(), Vec::new());
     for run in 0..runs {

@@ -19,6 +19,7 @@ fn main() {
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir,
+        hashes: Default::default(),
     };
     let kind = vgmake_stages::kinds::find("encode").expect("encode is registered");
     let start = std::time::Instant::now();

@@ -160,7 +160,7 @@ pub fn write_npy_u64(path: &Path, data: &[u64]) -> io::Result<()> {
 }
 
 pub fn read_npy_u32(path: &Path) -> io::Result<Vec<u32>> {
-    read_npy(path, "<u4", |bytes, out: &mut Vec<u32>| {
+    read_npy(path, &["<u4"], |_, bytes, out: &mut Vec<u32>| {
         out.extend(
             bytes
                 .chunks_exact(4)
@@ -169,8 +169,28 @@ pub fn read_npy_u32(path: &Path) -> io::Result<Vec<u32>> {
     })
 }
 
+/// Reads token ids written by [`write_npy_ids`]: a `<u2` or `<u4` array,
+/// as u32s.
+pub fn read_npy_ids(path: &Path) -> io::Result<Vec<u32>> {
+    read_npy(path, &["<u2", "<u4"], |width, bytes, out: &mut Vec<u32>| {
+        if width == 2 {
+            out.extend(
+                bytes
+                    .chunks_exact(2)
+                    .map(|c| u16::from_le_bytes(c.try_into().unwrap()) as u32),
+            )
+        } else {
+            out.extend(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap())),
+            )
+        }
+    })
+}
+
 pub fn read_npy_u64(path: &Path) -> io::Result<Vec<u64>> {
-    read_npy(path, "<u8", |bytes, out: &mut Vec<u64>| {
+    read_npy(path, &["<u8"], |_, bytes, out: &mut Vec<u64>| {
         out.extend(
             bytes
                 .chunks_exact(8)
@@ -179,26 +199,67 @@ pub fn read_npy_u64(path: &Path) -> io::Result<Vec<u64>> {
     })
 }
 
-/// Writes a 1-D `<u4` .npy file of `len` values given as pieces, each a
-/// list of indices into its own map (an interned song: its token indices
-/// and their ids): the values are mapped into the file's buffer, never
-/// gathered into one array. An error if the pieces do not hold `len`.
-pub fn write_npy_u32_mapped<'a>(
+/// The width of token ids in a song set's `ids.npy`: 2 bytes (`<u2`) when
+/// the table has at most 65,536 tokens (half the bytes to write, hash and
+/// read), else 4 (`<u4`).
+pub fn id_width(tokens: usize) -> usize {
+    if tokens <= 1 << 16 { 2 } else { 4 }
+}
+
+fn id_descr(width: usize) -> &'static str {
+    if width == 2 { "<u2" } else { "<u4" }
+}
+
+/// Writes token ids as a 1-D .npy file of `width` bytes each ([`id_width`]),
+/// read back by [`read_npy_ids`].
+pub fn write_npy_ids(path: &Path, ids: &[u32], width: usize) -> io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(&npy_header(id_descr(width), ids.len()))?;
+    let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK);
+    for part in ids.chunks(CHUNK / 4) {
+        buffer.clear();
+        put_ids(&mut buffer, part.iter().copied(), part.len(), width);
+        file.write_all(&buffer)?;
+    }
+    Ok(())
+}
+
+/// Appends `n` ids to `buffer`, `width` bytes each (little-endian), sized
+/// first and filled in place.
+fn put_ids(buffer: &mut Vec<u8>, ids: impl Iterator<Item = u32>, n: usize, width: usize) {
+    let at = buffer.len();
+    buffer.resize(at + n * width, 0);
+    let slots = buffer[at..].chunks_exact_mut(width).zip(ids);
+    if width == 2 {
+        slots.for_each(|(out, id)| out.copy_from_slice(&(id as u16).to_le_bytes()));
+    } else {
+        slots.for_each(|(out, id)| out.copy_from_slice(&id.to_le_bytes()));
+    }
+}
+
+/// Writes token ids as [`write_npy_ids`] does, `len` of them given as
+/// pieces, each a list of indices into its own map (an interned song: its
+/// token indices and their ids): the values are mapped into the file's
+/// buffer, never gathered into one array. An error if the pieces do not
+/// hold `len`.
+pub fn write_npy_ids_mapped<'a>(
     path: &Path,
     len: usize,
+    width: usize,
     pieces: impl Iterator<Item = (&'a [u32], Vec<u32>)>,
 ) -> io::Result<()> {
     let mut file = fs::File::create(path)?;
-    file.write_all(&npy_header("<u4", len))?;
+    file.write_all(&npy_header(id_descr(width), len))?;
     let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
     let mut written = 0usize;
     for (indices, map) in pieces {
         for part in indices.chunks(CHUNK / 4) {
-            let at = buffer.len();
-            buffer.resize(at + part.len() * 4, 0);
-            for (out, &i) in buffer[at..].chunks_exact_mut(4).zip(part) {
-                out.copy_from_slice(&map[i as usize].to_le_bytes());
-            }
+            put_ids(
+                &mut buffer,
+                part.iter().map(|&i| map[i as usize]),
+                part.len(),
+                width,
+            );
             written += part.len();
             if buffer.len() >= CHUNK {
                 file.write_all(&buffer)?;
@@ -254,11 +315,12 @@ fn npy_header(descr: &str, len: usize) -> Vec<u8> {
     out
 }
 
-/// Reads a 1-D .npy file of the given dtype (`<u4` or `<u8`).
+/// Reads a 1-D .npy file of one of the dtypes `descrs` (`<u2`, `<u4`,
+/// `<u8`); `from_bytes` gets the file's value width with each chunk.
 fn read_npy<T>(
     path: &Path,
-    descr: &str,
-    from_bytes: impl Fn(&[u8], &mut Vec<T>),
+    descrs: &[&str],
+    from_bytes: impl Fn(usize, &[u8], &mut Vec<T>),
 ) -> io::Result<Vec<T>> {
     let bad = |what: &str| {
         io::Error::new(
@@ -287,20 +349,25 @@ fn read_npy<T>(
     file.read_exact(&mut header)
         .map_err(|_| bad("truncated header"))?;
     let header = String::from_utf8_lossy(&header);
-    if !header.contains(&format!("'descr': '{descr}'")) || header.contains("'fortran_order': True")
-    {
-        return Err(bad(&format!(
-            "expected a 1-D array of dtype {descr}, header is {}",
-            header.trim()
-        )));
-    }
+    let descr = descrs
+        .iter()
+        .find(|d| header.contains(&format!("'descr': '{d}'")))
+        .filter(|_| !header.contains("'fortran_order': True"))
+        .ok_or_else(|| {
+            bad(&format!(
+                "expected a 1-D array of dtype {}, header is {}",
+                descrs.join(" or "),
+                header.trim()
+            ))
+        })?;
+    // The dtype's last digit: its bytes per value.
+    let width = (descr.as_bytes()[descr.len() - 1] - b'0') as usize;
     let len: usize = header
         .split("'shape': (")
         .nth(1)
         .and_then(|s| s.split([',', ')']).next())
         .and_then(|n| n.trim().parse().ok())
         .ok_or_else(|| bad("cannot read the shape"))?;
-    let width = std::mem::size_of::<T>();
     let expected = len
         .checked_mul(width)
         .ok_or_else(|| bad("shape too large"))?;
@@ -317,7 +384,7 @@ fn read_npy<T>(
     while left > 0 {
         let n = left.min(CHUNK);
         file.read_exact(&mut buffer[..n])?;
-        from_bytes(&buffer[..n], &mut out);
+        from_bytes(width, &buffer[..n], &mut out);
         left -= n;
     }
     Ok(out)
@@ -354,6 +421,18 @@ mod tests {
         write_npy_u64(&q, &[]).unwrap();
         assert!(read_npy_u64(&q).unwrap().is_empty());
         assert!(read_npy_u64(&p).is_err(), "dtype mismatch is an error");
+        // Token ids: 2 or 4 bytes each, read back as u32s either way.
+        for (width, ids) in [(2, vec![0, 7, 65_535]), (4, vec![0, 65_536, u32::MAX])] {
+            write_npy_ids(&p, &ids, width).unwrap();
+            let data = fs::metadata(&p).unwrap().len() - 3 * width as u64;
+            assert_eq!(data % 64, 0, "{width}-byte ids start on a 64-byte boundary");
+            assert_eq!(read_npy_ids(&p).unwrap(), ids);
+        }
+        assert!(read_npy_u32(&p).is_ok(), "4-byte ids are a <u4 array");
+        write_npy_ids(&p, &[1, 2], 2).unwrap();
+        assert!(read_npy_u32(&p).is_err(), "2-byte ids are not");
+        assert_eq!(id_width(1 << 16), 2);
+        assert_eq!(id_width((1 << 16) + 1), 4);
     }
 
     #[test]

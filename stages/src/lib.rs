@@ -13,6 +13,7 @@ pub mod command;
 pub mod data;
 pub mod dataset;
 pub mod encode;
+pub mod input_file;
 pub mod kinds;
 pub mod limit;
 pub mod midi;

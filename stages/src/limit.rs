@@ -75,7 +75,8 @@ impl StageKind for LimitKind {
         "limit"
     }
     fn version(&self) -> u32 {
-        1
+        // Its own (1), and the song sets it writes.
+        100 + crate::songs::SONG_SET_VERSION
     }
     fn doc(&self) -> &'static str {
         "keeps songs within an event count range and without overlong waits"

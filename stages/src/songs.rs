@@ -2,7 +2,9 @@
 //!
 //! - `token_table.txt`: the distinct tokens, one per line, sorted by name;
 //!   a token's local id is its line number (from 0);
-//! - `ids.npy`: `u32` local ids of every song, concatenated;
+//! - `ids.npy`: the local ids of every song, concatenated: `u16` (`<u2`)
+//!   when the table has at most 65,536 tokens, else `u32` (`<u4`); sets
+//!   written before this rule hold `u32` and still read;
 //! - `offsets.npy`: `u64`, songs + 1 entries: song `i` is
 //!   `ids[offsets[i]..offsets[i+1]]`;
 //! - `songs.json`: `[{"path": ..., "blake3": ...}, ...]`, one per song: the
@@ -29,11 +31,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::{IoContext, StageError};
 use crate::dataset::{
-    read_npy_u32, read_npy_u64, write_npy_u32, write_npy_u32_mapped, write_npy_u64,
+    id_width, read_npy_ids, read_npy_u64, write_npy_ids, write_npy_ids_mapped, write_npy_u64,
 };
 use crate::midi::encoder::Interned;
 use crate::midi::tokens::Token;
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
+
+/// The layout's version: 2 since `ids.npy` holds `u16` ids where they fit.
+/// Part of the version of each kind that writes song sets (encode, limit):
+/// a cache shared with an older vgmake never hands it a set it cannot read.
+pub const SONG_SET_VERSION: u32 = 2;
 
 pub const TABLE_FILE: &str = "token_table.txt";
 pub const IDS_FILE: &str = "ids.npy";
@@ -248,7 +255,8 @@ impl SongSet {
         let pieces = songs
             .iter()
             .map(|song| (song.ids.as_slice(), table.map(song)));
-        write_npy_u32_mapped(&dir.join(IDS_FILE), total, pieces).ctx(|| io(IDS_FILE))?;
+        let width = id_width(table.order.len());
+        write_npy_ids_mapped(&dir.join(IDS_FILE), total, width, pieces).ctx(|| io(IDS_FILE))?;
         write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs))
             .ctx(|| io(OFFSETS_FILE))?;
         write_infos(dir, infos, codec)
@@ -337,7 +345,7 @@ impl SongSet {
         let table_text = fs::read_to_string(path(TABLE_FILE))
             .ctx(|| format!("reading {}", path(TABLE_FILE).display()))?;
         let table: Vec<String> = table_text.lines().map(String::from).collect();
-        let ids = read_npy_u32(&path(IDS_FILE))
+        let ids = read_npy_ids(&path(IDS_FILE))
             .ctx(|| format!("reading {}", path(IDS_FILE).display()))?;
         let offsets = read_npy_u64(&path(OFFSETS_FILE))
             .ctx(|| format!("reading {}", path(OFFSETS_FILE).display()))?;
@@ -386,7 +394,8 @@ impl SongSet {
             table.push('\n');
         }
         fs::write(dir.join(TABLE_FILE), table).ctx(|| io(TABLE_FILE))?;
-        write_npy_u32(&dir.join(IDS_FILE), &self.ids).ctx(|| io(IDS_FILE))?;
+        let width = id_width(self.table.len());
+        write_npy_ids(&dir.join(IDS_FILE), &self.ids, width).ctx(|| io(IDS_FILE))?;
         write_npy_u64(&dir.join(OFFSETS_FILE), &self.offsets).ctx(|| io(OFFSETS_FILE))?;
         write_infos(dir, &self.infos, &self.codec)
     }

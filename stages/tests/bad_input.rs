@@ -170,6 +170,7 @@ fn broken_files_are_skipped_with_reasons_and_good_ones_encoded() {
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir: corpus.clone(),
+        hashes: Default::default(),
     };
     run_standalone(
         kind,

@@ -367,6 +367,7 @@ fn a_file_past_the_size_limit_is_skipped_unread() {
         stage: "scrape".into(),
         kind: "scrape".into(),
         dir: input,
+        hashes: Default::default(),
     }];
     standalone_run(
         kind("encode"),

@@ -126,6 +126,7 @@ fn input(kind: &str, dir: &Path) -> Input {
         stage: kind.into(),
         kind: kind.into(),
         dir: dir.to_path_buf(),
+        hashes: Default::default(),
     }
 }
 

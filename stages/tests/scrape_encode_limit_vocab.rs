@@ -19,6 +19,7 @@ fn input(stage: &str, dir: &Path) -> Input {
         stage: stage.into(),
         kind: stage.into(),
         dir: dir.to_path_buf(),
+        hashes: Default::default(),
     }
 }
 

@@ -71,6 +71,7 @@ fn run_stage(
         stage: "vocab".into(),
         kind: "vocab".into(),
         dir: vocab_dir,
+        hashes: Default::default(),
     }];
     let out = work.path().join("out");
     let measured = run_standalone(

@@ -2,10 +2,10 @@
 //! an output folder, a per-item memo, a state folder, progress reporting and
 //! a place for measurements.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::{IoContext, Params, StageError};
 
@@ -30,6 +30,28 @@ pub struct Input {
     pub slot: Option<&'static str>,
     /// Its output folder (read-only).
     pub dir: PathBuf,
+    /// The blake3 of each file in `dir`, as the engine verified them before
+    /// the run (empty where it did not).
+    pub hashes: FileHashes,
+}
+
+/// The content hashes of an input folder's files, by path relative to the
+/// folder (`/`-separated): a stage that needs a file's hash takes it from
+/// here instead of hashing the bytes again (encode: 5 MB of corpus, ~1.2
+/// ms). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct FileHashes(Arc<HashMap<String, blake3::Hash>>);
+
+impl FileHashes {
+    pub fn new(hashes: HashMap<String, blake3::Hash>) -> FileHashes {
+        FileHashes(Arc::new(hashes))
+    }
+
+    /// The hash of the file at `path` (relative, `/`-separated), or `None`
+    /// when it is not known.
+    pub fn get(&self, path: &str) -> Option<blake3::Hash> {
+        self.0.get(path).copied()
+    }
 }
 
 /// A per-item cache for stages that map over items (one downloaded file, one

@@ -22,7 +22,8 @@ mod report;
 pub mod seal;
 
 pub use context::{
-    ExternalInputs, Input, Measurements, Memo, NoProgress, PGID_FILE, Progress, StageContext,
+    ExternalInputs, FileHashes, Input, Measurements, Memo, NoProgress, PGID_FILE, Progress,
+    StageContext,
 };
 pub use error::{IoContext, StageError};
 pub use folders::{EntryKind, Folders, Listing, ProjectFiles, ReadFolders};
