@@ -586,7 +586,7 @@ pub fn run_fresh(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-    verified: Vec<TreeManifest>,
+    verified: VerifiedInputs,
     manifest: KeyManifest,
     key: &str,
     refresh: bool,
@@ -612,7 +612,7 @@ fn run_and_commit(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-    verified: Vec<TreeManifest>,
+    verified: VerifiedInputs,
     manifest: KeyManifest,
     key: &str,
     staging: &Path,
@@ -711,13 +711,18 @@ fn run_and_commit(
     })
 }
 
+/// The manifests of a run's dependencies' outputs, in the order of its
+/// `deps`, as [`verify_inputs`] found them; only it makes one, so a run
+/// cannot be handed manifests that were not checked in this process.
+pub struct VerifiedInputs(Vec<TreeManifest>);
+
 /// Checks every dependency's output against its manifest, and returns the
-/// manifests (in the order of `deps`): a stage never reads bytes that were
-/// not verified in this process. [`run_fresh`] takes what it returns.
+/// manifests: a stage never reads bytes that were not verified in this
+/// process. [`run_fresh`] takes what it returns.
 pub(crate) fn verify_inputs(
     env: &BuildEnv,
     deps: &[DepOutput],
-) -> Result<Vec<TreeManifest>, StageFailure> {
+) -> Result<VerifiedInputs, StageFailure> {
     deps.iter()
         .map(|dep| {
             env.store
@@ -727,7 +732,8 @@ pub(crate) fn verify_inputs(
                     damage,
                 })
         })
-        .collect()
+        .collect::<Result<_, _>>()
+        .map(VerifiedInputs)
 }
 
 /// The dependencies' output folders, each with the slot of the stage's
@@ -737,10 +743,11 @@ fn inputs_of(
     env: &BuildEnv,
     stage: &ResolvedStage,
     deps: &[DepOutput],
-    verified: Vec<TreeManifest>,
+    verified: VerifiedInputs,
 ) -> Vec<Input> {
+    assert_eq!(deps.len(), verified.0.len(), "a manifest per dependency");
     let mut inputs = Vec::new();
-    for (dep, manifest) in deps.iter().zip(verified) {
+    for (dep, manifest) in deps.iter().zip(verified.0) {
         let slot = stage
             .deps
             .iter()

@@ -316,7 +316,7 @@ impl StageKind for EncodeKind {
         let buffers = || (Vec::new(), Vec::new());
         let encode_one = |(bytes, entry): &mut (Vec<u8>, Vec<u8>),
                           rel: &std::path::PathBuf|
-         -> Option<(SongInfo, Outcome)> {
+         -> Option<Result<(SongInfo, Outcome), StageError>> {
             if ctx.is_cancelled() {
                 cancelled.store(true, Ordering::Relaxed);
                 return None;
@@ -326,21 +326,31 @@ impl StageKind for EncodeKind {
             // At most midi::read::MAX_FILE_BYTES, regular files only.
             let result = match input_file::read_into(&path, bytes) {
                 Ok(()) => {
-                    // The engine's hash of the file, when it has one.
-                    let hash = input
-                        .hashes
-                        .get(&name)
-                        .unwrap_or_else(|| blake3::hash(bytes));
+                    // The engine's hash of the file, when it has one (the
+                    // bytes read are then checked against it on a memo miss).
+                    let verified = input.hashes.get(&name);
+                    let hash = verified.unwrap_or_else(|| blake3::hash(bytes));
                     let outcome = encode_memoized(
                         ctx.memo,
                         &fingerprint,
-                        &hash,
+                        (&hash, verified.is_some()),
                         bytes,
                         &options,
                         format,
                         entry,
                     );
-                    (hash.to_hex().to_string(), outcome)
+                    match outcome {
+                        Ok(outcome) => (hash.to_hex().to_string(), outcome),
+                        Err(ChangedSinceVerified { now }) => {
+                            return Some(Err(StageError::Input(format!(
+                                "{}: changed while encode ran (the build verified blake3 {}, \
+                                 the bytes read hash to {}); build again",
+                                path.display(),
+                                &hash.to_hex()[..16],
+                                &now.to_hex()[..16]
+                            ))));
+                        }
+                    }
                 }
                 Err(e) => (
                     String::new(),
@@ -350,26 +360,27 @@ impl StageKind for EncodeKind {
                 ),
             };
             ctx.progress.advance(1);
-            Some((
+            Some(Ok((
                 SongInfo {
                     path: name,
                     blake3: result.0,
                 },
                 result.1,
-            ))
+            )))
         };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(ctx.threads.max(1))
             .build()
             .map_err(|e| StageError::Other(format!("starting worker threads: {e}")))?;
         let started = std::time::Instant::now();
-        let results: Vec<Option<(SongInfo, Outcome)>> =
+        let results: Vec<Option<Result<(SongInfo, Outcome), StageError>>> =
             pool.install(|| files.par_iter().map_init(buffers, encode_one).collect());
         if cancelled.load(Ordering::Relaxed) {
             return Err(StageError::Cancelled);
         }
         let encoded = started.elapsed().as_secs_f64();
-        let results: Vec<(SongInfo, Outcome)> = results.into_iter().flatten().collect();
+        let results: Vec<(SongInfo, Outcome)> =
+            results.into_iter().flatten().collect::<Result<_, _>>()?;
         write_outputs(
             ctx,
             &options,
@@ -394,17 +405,29 @@ fn widen(code: u32) -> u64 {
     ((code >> 29) as u64) << 56 | (code & ((1 << 29) - 1)) as u64
 }
 
+/// The bytes a stage read are not those the build verified (the file
+/// changed after the check): nothing may be memoized for them.
+#[derive(Debug, PartialEq)]
+struct ChangedSinceVerified {
+    /// The hash of the bytes read.
+    now: blake3::Hash,
+}
+
 /// Encodes one file, or returns its memoized outcome; `entry` is the
-/// buffer a new memo entry is written through.
+/// buffer a new memo entry is written through. `file_hash` is the file's
+/// hash and whether it came from the build's verification rather than from
+/// `bytes`: a hit is then right by its key, and a miss first checks that
+/// `bytes` are what was verified, so no entry is ever stored under a hash
+/// its bytes do not have (the memo outlives the run, and is shared).
 fn encode_memoized(
     memo: &dyn Memo,
     fingerprint: &str,
-    file_hash: &blake3::Hash,
+    (file_hash, verified): (&blake3::Hash, bool),
     bytes: &[u8],
     options: &EncodeOptions,
     format: NoteFormat,
     entry: &mut Vec<u8>,
-) -> Outcome {
+) -> Result<Outcome, ChangedSinceVerified> {
     let mut hasher = blake3::Hasher::new();
     // "-codes": entries hold token codes in a binary form (older ones held
     // JSON with the token line; they are not looked up).
@@ -416,7 +439,13 @@ fn encode_memoized(
     if let Some(stored) = memo.get(&key)
         && let Some(outcome) = Outcome::from_bytes(&stored)
     {
-        return outcome;
+        return Ok(outcome);
+    }
+    if verified {
+        let now = blake3::hash(bytes);
+        if now != *file_hash {
+            return Err(ChangedSinceVerified { now });
+        }
     }
     let outcome = match midi::read_song(bytes) {
         Ok(song) => Outcome::Encoded {
@@ -430,7 +459,7 @@ fn encode_memoized(
     // A memo that cannot be written costs only speed next time.
     outcome.write_to(entry);
     let _ = memo.put(&key, entry);
-    outcome
+    Ok(outcome)
 }
 
 /// The kind of a skip reason, for the totals ("malformed MIDI: ..." ->
@@ -533,6 +562,66 @@ mod tests {
         let mut out = b"left from the entry before".to_vec();
         outcome.write_to(&mut out);
         out
+    }
+
+    /// A memo in memory.
+    #[derive(Default)]
+    struct MapMemo(std::sync::Mutex<std::collections::HashMap<blake3::Hash, Vec<u8>>>);
+
+    impl Memo for MapMemo {
+        fn get(&self, key: &blake3::Hash) -> Option<Vec<u8>> {
+            self.0.lock().unwrap().get(key).cloned()
+        }
+        fn put(&self, key: &blake3::Hash, value: &[u8]) -> std::io::Result<()> {
+            self.0.lock().unwrap().insert(*key, value.to_vec());
+            Ok(())
+        }
+        fn put_file(&self, _: &blake3::Hash, _: &std::path::Path) -> std::io::Result<()> {
+            unimplemented!("encode stores bytes")
+        }
+        fn path(&self, _: &blake3::Hash) -> Option<std::path::PathBuf> {
+            None
+        }
+    }
+
+    #[test]
+    fn bytes_that_are_not_the_verified_ones_are_refused_and_never_memoized() {
+        let body = [
+            0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let song = crate::midi::testing::smf(96, &[&body]);
+        let mut changed = song.clone();
+        changed[23] = 62; // another pitch
+        let (verified, now) = (blake3::hash(&song), blake3::hash(&changed));
+        let memo = MapMemo::default();
+        let options = EncodeOptions::default();
+        let mut entry = Vec::new();
+        let mut encode = |hash: &blake3::Hash, from_build: bool, bytes: &[u8]| {
+            encode_memoized(
+                &memo,
+                "f",
+                (hash, from_build),
+                bytes,
+                &options,
+                NoteFormat::OnOff,
+                &mut entry,
+            )
+        };
+        // The file changed after the build verified it: refused, nothing stored.
+        assert_eq!(
+            encode(&verified, true, &changed),
+            Err(ChangedSinceVerified { now })
+        );
+        assert!(memo.0.lock().unwrap().is_empty());
+        // The verified bytes: encoded and stored under their hash.
+        let first = encode(&verified, true, &song).unwrap();
+        assert!(matches!(first, Outcome::Encoded { .. }));
+        assert_eq!(memo.0.lock().unwrap().len(), 1);
+        // A hit is right by its key: the bytes are not looked at.
+        assert_eq!(encode(&verified, true, &changed), Ok(first));
+        // A hash taken from the bytes themselves needs no check.
+        assert!(encode(&now, false, &changed).is_ok());
+        assert_eq!(memo.0.lock().unwrap().len(), 2);
     }
 
     #[test]

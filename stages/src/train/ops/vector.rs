@@ -129,6 +129,8 @@ dispatch! {
 dispatch! {
     /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
     fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
+        // The zips below stop at the shortest: every `y` must be written.
+        debug_assert!(y.len() == x.len() && g.len() == x.len() && b.len() == x.len());
         let (mean, rstd) = row_stats(x, eps);
         for (((y, &x), &g), &b) in y.iter_mut().zip(x).zip(g).zip(b) {
             *y = (x - mean) * rstd * g + b;
@@ -150,6 +152,8 @@ dispatch! {
         accumulate: bool
     ) {
         let n = x.len();
+        // The zips below stop at the shortest: every `dx` must be written.
+        debug_assert!([dx.len(), dy.len(), g.len(), dg.len(), db.len()].iter().all(|&l| l == n));
         let (mean, rstd) = row_stats(x, eps);
         let (mut s1, mut s2) = ([0f32; LANES], [0f32; LANES]);
         // Element i goes to lane i % 16. Whole chunks as fixed-size arrays
