@@ -165,11 +165,15 @@ impl StageKind for CommandKind {
             }
             child::wait(&mut child, ctx)
         })?;
+        // Checked before the exit status: a stop signal reaches the command's
+        // processes one by one (scancel signals every process of the job), so
+        // `sleep 60; echo done > out` can lose its sleep and still exit 0
+        // before its shell is signalled. A stopped stage keeps no result.
+        // (On a terminal, Ctrl-C reaches the command too; that is a cancel.)
+        ctx.check_cancelled()?;
         if status.success() {
             return Ok(());
         }
-        // On a terminal, Ctrl-C reaches the command too; that is a cancel.
-        ctx.check_cancelled()?;
         let tail: Vec<String> = tail.into_inner().unwrap().into();
         let code = match status.code() {
             Some(c) => format!("exit status {c}"),
