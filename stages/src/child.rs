@@ -49,13 +49,18 @@ pub fn kill_group(child: &mut Child) {
 
 /// Waits for `child`, stopping its group on Ctrl-C; when it exits, what it
 /// left running in the background is stopped too (it would hold the
-/// output pipes open).
+/// output pipes open). A stop is `Cancelled` even where the child exited
+/// on its own: a stop signal reaches its processes one by one (scancel
+/// signals every process of the job), so `sleep 60; echo done > out` can
+/// lose its sleep and still exit 0 before its shell is signalled; and on a
+/// terminal Ctrl-C reaches the command too.
 pub fn wait(child: &mut Child, ctx: &StageContext) -> Result<ExitStatus, StageError> {
     loop {
         match child.try_wait() {
             Ok(Some(status)) => {
                 // SAFETY: as above; the group may be gone already.
                 unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+                ctx.check_cancelled()?;
                 return Ok(status);
             }
             Ok(None) if ctx.is_cancelled() => {
