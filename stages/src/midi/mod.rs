@@ -14,7 +14,7 @@ pub mod decode;
 pub mod duration;
 pub mod encoder;
 pub mod instruments;
-mod radix;
+pub(crate) mod radix;
 pub mod read;
 pub mod tokens;
 pub mod transpose;
