@@ -21,6 +21,57 @@ pub fn tune_allocator() {
     }
 }
 
+/// Backs the heap with transparent huge pages (2 MiB) where the kernel
+/// allows: marks it `MADV_HUGEPAGE` (pages it gains later fault in huge)
+/// and collapses the pages it holds now (`MADV_COLLAPSE`, Linux 6.1+; a
+/// one-off copy, ~0.1 s for 500 MB). Training calls it after its first
+/// step, when the heap holds the buffers every later step reuses (with
+/// [`tune_allocator`] nothing is given back): the step's large strided
+/// passes (gemm packing, attention's kept exponentials) then miss the TLB
+/// far less (-2.5% wall per step at context 1,024, see BENCHMARKS.md).
+/// Returns the bytes collapsed; 0 where unsupported (other systems, older
+/// kernels, THP disabled), which changes nothing but speed.
+pub fn back_heap_with_huge_pages() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let Some((start, end)) = heap_range() else {
+            return 0;
+        };
+        const HUGE: usize = 2 << 20;
+        let (start, end) = (start.next_multiple_of(HUGE), end / HUGE * HUGE);
+        if end <= start {
+            return 0;
+        }
+        // SAFETY: advice on a range of this process's own heap mapping;
+        // neither call changes its contents.
+        unsafe {
+            let at = start as *mut libc::c_void;
+            if libc::madvise(at, end - start, libc::MADV_HUGEPAGE) != 0 {
+                return 0;
+            }
+            if libc::madvise(at, end - start, libc::MADV_COLLAPSE) != 0 {
+                return 0;
+            }
+        }
+        (end - start) as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
+/// The `[heap]` mapping's address range (glibc's main arena: with
+/// [`tune_allocator`]'s settings, where every buffer lives).
+#[cfg(target_os = "linux")]
+fn heap_range() -> Option<(usize, usize)> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let line = maps.lines().find(|l| l.ends_with("[heap]"))?;
+    let (start, end) = line.split_whitespace().next()?.split_once('-')?;
+    Some((
+        usize::from_str_radix(start, 16).ok()?,
+        usize::from_str_radix(end, 16).ok()?,
+    ))
+}
+
 /// The peak resident set size of this process in bytes (Linux: VmHWM), or
 /// `None` where unknown.
 pub fn peak_rss_bytes() -> Option<u64> {

@@ -260,6 +260,10 @@ pub fn train(
                 .train_step(&batch.inputs, &batch.targets, dropout)
                 .map_err(err)?;
             opt.step_flat(&grads, lr32, wd, clip).map_err(err)?;
+            if step == start {
+                // The step's buffers now exist, for every step to reuse.
+                super::memory::back_heap_with_huge_pages();
+            }
             loss as f64
         } else {
             // The composite path: candle's autograd through ops that all
