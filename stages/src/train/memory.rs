@@ -83,6 +83,18 @@ pub fn peak_rss_bytes() -> Option<u64> {
 
 #[cfg(test)]
 mod tests {
+    /// The heap is found (else the huge pages would silently never be
+    /// asked for), and advising it keeps what it holds.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn the_heap_is_found_and_advice_keeps_its_contents() {
+        let (start, end) = super::heap_range().expect("a [heap] line in /proc/self/maps");
+        assert!(start < end && start % 4096 == 0 && end % 4096 == 0);
+        let data: Vec<u64> = (0..1u64 << 20).collect();
+        super::back_heap_with_huge_pages();
+        assert!(data.iter().enumerate().all(|(i, &x)| x == i as u64));
+    }
+
     #[test]
     fn peak_rss_is_plausible_on_linux() {
         super::tune_allocator();
