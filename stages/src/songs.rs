@@ -424,11 +424,12 @@ fn write_infos(dir: &Path, infos: &[SongInfo], codec: &CodecInfo) -> Result<(), 
 /// named once (the encoder's token writer, into one buffer) and ordered by
 /// name, which gives each its id; and each song's codes' ids.
 ///
-/// Built by sorting, not hashing: all songs' codes (a few hundred per song)
-/// are radix-sorted once, which dedups them and ranks each song's codes,
-/// and the names are radix-sorted by their first 16 bytes, compared whole
-/// only where those tie (~4x faster than a hash set, a comparison sort and a
-/// hash map on the corpus: 26,000 distinct codes of 60,000).
+/// Built by radix sorts: all songs' codes (a few hundred per song) are
+/// sorted once, which dedups them and ranks each song's codes, and the
+/// names are sorted by their first 16 bytes, compared whole only where
+/// those tie. On the corpus (26,000 distinct codes of 60,000) that made
+/// writing the song set 9% faster than a hash set, a comparison sort of
+/// the names and a hash map code -> id (BENCHMARKS.md, #18 fourth round).
 struct InternedTable {
     /// The names of the distinct codes (in code order), one after another.
     text: Vec<u8>,
@@ -481,8 +482,8 @@ impl InternedTable {
         // second, then (stably) by the first, the names are in order but for
         // runs that share those 16 bytes, sorted whole. The radix sorts are
         // stable and start in code order, so ties stay by code.
-        let (mut high, mut low) = (Vec::with_capacity(distinct.len()), Vec::new());
-        low.reserve(distinct.len());
+        let mut high = Vec::with_capacity(distinct.len());
+        let mut low = Vec::with_capacity(distinct.len());
         for i in 0..distinct.len() as u32 {
             let mut bytes = [0u8; 16];
             let n = name(i);
