@@ -12,7 +12,7 @@ const CHUNK: usize = 16_384;
 
 /// The tanh both GELU and its slope are made of.
 #[inline(always)]
-fn inner_tanh(x: f32) -> f32 {
+pub(super) fn inner_tanh(x: f32) -> f32 {
     fastmath::tanh(C * (x + A * x * x * x))
 }
 
@@ -32,7 +32,12 @@ pub(super) fn slope(x: f32) -> f32 {
 /// [`value`] and [`slope`]).
 #[inline(always)]
 pub(super) fn value_and_slope(x: f32) -> (f32, f32) {
-    let t = inner_tanh(x);
+    value_and_slope_with(x, inner_tanh(x))
+}
+
+/// [`value_and_slope`] from the tanh computed already ([`inner_tanh`]).
+#[inline(always)]
+pub(super) fn value_and_slope_with(x: f32, t: f32) -> (f32, f32) {
     (0.5 * x * (1.0 + t), slope_with(x, t))
 }
 

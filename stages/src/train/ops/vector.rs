@@ -100,7 +100,31 @@ dispatch! {
     /// `gelu'(u + b)`, what the backward needs: the tanh both share is
     /// computed once, here, not again in the backward.
     fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
-        for ((u, g), &b) in u.iter_mut().zip(g.iter_mut()).zip(b) {
+        // By 64 values, stage by stage (the sums, the tanh, the value and
+        // slope): four independent vectors per stage. Value by value, the
+        // one long dependent chain of each vector (exp, divide, ...) kept
+        // the loop waiting on latencies. The same operations per value.
+        const W: usize = 4 * LANES;
+        let n = u.len().min(g.len()).min(b.len());
+        let full = n - n % W;
+        for ((u, g), b) in u[..full]
+            .chunks_exact_mut(W)
+            .zip(g[..full].chunks_exact_mut(W))
+            .zip(b[..full].chunks_exact(W))
+        {
+            let mut x = [0f32; W];
+            for i in 0..W {
+                x[i] = u[i] + b[i];
+            }
+            let mut t = [0f32; W];
+            for i in 0..W {
+                t[i] = gelu::inner_tanh(x[i]);
+            }
+            for i in 0..W {
+                (g[i], u[i]) = gelu::value_and_slope_with(x[i], t[i]);
+            }
+        }
+        for ((u, g), &b) in u[full..n].iter_mut().zip(g[full..n].iter_mut()).zip(&b[full..n]) {
             (*g, *u) = gelu::value_and_slope(*u + b);
         }
     }
