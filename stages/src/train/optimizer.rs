@@ -262,6 +262,9 @@ struct AdamScalars {
 /// baseline and picked at run time (the crate is built for plain x86-64,
 /// where this loop gets 4-wide SSE): the same IEEE operations in the same
 /// order (no multiply-add contracted), so every version gives the same bits.
+/// The slices are separate arguments, not one struct: as arguments they
+/// are known not to alias, which the vectorized loop needs (grouped in a
+/// struct the update measured 10-25% slower).
 fn adamw_chunk(
     w: &mut [std::mem::MaybeUninit<f32>],
     old: &[f32],
