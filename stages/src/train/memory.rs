@@ -28,7 +28,7 @@ pub fn tune_allocator() {
 /// step, when the heap holds the buffers every later step reuses (with
 /// [`tune_allocator`] nothing is given back): the step's large strided
 /// passes (gemm packing, attention's kept exponentials) then miss the TLB
-/// far less (-2.5% wall per step at context 1,024, see BENCHMARKS.md).
+/// far less (-1.5% wall per step at context 1,024, see BENCHMARKS.md).
 /// Returns the bytes collapsed; 0 where unsupported (other systems, older
 /// kernels, THP disabled), which changes nothing but speed.
 pub fn back_heap_with_huge_pages() -> u64 {
