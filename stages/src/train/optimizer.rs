@@ -7,6 +7,7 @@ use candle_core::{Result, Storage, Tensor, Var};
 use rayon::prelude::*;
 
 use super::moments::{Moments, UpdateScalars, update_tensors};
+use super::ops::adamw;
 
 /// Elements per parallel task of the update.
 const CHUNK: usize = 32_768;
@@ -224,7 +225,7 @@ fn update(
         // Written whole below (a zero fill was one more pass).
         w = Vec::with_capacity(old.len());
         let (m, v) = (&mut m[..], &mut v[..]);
-        let s = AdamScalars {
+        let s = adamw::Scalars {
             lr,
             decay,
             clip,
@@ -237,95 +238,14 @@ fn update(
             .zip(old.par_chunks(CHUNK))
             .zip(g.par_chunks(CHUNK))
             .zip(m.par_chunks_mut(CHUNK).zip(v.par_chunks_mut(CHUNK)))
-            .for_each(|(((w, old), g), (m, v))| adamw_chunk(w, old, g, m, v, s));
+            .for_each(|(((w, old), g), (m, v))| adamw::update_chunk(w, old, g, m, v, s));
         // SAFETY: the chunks above cover the whole capacity (`old.len()`)
-        // and `adamw_chunk` writes every element of its chunk.
+        // and `update_chunk` writes every element of its chunk.
         unsafe { w.set_len(old.len()) };
     })?;
     drop(weights);
     slot.var
         .set(&Tensor::from_vec(w, slot.var.shape(), slot.var.device())?)
-}
-
-/// The per-step scalars of the update.
-#[derive(Clone, Copy)]
-struct AdamScalars {
-    lr: f32,
-    decay: f32,
-    clip: f32,
-    bc1: f32,
-    bc2: f32,
-}
-
-/// The update of one chunk: writes every `w` from `old`, `g` and the
-/// moments (updated in place). Compiled for AVX-512 and AVX2 as well as the
-/// baseline and picked at run time (the crate is built for plain x86-64,
-/// where this loop gets 4-wide SSE): the same IEEE operations in the same
-/// order (no multiply-add contracted), so every version gives the same bits.
-/// The slices are separate arguments, not one struct: as arguments they
-/// are known not to alias, which the vectorized loop needs (grouped in a
-/// struct the update measured 10-25% slower).
-fn adamw_chunk(
-    w: &mut [std::mem::MaybeUninit<f32>],
-    old: &[f32],
-    g: &[f32],
-    m: &mut [f32],
-    v: &mut [f32],
-    s: AdamScalars,
-) {
-    #[inline(always)]
-    fn body(
-        w: &mut [std::mem::MaybeUninit<f32>],
-        old: &[f32],
-        g: &[f32],
-        m: &mut [f32],
-        v: &mut [f32],
-        s: AdamScalars,
-    ) {
-        let n = w.len();
-        assert!(old.len() == n && g.len() == n && m.len() == n && v.len() == n);
-        for ((((w, &old), &g), m), v) in w.iter_mut().zip(old).zip(g).zip(m).zip(v) {
-            let g = g * s.clip;
-            *m = BETA1 * *m + (1.0 - BETA1) * g;
-            *v = BETA2 * *v + (1.0 - BETA2) * g * g;
-            let update = (*m / s.bc1) / ((*v / s.bc2).sqrt() + EPS);
-            w.write(old - (s.lr * update + s.decay * old));
-        }
-    }
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512(
-            w: &mut [std::mem::MaybeUninit<f32>],
-            old: &[f32],
-            g: &[f32],
-            m: &mut [f32],
-            v: &mut [f32],
-            s: AdamScalars,
-        ) {
-            body(w, old, g, m, v, s)
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2(
-            w: &mut [std::mem::MaybeUninit<f32>],
-            old: &[f32],
-            g: &[f32],
-            m: &mut [f32],
-            v: &mut [f32],
-            s: AdamScalars,
-        ) {
-            body(w, old, g, m, v, s)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F.
-            return unsafe { avx512(w, old, g, m, v, s) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { avx2(w, old, g, m, v, s) };
-        }
-    }
-    body(w, old, g, m, v, s)
 }
 
 #[cfg(test)]

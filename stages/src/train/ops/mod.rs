@@ -24,6 +24,7 @@ pub use cross_entropy::{cross_entropy, cross_entropy_bwd_op};
 pub use fused_step::{BlockWeights, Dims as StepDims, Weights, train_step};
 pub use gelu::gelu;
 pub use layer_norm::layer_norm;
+pub(crate) use vector::adamw;
 
 use candle_core::{CpuStorage, Layout, Result, bail};
 use rayon::prelude::*;

@@ -150,6 +150,47 @@ dispatch! {
     }
 }
 
+/// AdamW's elementwise update, for `optimizer.rs`.
+pub mod adamw {
+    use crate::train::optimizer::{BETA1, BETA2, EPS};
+
+    /// The per-step scalars of the update.
+    #[derive(Clone, Copy)]
+    pub struct Scalars {
+        pub lr: f32,
+        pub decay: f32,
+        pub clip: f32,
+        pub bc1: f32,
+        pub bc2: f32,
+    }
+
+    dispatch! {
+        /// The update of one chunk: writes every `w` from `old`, `g` and the
+        /// moments (updated in place). The slices are separate arguments,
+        /// not one struct: as arguments they are known not to alias, which
+        /// the vectorized loop needs (grouped in a struct the update measured
+        /// 10-25% slower).
+        fn update_chunk(
+            w: &mut [std::mem::MaybeUninit<f32>],
+            old: &[f32],
+            g: &[f32],
+            m: &mut [f32],
+            v: &mut [f32],
+            s: Scalars
+        ) {
+            let n = w.len();
+            assert!(old.len() == n && g.len() == n && m.len() == n && v.len() == n);
+            for ((((w, &old), &g), m), v) in w.iter_mut().zip(old).zip(g).zip(m).zip(v) {
+                let g = g * s.clip;
+                *m = BETA1 * *m + (1.0 - BETA1) * g;
+                *v = BETA2 * *v + (1.0 - BETA2) * g * g;
+                let update = (*m / s.bc1) / ((*v / s.bc2).sqrt() + EPS);
+                w.write(old - (s.lr * update + s.decay * old));
+            }
+        }
+    }
+}
+
 dispatch! {
     /// One LayerNorm row: `y = (x - mean) / sqrt(var + eps) * g + b`.
     fn layer_norm_row(y: &mut [f32], x: &[f32], g: &[f32], b: &[f32], eps: f32) {
