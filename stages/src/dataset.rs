@@ -252,27 +252,14 @@ pub fn write_npy_ids_mapped<'a>(
     file.write_all(&npy_header(id_descr(width), len))?;
     let mut buffer: Vec<u8> = Vec::with_capacity(CHUNK + 4096);
     let mut written = 0usize;
-    let mut narrow: Vec<u16> = Vec::new();
     for (indices, map) in pieces {
-        if width == 2 {
-            // The map narrowed once: the per-token loop is then a load, a
-            // lookup and a 2-byte store.
-            narrow.clear();
-            narrow.extend(map.iter().map(|&id| id as u16));
-        }
         for part in indices.chunks(CHUNK / width) {
-            let at = buffer.len();
-            buffer.resize(at + part.len() * width, 0);
-            let out = &mut buffer[at..];
-            if width == 2 {
-                for (bytes, &i) in out.chunks_exact_mut(2).zip(part) {
-                    bytes.copy_from_slice(&narrow[i as usize].to_le_bytes());
-                }
-            } else {
-                for (bytes, &i) in out.chunks_exact_mut(4).zip(part) {
-                    bytes.copy_from_slice(&map[i as usize].to_le_bytes());
-                }
-            }
+            put_ids(
+                &mut buffer,
+                part.iter().map(|&i| map[i as usize]),
+                part.len(),
+                width,
+            );
             written += part.len();
             if buffer.len() >= CHUNK {
                 file.write_all(&buffer)?;
