@@ -5,19 +5,22 @@
 # used as it is. Otherwise the toolkit's pip wheels are installed into
 # $VGMAKE_CUDA_PREFIX (default: target/cuda-toolkit, ignored by git), pinned
 # to one CUDA release: unpinned, pip mixes versions and ptxas rejects the
-# PTX. The versions are those NVIDIA's own `cuda-toolkit==13.4.3`
-# meta-package pins (its CCCL is numbered 13.3.4.3.1); cudarc 0.19 knows
-# CUDA up to 13.4, so 13.5 would not do.
+# PTX. The release is 13.0, the oldest of CUDA 13: candle's kernels ship as
+# PTX that the driver compiles when they load, and a driver takes PTX only
+# from a toolkit no newer than itself (a 13.4 build fails on the 580
+# drivers, which are CUDA 13.0). The versions are those NVIDIA's own
+# `cuda-toolkit==13.0.2` meta-package pins.
+CUDA_RELEASE=13.0
 CUDA_WHEELS=(
-    nvidia-cuda-nvcc==13.4.92
-    nvidia-nvvm==13.4.92
-    nvidia-cuda-crt==13.4.92
-    nvidia-cuda-runtime==13.4.92
-    nvidia-cuda-cccl==13.3.4.3.1
+    nvidia-cuda-nvcc==13.0.88
+    nvidia-nvvm==13.0.88
+    nvidia-cuda-crt==13.0.88
+    nvidia-cuda-runtime==13.0.96
+    nvidia-cuda-cccl==13.0.85
 )
 
 if ! command -v nvcc >/dev/null 2>&1; then
-    prefix="${VGMAKE_CUDA_PREFIX:-$PWD/target/cuda-toolkit}"
+    prefix="${VGMAKE_CUDA_PREFIX:-$PWD/target/cuda-toolkit-$CUDA_RELEASE}"
     root="$prefix/nvidia/cu13"
     if [ ! -x "$root/bin/nvcc" ]; then
         echo "cuda-toolkit: installing ${CUDA_WHEELS[*]} into $prefix" >&2
@@ -33,7 +36,7 @@ if ! command -v nvcc >/dev/null 2>&1; then
     export LD_LIBRARY_PATH="$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 # cudarc reads the CUDA version from `nvcc --version`; say it outright for
-# the pinned wheels (13.4), which cudarc 0.19 supports.
-if nvcc --version 2>/dev/null | grep -q "release 13.4"; then
-    export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13040}"
+# the pinned wheels, so its bindings ask the driver for nothing newer.
+if nvcc --version 2>/dev/null | grep -q "release $CUDA_RELEASE"; then
+    export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 fi

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with an NVIDIA GPU and its driver:
 #
-# 1. nvcc: the pinned CUDA 13.4 wheels from pip where it is missing
+# 1. nvcc: the pinned CUDA 13.0 wheels from pip where it is missing
 #    (scripts/cuda-toolkit.sh);
 # 2. builds vgmake and the bench_train example with `--features cuda`
-#    (own target folder, target/cuda);
+#    (own target folder, target/cuda), unless VGMAKE_BIN and BENCH_TRAIN
+#    name prebuilt ones (scripts/cuda-build.sh builds them on a machine
+#    without a GPU); the CUDA libraries they link are looked up in the
+#    toolkit and in Python's NVIDIA wheels where the loader misses them;
 # 3. runs the default pipeline end to end with train.device="cuda" and
 #    sample.device="cuda" (a temporary project: pipeline.toml and the demo
 #    corpus), then trains the same key on the CPU beside it and prints
@@ -47,6 +50,28 @@ if [ -z "$vgmake" ] || [ -z "$bench" ]; then
     vgmake=${vgmake:-$CARGO_TARGET_DIR/release/vgmake}
     bench=${bench:-$CARGO_TARGET_DIR/release/examples/bench_train}
 fi
+
+# Binaries built on another machine (scripts/cuda-build.sh) link cuBLAS,
+# cuRAND, NVRTC and the CUDA runtime by soname; where the loader does not
+# find one, look in the CUDA toolkit and in Python's NVIDIA wheels (PyTorch
+# installs them) and add its folder to LD_LIBRARY_PATH.
+find_cuda_libraries() { # binary
+    local soname found places
+    places=(/usr/local/cuda*/ /usr/lib/x86_64-linux-gnu/)
+    while read -r site; do places+=("$site/nvidia/"); done < <(
+        "$python" -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null || true)
+    for soname in $(ldd "$1" | awk '/not found/ {print $1}'); do
+        found=$(find "${places[@]}" -name "$soname" -print -quit 2>/dev/null || true)
+        if [ -z "$found" ]; then
+            echo "gpu-check: $soname (needed by $1) is nowhere on this machine" >&2
+            exit 1
+        fi
+        export LD_LIBRARY_PATH="$(dirname "$found")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        echo "gpu-check: $soname from $found"
+    done
+}
+find_cuda_libraries "$vgmake"
+find_cuda_libraries "$bench"
 
 pipeline() {
     local project

@@ -241,6 +241,9 @@ pub fn train(
         }
     };
 
+    // VGMAKE_STEP_PROFILE on the composite path: the step's wall time per
+    // phase, with the device synchronised at each phase's end.
+    let profile_gpu_step = s.gpu_path() && std::env::var_os("VGMAKE_STEP_PROFILE").is_some();
     for step in start..s.steps {
         if (hooks.cancelled)() {
             return Err(StageError::Cancelled);
@@ -274,8 +277,23 @@ pub fn train(
                 .cross_entropy(&logits, &batch.targets)
                 .map_err(err)?;
             let train_loss = loss.to_scalar::<f32>().map_err(err)? as f64;
+            let forward_done = Instant::now();
             let grads = loss.backward().map_err(err)?;
+            if profile_gpu_step {
+                device.synchronize().map_err(err)?;
+            }
+            let backward_done = Instant::now();
             opt.step(&grads, lr32, wd, clip).map_err(err)?;
+            if profile_gpu_step {
+                device.synchronize().map_err(err)?;
+                let ms = |from: Instant, to: Instant| (to - from).as_secs_f64() * 1e3;
+                eprintln!(
+                    "step profile (ms, wall, device synchronised): forward {:.2}, backward {:.2}, optimizer {:.2}",
+                    ms(started, forward_done),
+                    ms(forward_done, backward_done),
+                    ms(backward_done, Instant::now())
+                );
+            }
             train_loss
         };
         train_seconds += started.elapsed().as_secs_f64();
