@@ -6,9 +6,11 @@
 //! same model and step in PyTorch, `benches/train_vs_torch.sh` runs both.
 //! Flags choose the model size and the device: `--d-model N --layers N
 //! --heads N` (the large GPU configuration: 512, 8, 8 with context 1024,
-//! batch 32), `--device cuda` (a `--features cuda` build) and `--dtype bf16`.
+//! batch 32), `--device cuda` (a `--features cuda` build) and `--dtype bf16`;
+//! `--path composite` runs the GPU's composite path on the CPU (its tensor
+//! ops and the flat AdamW; with `VGMAKE_STEP_PROFILE=1`, each phase's time).
 //!
-//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup] [context] [batch] [--device cpu|cuda] [--dtype f32|bf16] [--d-model N] [--layers N] [--heads N]
+//! cargo run --release -p vgmake-stages --example bench_train -- [threads] [steps] [warmup] [context] [batch] [--device cpu|cuda] [--dtype f32|bf16] [--d-model N] [--layers N] [--heads N] [--path fused|composite]
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -92,7 +94,7 @@ fn main() {
         threads,
         device: flag("device", "cpu"),
         dtype: flag("dtype", "f32"),
-        gpu_path_on_cpu: false,
+        gpu_path_on_cpu: flag("path", "fused") == "composite",
     };
     let state = std::env::temp_dir().join(format!("bench_train-{}", std::process::id()));
     std::fs::create_dir_all(&state).unwrap();

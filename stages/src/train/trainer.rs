@@ -81,14 +81,15 @@ pub fn training_kernels(s: &Settings) -> Kernels {
     }
 }
 
-fn arrays(slots: &AdamW, pick: impl Fn(&super::optimizer::Slot) -> Vec<f32>) -> Vec<Array> {
-    slots
-        .slots
+/// One array per slot of `opt`, its values from `pick(slot index)`.
+fn arrays(opt: &AdamW, mut pick: impl FnMut(usize) -> Vec<f32>) -> Vec<Array> {
+    opt.slots
         .iter()
-        .map(|s| Array {
+        .enumerate()
+        .map(|(i, s)| Array {
             name: s.name.clone(),
             shape: s.var.dims().to_vec(),
-            data: pick(s),
+            data: pick(i),
         })
         .collect()
 }
@@ -190,10 +191,12 @@ pub fn train(
     let mut curve = Vec::new();
     let (mut tokens_trained, mut train_seconds) = (0u64, 0f64);
     if let Some(c) = &checkpoint {
-        for slot in &mut opt.slots {
-            let (m, v) = (find(&c.adam_m, &slot.name), find(&c.adam_v, &slot.name));
-            slot.moments.restore(m, v).map_err(err)?;
-        }
+        let values = opt
+            .slots
+            .iter()
+            .map(|slot| (find(&c.adam_m, &slot.name), find(&c.adam_v, &slot.name)))
+            .collect();
+        opt.moments.restore(values).map_err(err)?;
         opt.t = c.meta.adam_t;
         rng =
             Rng::from_state(c.meta.rng).ok_or_else(|| err("checkpoint has an empty RNG state"))?;
@@ -212,6 +215,18 @@ pub fn train(
         .with_kernels(training_kernels(s));
     let eval = eval_model(&config, &params)?;
     let save = |opt: &AdamW, rng: &Rng, curve: &[CurveRow], step: usize, tokens: u64, secs: f64| {
+        let moments: candle_core::Result<Vec<(Vec<f32>, Vec<f32>)>> = (0..opt.slots.len())
+            .map(|i| opt.moments.values(i))
+            .collect();
+        let mut moments = match moments {
+            Ok(moments) => moments,
+            Err(e) => {
+                (hooks.log)(&format!(
+                    "could not write a checkpoint: reading the moments: {e}"
+                ));
+                return;
+            }
+        };
         let c = Checkpoint {
             meta: Meta {
                 step,
@@ -222,18 +237,15 @@ pub fn train(
                 tokens_trained: tokens,
                 train_seconds: secs,
             },
-            params: arrays(opt, |s| {
-                s.var
+            params: arrays(opt, |i| {
+                opt.slots[i]
+                    .var
                     .flatten_all()
                     .and_then(|t| t.to_vec1())
                     .unwrap_or_default()
             }),
-            adam_m: arrays(opt, |s| {
-                s.moments.values().map(|mv| mv.0).unwrap_or_default()
-            }),
-            adam_v: arrays(opt, |s| {
-                s.moments.values().map(|mv| mv.1).unwrap_or_default()
-            }),
+            adam_m: arrays(opt, |i| std::mem::take(&mut moments[i].0)),
+            adam_v: arrays(opt, |i| std::mem::take(&mut moments[i].1)),
         };
         if let Err(e) = c.save(&checkpoint::run_file(state_dir, s.steps)) {
             // A lost checkpoint costs time, not correctness.
