@@ -57,7 +57,7 @@ fi
 # installs them) and add its folder to LD_LIBRARY_PATH.
 find_cuda_libraries() { # binary
     local soname found places
-    places=(/usr/local/cuda*/ /usr/lib/x86_64-linux-gnu/)
+    places=(/usr/local/cuda*/ /usr/local/nvidia/ /usr/lib/x86_64-linux-gnu/ /usr/lib64/)
     while read -r site; do places+=("$site/nvidia/"); done < <(
         "$python" -c 'import site; print("\n".join(site.getsitepackages()))' 2>/dev/null || true)
     for soname in $(ldd "$1" | awk '/not found/ {print $1}'); do
