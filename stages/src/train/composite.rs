@@ -5,8 +5,10 @@
 //! rounding (a test checks every parameter).
 //!
 //! candle-nn's fused `layer_norm`, `softmax_last_dim` and `rms_norm` are
-//! deliberately not used: they record no backward pass, and a parameter
-//! behind them would silently never learn.
+//! deliberately not used as they are: they record no backward pass, and a
+//! parameter behind them would silently never learn. The attention's
+//! softmax runs candle-nn's fused forward under a backward of our own
+//! (`super::softmax_op`).
 //!
 //! Inputs may be f32 or bf16 (mixed precision): the LayerNorm statistics,
 //! the attention softmax and the loss are computed in f32 either way.
@@ -41,15 +43,6 @@ pub fn linear(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// the fused kernel's).
 pub fn bias_gelu(x: &Tensor, b: &Tensor) -> Result<Tensor> {
     x.broadcast_add(&b.to_dtype(x.dtype())?)?.gelu()
-}
-
-/// Softmax over the last dimension, from exp and sum (each with a
-/// backward). The row maximum only shifts the exponent for range, so it is
-/// taken outside the graph: the result does not depend on it.
-fn softmax(x: &Tensor) -> Result<Tensor> {
-    let max = x.max_keepdim(D::Minus1)?.detach();
-    let e = x.broadcast_sub(&max)?.exp()?;
-    e.broadcast_div(&e.sum_keepdim(D::Minus1)?)
 }
 
 /// The additive causal mask `(t, t)`: 0 on and below the diagonal, -inf
@@ -90,7 +83,7 @@ pub fn causal_attention(qkv: &Tensor, batch: usize, heads: usize, mask: &Tensor)
         .matmul(&k.t()?)?
         .to_dtype(DType::F32)?
         .broadcast_add(mask)?;
-    let p = softmax(&scores)?.to_dtype(dtype)?;
+    let p = super::softmax_op::softmax_last_dim(&scores)?.to_dtype(dtype)?;
     p.matmul(&v)?.transpose(1, 2)?.reshape((rows, d))
 }
 

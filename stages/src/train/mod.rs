@@ -23,6 +23,7 @@ pub mod rng;
 pub mod schedule;
 pub mod score;
 pub mod settings;
+pub mod softmax_op;
 #[cfg(test)]
 mod step_equivalence;
 pub mod trainer;
