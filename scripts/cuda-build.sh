@@ -22,8 +22,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cuda-toolkit.sh
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-${CARGO_BUILD_JOBS:-2}}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target/cuda}"
 
 cudarc=$(cargo metadata --format-version 1 --features cuda |

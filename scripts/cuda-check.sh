@@ -11,9 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/cuda-toolkit.sh
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
-# nvcc runs from candle's build script on its own thread pool; follow -j.
-export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-${CARGO_BUILD_JOBS:-2}}"
 export CARGO_TARGET_DIR="${CUDA_CHECK_TARGET_DIR:-$PWD/target/cuda-check}"
 nvcc --version | tail -2
 started=$SECONDS

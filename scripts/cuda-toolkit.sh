@@ -40,3 +40,10 @@ fi
 if nvcc --version 2>/dev/null | grep -q "release $CUDA_RELEASE"; then
     export CUDARC_CUDA_VERSION="${CUDARC_CUDA_VERSION:-13000}"
 fi
+# candle's build scripts ask nvidia-smi for the GPU's compute capability;
+# with no GPU here, build for Hopper (H100/H200): CUDA_COMPUTE_CAP=90.
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+    export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+fi
+# nvcc runs from candle's build script on its own thread pool; follow -j.
+export CUDAFORGE_THREADS="${CUDAFORGE_THREADS:-${CARGO_BUILD_JOBS:-2}}"
