@@ -99,35 +99,35 @@ impl AdamW {
             })?;
             all.push(g.contiguous()?);
         }
-        if let Moments::Flat(flat) = &mut self.moments {
-            let (sum, g) = FlatMoments::flatten(&all)?;
-            let (clip, bc1, bc2) = Self::corrections(&mut self.t, sum, grad_clip)?;
-            let vars: Vec<&Var> = self.slots.iter().map(|s| &s.var).collect();
-            let scalars = UpdateScalars {
-                lr,
-                decay: lr * weight_decay,
-                clip,
-                bc1,
-                bc2,
-            };
-            flat.update(&vars, &g, scalars)?;
-            return Ok(StepStats {
-                grad_norm: sum.sqrt() as f32,
-            });
-        }
-        let mut sum = 0f64;
-        for g in &all {
-            with_f32(g, |g| sum = add_squares(sum, g))?;
-        }
-        let (clip, bc1, bc2) = self.begin(sum, grad_clip)?;
-        let Moments::Host(host) = &mut self.moments else {
-            unreachable!("flat moments returned above")
+        let sum = match &mut self.moments {
+            Moments::Flat(flat) => {
+                let (sum, g) = FlatMoments::flatten(&all)?;
+                let (clip, bc1, bc2) = corrections(&mut self.t, sum, grad_clip)?;
+                let vars: Vec<&Var> = self.slots.iter().map(|s| &s.var).collect();
+                let scalars = UpdateScalars {
+                    lr,
+                    decay: lr * weight_decay,
+                    clip,
+                    bc1,
+                    bc2,
+                };
+                flat.update(&vars, &g, scalars)?;
+                sum
+            }
+            Moments::Host(host) => {
+                let mut sum = 0f64;
+                for g in &all {
+                    with_f32(g, |g| sum = add_squares(sum, g))?;
+                }
+                let (clip, bc1, bc2) = corrections(&mut self.t, sum, grad_clip)?;
+                for ((slot, g), moments) in self.slots.iter().zip(all).zip(host) {
+                    with_f32(&g, |g| {
+                        update(slot, moments, g, lr, weight_decay, clip, bc1, bc2)
+                    })??;
+                }
+                sum
+            }
         };
-        for ((slot, g), moments) in self.slots.iter().zip(all).zip(host) {
-            with_f32(&g, |g| {
-                update(slot, moments, g, lr, weight_decay, clip, bc1, bc2)
-            })??;
-        }
         Ok(StepStats {
             grad_norm: sum.sqrt() as f32,
         })
@@ -159,11 +159,11 @@ impl AdamW {
                 );
             }
         }
-        let sum = grads.iter().fold(0f64, |s, g| add_squares(s, g));
-        let (clip, bc1, bc2) = self.begin(sum, grad_clip)?;
         let Moments::Host(host) = &mut self.moments else {
             candle_core::bail!("the update from vectors needs host moments");
         };
+        let sum = grads.iter().fold(0f64, |s, g| add_squares(s, g));
+        let (clip, bc1, bc2) = corrections(&mut self.t, sum, grad_clip)?;
         for ((slot, g), moments) in self.slots.iter().zip(grads).zip(host) {
             update(slot, moments, g, lr, weight_decay, clip, bc1, bc2)?;
         }
@@ -171,29 +171,24 @@ impl AdamW {
             grad_norm: sum.sqrt() as f32,
         })
     }
+}
 
-    /// Checks the norm from the sum of squares, counts the step; returns the
-    /// clip factor and the two bias corrections.
-    fn begin(&mut self, sum: f64, grad_clip: f32) -> Result<(f32, f32, f32)> {
-        Self::corrections(&mut self.t, sum, grad_clip)
+/// Checks the norm from the sum of squares, counts the step in `t`;
+/// returns the clip factor and the two bias corrections.
+fn corrections(t: &mut u64, sum: f64, grad_clip: f32) -> Result<(f32, f32, f32)> {
+    let norm = sum.sqrt() as f32;
+    if !norm.is_finite() {
+        candle_core::bail!("the gradient is not finite (norm {norm}): lower `lr`");
     }
-
-    /// [`AdamW::begin`] on the step count alone (the moments stay borrowed).
-    fn corrections(t: &mut u64, sum: f64, grad_clip: f32) -> Result<(f32, f32, f32)> {
-        let norm = sum.sqrt() as f32;
-        if !norm.is_finite() {
-            candle_core::bail!("the gradient is not finite (norm {norm}): lower `lr`");
-        }
-        let clip = if grad_clip > 0.0 && norm > grad_clip {
-            grad_clip / norm
-        } else {
-            1.0
-        };
-        *t += 1;
-        let bc1 = 1.0 - BETA1.powi(*t as i32);
-        let bc2 = 1.0 - BETA2.powi(*t as i32);
-        Ok((clip, bc1, bc2))
-    }
+    let clip = if grad_clip > 0.0 && norm > grad_clip {
+        grad_clip / norm
+    } else {
+        1.0
+    };
+    *t += 1;
+    let bc1 = 1.0 - BETA1.powi(*t as i32);
+    let bc2 = 1.0 - BETA2.powi(*t as i32);
+    Ok((clip, bc1, bc2))
 }
 
 /// `sum` plus the squares of `g`, in f64: element `i` goes to running sum
