@@ -6,7 +6,7 @@
 //! parameter by parameter was 18 tensor ops each (~900 a step for the
 //! reference model's 50 parameters, plus 2 each for the norm); flat, it is
 //! one copy per gradient and per weight into the flat tensors, one per
-//! weight back, and 20 ops for everything. A GPU step never copies
+//! weight back, and about 25 ops for everything. A GPU step never copies
 //! weights, gradients or moments through the host. Checkpoints read and
 //! restore both as f32 vectors.
 
