@@ -79,11 +79,8 @@ pub fn causal_attention(qkv: &Tensor, batch: usize, heads: usize, mask: &Tensor)
     let (q, k, v) = (part(0)?, part(1)?, part(2)?);
     // Scaling q rather than the scores spares one (t, t) tensor per head.
     let q = (q * (1.0 / (hd as f64).sqrt()))?;
-    let scores = q
-        .matmul(&k.t()?)?
-        .to_dtype(DType::F32)?
-        .broadcast_add(mask)?;
-    let p = super::softmax_op::softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    let scores = q.matmul(&k.t()?)?.to_dtype(DType::F32)?;
+    let p = super::softmax_op::softmax_last_dim(&scores, Some(mask))?.to_dtype(dtype)?;
     p.matmul(&v)?.transpose(1, 2)?.reshape((rows, d))
 }
 

@@ -5,23 +5,35 @@
 //! result of a custom op on the input whose backward is
 //! `dx = p * (g - sum(g * p))`.
 //!
-//! The op's forward copies the fused result into the storage it returns
-//! (candle's custom ops return new storage): two passes over the scores
-//! where exp and sum written out were five, and only `p` is kept for the
-//! backward instead of the exponentials, their sums and the quotient.
+//! An additive mask (the causal one) is applied outside the graph, so
+//! autograd keeps two (t, t) matrices per head, the scores and `p`, where
+//! exp and sum written out after a mask kept five. The op's forward copies
+//! the fused result into the storage it returns (candle's custom ops return
+//! new storage) and lets the fused one go.
+
+use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp1, D, Layout, Result, Shape, Storage, Tensor};
 
-/// Softmax of `x` over its last dimension, with a backward pass.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let p = candle_nn::ops::softmax_last_dim(&x.detach().contiguous()?)?;
-    x.apply_op1(Softmax { p })
+/// Softmax of `x + mask` over the last dimension (`mask` broadcast, e.g.
+/// the causal mask), with a backward pass to `x`.
+pub fn softmax_last_dim(x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+    let input = match mask {
+        Some(mask) => x.detach().broadcast_add(mask)?,
+        None => x.detach().contiguous()?,
+    };
+    let p = candle_nn::ops::softmax_last_dim(&input)?;
+    drop(input);
+    x.apply_op1(Softmax {
+        p: Mutex::new(Some(p)),
+    })
 }
 
-/// The op: its forward is `p`, computed already.
+/// The op: its forward is `p`, computed already (taken by the forward, so
+/// the graph does not keep it beside the op's own result).
 struct Softmax {
-    p: Tensor,
+    p: Mutex<Option<Tensor>>,
 }
 
 impl Softmax {
@@ -30,7 +42,17 @@ impl Softmax {
     where
         S: BackendStorage,
     {
-        let (storage, layout) = self.p.storage_and_layout();
+        // Taken, not borrowed: the graph keeps the op, and `p` is not
+        // needed once its values are the op's result.
+        let p = self
+            .p
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("softmax: poisoned".into()))?
+            .take();
+        let Some(p) = p else {
+            candle_core::bail!("softmax: the op's forward ran twice");
+        };
+        let (storage, layout) = p.storage_and_layout();
         if !layout.is_contiguous() || layout.start_offset() != 0 {
             candle_core::bail!("softmax: the fused result is not a fresh contiguous tensor");
         }
@@ -88,12 +110,12 @@ mod tests {
     fn values_and_gradients_equal_the_written_out_softmax() {
         let x = Var::from_tensor(&tensor(&[3, 4, 7], 9)).unwrap();
         let w = tensor(&[3, 4, 7], 10);
-        assert!(max_diff(&softmax_last_dim(&x).unwrap(), &plain(&x)) < 1e-6);
+        assert!(max_diff(&softmax_last_dim(&x, None).unwrap(), &plain(&x)) < 1e-6);
         let grad = |y: Tensor| {
             let loss = (y * &w).unwrap().sum_all().unwrap();
             loss.backward().unwrap().get(&x).unwrap().clone()
         };
-        let ours = grad(softmax_last_dim(&x).unwrap());
+        let ours = grad(softmax_last_dim(&x, None).unwrap());
         let theirs = grad(plain(&x));
         assert!(
             max_diff(&ours, &theirs) < 1e-6,
@@ -106,8 +128,10 @@ mod tests {
     fn gradients_match_finite_differences_with_a_causal_mask() {
         let vars = [Var::from_tensor(&tensor(&[2, 5, 5], 11)).unwrap()];
         let mask = crate::train::composite::causal_mask(5, &candle_core::Device::Cpu).unwrap();
-        check_gradients(&vars, |v| {
-            softmax_last_dim(&v[0].broadcast_add(&mask).unwrap()).unwrap()
-        });
+        check_gradients(&vars, |v| softmax_last_dim(&v[0], Some(&mask)).unwrap());
+        // The mask is applied: nothing above the diagonal.
+        let p = softmax_last_dim(&vars[0], Some(&mask)).unwrap();
+        let row: Vec<f32> = p.get(0).unwrap().get(1).unwrap().to_vec1().unwrap();
+        assert!(row[2..].iter().all(|&x| x == 0.0) && (row[0] + row[1] - 1.0).abs() < 1e-6);
     }
 }
