@@ -13,7 +13,7 @@
 #    corpus), then trains the same key on the CPU beside it and prints
 #    `vgmake compare` (equal quality against the baselines is expected, equal
 #    bits are not);
-# 4. the training benchmark, vgmake beside PyTorch eager on the same GPU
+# 4. the training benchmark, vgmake (and its step profile) beside PyTorch eager on the same GPU
 #    (f32, then bf16), and the 2-thread CPU figure, on the reference config
 #    (vocab 512, d_model 256, 4 layers, 4 heads, context 256, batch 16) and
 #    the large one (d_model 512, 8 layers, 8 heads, context 1024, batch 32).
@@ -96,6 +96,12 @@ tokens_per_second() { # program args...
     if [[ $out =~ =\ ([0-9]+)\ tokens/s ]]; then echo "${BASH_REMATCH[1]}"; else echo "failed: $out"; fi
 }
 
+# The last step's phases of a short `bench_train` run (forward, backward,
+# optimizer, the device synchronised at each end): where a GPU step goes.
+step_profile() { # args...
+    VGMAKE_STEP_PROFILE=1 "$bench" "$@" 2>&1 | grep 'step profile' | tail -1 || true
+}
+
 bench_config() { # name context batch flags...
     local name=$1 context=$2 batch=$3
     shift 3
@@ -110,6 +116,7 @@ bench_config() { # name context batch flags...
                 --device cuda --dtype "$dtype" "$@")
         fi
         printf '%-10s %-5s vgmake %10s tokens/s   PyTorch eager %10s tokens/s\n' "$name" "$dtype" "$v" "$t"
+        printf '%-10s %-5s %s\n' "$name" "$dtype" "$(step_profile 1 3 1 "$context" "$batch" --device cuda --dtype "$dtype" "$@")"
     done
     [ "$have_torch" = 1 ] || echo "(PyTorch with CUDA not found for $python: pip install torch)"
     if [ "${SKIP_CPU:-0}" != 1 ]; then
