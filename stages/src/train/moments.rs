@@ -47,14 +47,19 @@ impl Moments {
         FlatMoments::zeros(vars).map(Moments::Flat)
     }
 
-    /// Slot `i`'s moments as f32 vectors (for a checkpoint).
-    pub fn values(&self, i: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    /// Every slot's moments as f32 vectors, in slot order (for a
+    /// checkpoint): flat ones in one transfer each.
+    pub fn values(&self) -> Result<Vec<(Vec<f32>, Vec<f32>)>> {
         match self {
-            Moments::Host(host) => Ok((host[i].m.clone(), host[i].v.clone())),
+            Moments::Host(host) => Ok(host.iter().map(|h| (h.m.clone(), h.v.clone())).collect()),
             Moments::Flat(flat) => {
-                let span = flat.spans[i].clone();
-                let part = |t: &Tensor| t.narrow(0, span.start, span.len())?.to_vec1();
-                Ok((part(&flat.m)?, part(&flat.v)?))
+                let (m, v) = (flat.m.to_vec1::<f32>()?, flat.v.to_vec1::<f32>()?);
+                let part = |all: &[f32], span: &Range<usize>| all[span.clone()].to_vec();
+                Ok(flat
+                    .spans
+                    .iter()
+                    .map(|span| (part(&m, span), part(&v, span)))
+                    .collect())
             }
         }
     }

@@ -304,7 +304,7 @@ mod tests {
         }
         let ours: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
         assert!(ours.iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()));
-        assert_eq!(opt.moments.values(0).unwrap().0, m);
+        assert_eq!(opt.moments.values().unwrap()[0].0, m);
     }
 
     /// The GPU's update (moments as tensors, tensor ops) gives the host
@@ -330,7 +330,7 @@ mod tests {
             let mut all: Vec<f32> = x.flatten_all().unwrap().to_vec1().unwrap();
             all.extend(b.to_vec1::<f32>().unwrap());
             for i in 0..opt.slots.len() {
-                let (m, v) = opt.moments.values(i).unwrap();
+                let (m, v) = opt.moments.values().unwrap().swap_remove(i);
                 all.extend(m);
                 all.extend(v);
             }

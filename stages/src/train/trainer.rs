@@ -215,10 +215,7 @@ pub fn train(
         .with_kernels(training_kernels(s));
     let eval = eval_model(&config, &params)?;
     let save = |opt: &AdamW, rng: &Rng, curve: &[CurveRow], step: usize, tokens: u64, secs: f64| {
-        let moments: candle_core::Result<Vec<(Vec<f32>, Vec<f32>)>> = (0..opt.slots.len())
-            .map(|i| opt.moments.values(i))
-            .collect();
-        let mut moments = match moments {
+        let mut moments = match opt.moments.values() {
             Ok(moments) => moments,
             Err(e) => {
                 (hooks.log)(&format!(
