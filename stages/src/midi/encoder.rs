@@ -9,6 +9,7 @@
 
 use super::EncodeOptions;
 use super::duration::{self, NoteFormat};
+use super::interner::Interner;
 use super::read::{DEFAULT_MICROS_PER_QUARTER, Song};
 use super::tokens::Token;
 use super::transpose::{self, Transpose};
@@ -254,52 +255,12 @@ impl Interned {
     pub fn from_codes(codes: &[u64]) -> Interned {
         let mut sink = Interner::new(codes.len());
         codes.iter().for_each(|&c| sink.code(c));
-        sink.song
+        sink.finish()
     }
 
     /// The tokens as codes again.
     pub fn to_codes(&self) -> Vec<u64> {
         self.ids.iter().map(|&i| self.codes[i as usize]).collect()
-    }
-}
-
-/// The sink that interns: a direct-mapped cache in front of a map (most
-/// tokens end at the cache: a song has a few hundred distinct ones).
-struct Interner {
-    song: Interned,
-    map: rustc_hash::FxHashMap<u64, u32>,
-    cache: Vec<(u64, u32)>,
-}
-
-impl Interner {
-    fn new(capacity: usize) -> Interner {
-        Interner {
-            song: Interned {
-                codes: Vec::new(),
-                ids: Vec::with_capacity(capacity),
-            },
-            // A song has a few hundred distinct tokens: no regrowth for most.
-            map: rustc_hash::FxHashMap::with_capacity_and_hasher(1024, Default::default()),
-            // No code is u64::MAX (the kind is in the top byte, below 8).
-            cache: vec![(u64::MAX, 0); 1024],
-        }
-    }
-
-    #[inline]
-    fn code(&mut self, code: u64) {
-        let slot = &mut self.cache[(code.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54) as usize];
-        let id = if slot.0 == code {
-            slot.1
-        } else {
-            let codes = &mut self.song.codes;
-            let id = *self.map.entry(code).or_insert_with(|| {
-                codes.push(code);
-                codes.len() as u32 - 1
-            });
-            *slot = (code, id);
-            id
-        };
-        self.song.ids.push(id);
     }
 }
 
@@ -315,7 +276,7 @@ impl TokenSink for Interner {
 pub fn encode_song_interned(song: &Song, options: &EncodeOptions, format: NoteFormat) -> Interned {
     let mut sink = Interner::new(song.notes.len() * 3 + 8);
     encode_song_into(song, options, format, &mut sink);
-    sink.song
+    sink.finish()
 }
 
 /// The song's tokens, in order, into `out`.

@@ -14,6 +14,7 @@ pub mod decode;
 pub mod duration;
 pub mod encoder;
 pub mod instruments;
+mod interner;
 pub(crate) mod radix;
 pub mod read;
 pub mod tokens;
