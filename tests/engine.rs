@@ -499,3 +499,48 @@ fn ctrl_c_stops_the_build_cleanly_and_the_next_build_continues() {
     assert!(done.with_status("failed").is_empty());
     assert_eq!(p.read_out("three", "all.txt").lines().count(), 10);
 }
+
+/// The binary grows its heap at start and marks it for transparent huge
+/// pages (`train::memory::tune_allocator`): a command stage, a child of the
+/// build, reads the build's own mappings.
+#[test]
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn the_build_reserves_its_heap_in_huge_pages() {
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists() {
+        eprintln!("SKIPPED: this kernel has no transparent huge pages");
+        return;
+    }
+    let p = Project::new(
+        r#"
+[stages.maps]
+kind = "command"
+cmd = "cat /proc/$PPID/smaps > smaps.txt"
+"#,
+    );
+    p.build(&[]);
+    let smaps = p.read_out("maps", "smaps.txt");
+    // A mapping's header line, then its fields; `VmFlags` comes last.
+    let (mut in_heap, mut heap_bytes, mut marked) = (false, 0u64, false);
+    for line in smaps.lines() {
+        if line.starts_with(|c: char| c.is_ascii_hexdigit()) && line.contains('-') {
+            in_heap = line.ends_with("[heap]");
+            if in_heap {
+                let (a, b) = line
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .split_once('-')
+                    .unwrap();
+                heap_bytes +=
+                    u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap();
+            }
+        } else if in_heap && line.starts_with("VmFlags:") {
+            marked |= line.split_whitespace().any(|w| w == "hg");
+        }
+    }
+    assert!(
+        heap_bytes >= 64 << 20,
+        "heap of {heap_bytes} bytes:\n{smaps}"
+    );
+    assert!(marked, "no [heap] mapping marked hg:\n{smaps}");
+}
