@@ -519,20 +519,18 @@ cmd = "cat /proc/$PPID/smaps > smaps.txt"
     );
     p.build(&[]);
     let smaps = p.read_out("maps", "smaps.txt");
-    // A mapping's header line, then its fields; `VmFlags` comes last.
+    // A mapping's header line (its address range first), then its fields;
+    // `VmFlags` comes last.
+    let range = |line: &str| {
+        let (a, b) = line.split_whitespace().next()?.split_once('-')?;
+        Some(u64::from_str_radix(b, 16).ok()? - u64::from_str_radix(a, 16).ok()?)
+    };
     let (mut in_heap, mut heap_bytes, mut marked) = (false, 0u64, false);
     for line in smaps.lines() {
-        if line.starts_with(|c: char| c.is_ascii_hexdigit()) && line.contains('-') {
+        if let Some(bytes) = range(line) {
             in_heap = line.ends_with("[heap]");
             if in_heap {
-                let (a, b) = line
-                    .split_whitespace()
-                    .next()
-                    .unwrap()
-                    .split_once('-')
-                    .unwrap();
-                heap_bytes +=
-                    u64::from_str_radix(b, 16).unwrap() - u64::from_str_radix(a, 16).unwrap();
+                heap_bytes += bytes;
             }
         } else if in_heap && line.starts_with("VmFlags:") {
             marked |= line.split_whitespace().any(|w| w == "hg");

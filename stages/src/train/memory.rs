@@ -23,21 +23,19 @@ pub fn tune_allocator() {
     reserve_heap_in_huge_pages();
 }
 
-/// How far the heap grows at start, in address space (memory is only used
-/// where it is touched).
-const HEAP_RESERVE: usize = 64 << 20;
-
-/// Grows the heap by [`HEAP_RESERVE`] of address space at start and marks it
-/// `MADV_HUGEPAGE`, so that what the process first touches there faults in
-/// 2 MiB at a time instead of 4 KiB. A stage that keeps what it makes (the
-/// encode stage holds every song until it writes the song set) touches
-/// fresh heap all along: over the real corpus 3,700 page faults became 800
-/// and the stage 7% faster (BENCHMARKS.md). Nothing changes but speed where
-/// the kernel has no transparent huge pages; with glibc's defaults the heap
-/// could give the pages back, hence only after [`tune_allocator`]'s settings.
+/// Grows the heap by 64 MiB of address space at start (memory is only used
+/// where it is touched) and marks it `MADV_HUGEPAGE`, so that what the
+/// process first touches there faults in 2 MiB at a time instead of 4 KiB.
+/// A stage that keeps what it makes (the encode stage holds every song
+/// until it writes the song set) touches fresh heap all along: over the
+/// real corpus 3,757 page faults became 866 and the stage 7-8% faster
+/// (BENCHMARKS.md). Nothing changes but speed where the kernel has no
+/// transparent huge pages; with glibc's defaults the heap could give the
+/// pages back, hence only after [`tune_allocator`]'s settings.
 fn reserve_heap_in_huge_pages() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
+        const HEAP_RESERVE: usize = 64 << 20;
         // SAFETY: mallopt only changes allocator parameters; the block is
         // freed at once. With the top pad, the allocation grows the heap by
         // the reserve; freed, it stays the heap's top (the trim threshold
