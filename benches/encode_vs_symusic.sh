@@ -8,7 +8,8 @@
 #    the corpus), once producing token lines (text) and once token codes
 #    (numbers: what the encode stage keeps), then `benches/encode_symusic.py` (symusic's
 #    `Score.from_midi`, parse only, 1 thread, the same files in memory, 10
-#    rounds). Prints each one's median files/s and the ratios of medians.
+#    rounds). Prints each one's median files/s, the ratios of medians, and
+#    the median of each round's own ratio (codes / symusic).
 #    symusic is optional: `pip install symusic`; without it this part says
 #    so and is skipped.
 # 2. Engine vs codec: `vgmake build -j1 encode` from an empty cache on a
@@ -21,7 +22,8 @@
 #    encoding every file once (a cold pass, every song kept for the song
 #    set), the memo, the outputs and the commit; the codec's are a warm loop
 #    (10 rounds over files already in memory), so the ratio counts the cold
-#    pass against the stage. The last run's own log (`read and encoded ...`,
+#    pass against the stage; and the median of each run's own ratio to the
+#    codec run beside it. The last run's own log (`read and encoded ...`,
 #    `ran in ..., stored in ...`) is printed to split the stage's time.
 #
 # Load average (/proc/loadavg) is printed before and after: on a shared
@@ -37,6 +39,10 @@ VGMAKE=$PWD/target/release/vgmake
 BENCH=$PWD/target/release/examples/bench_encode
 PY=${PYTHON:-python3}
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# The ratios of two lists, item by item (runs of one round: a drifting
+# machine moves both alike), as a list.
+paired() { paste <(echo "$1" | tr ' ' '\n' | grep -v '^$') <(echo "$2" | tr ' ' '\n' | grep -v '^$') |
+    awk '{printf "%.3f ", $1 / $2}'; }
 range() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[1] "-" a[NR]}'; }
 codec_rate() { "$BENCH" "$CORPUS" 1 1 "${1:-line}" | awk '/thread/ {print $4}'; }
 
@@ -61,6 +67,7 @@ if [ $have_symusic = 1 ]; then
     SY=$(echo "$sy" | median)
     echo "symusic $("$PY" -c 'import symusic; print(symusic.__version__)') Score.from_midi, 1 thread (parse only): median $SY files/s (range $(echo "$sy" | range), $PAIRS runs)"
     echo "ratio vgmake / symusic: lines $(awk -v a="$VG" -v b="$SY" 'BEGIN {printf "%.2f", a / b}'), codes $(awk -v a="$VC" -v b="$SY" 'BEGIN {printf "%.2f", a / b}')"
+    echo "paired (each round's codes / its symusic run): median $(paired "$vc" "$sy" | median) (range $(paired "$vc" "$sy" | range))"
 else
     echo "symusic: not installed, skipped (pip install symusic)"
 fi
@@ -93,4 +100,6 @@ echo "codec alone on the same $FILES files (1 thread, in memory, token codes): $
 LOG=$(grep -l 'read and encoded' "$WORK"/cache/logs/*/*.log | head -1)
 echo "the last run's encode log: $(grep -E 'read and encoded|stored in' "$LOG" | tr '\n' ' ')"
 echo "ratio engine / codec: stage $(awk -v a="$ST" -v b="$CS" 'BEGIN {printf "%.2f", a / b}'), whole command $(awk -v a="$WL" -v b="$CS" 'BEGIN {printf "%.2f", a / 1000 / b}')"
+codec_s=$(for r in $codec; do awk -v f="$FILES" -v r="$r" 'BEGIN {printf "%.4f ", f / r}'; done)
+echo "paired (each run's stage / the codec run beside it): median $(paired "$stage" "$codec_s" | median) (range $(paired "$stage" "$codec_s" | range))"
 echo "load after: $(cat /proc/loadavg)"

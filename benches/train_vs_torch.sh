@@ -2,8 +2,9 @@
 # Training throughput, vgmake against PyTorch eager, side by side: runs
 # vgmake's bench_train example and benches/train_torch.py (the same model,
 # optimizer and step) alternately, in pairs (the first of a pair alternates
-# too), prints each run with the load average beside it, then the medians and
-# the ratio vgmake / PyTorch.
+# too), prints each run with the load average beside it, then the medians, the
+# ratio vgmake / PyTorch, and the median of each pair's own ratio (robust to a
+# machine whose speed drifts during the run).
 #
 #   benches/train_vs_torch.sh [pairs] [threads] [steps] [warmup] [context] [batch] [flags...]
 #
@@ -88,4 +89,10 @@ if [ "$have_torch" = 1 ]; then
         printf "ratio vgmake / PyTorch: %.2fx tokens/s; %.2fx CPU time per step; %.2fx peak RSS\n",
             v / p, vc / pc, vr / pr
     }'
+    # Each pair's own ratio: its two runs are a minute apart, so a machine
+    # whose speed drifts over the run moves both alike.
+    awk '$1 == "vgmake" { v[++nv] = $2 } $1 == "pytorch" { p[++np] = $2 }
+        END { for (i = 1; i <= nv && i <= np; i++) printf "%.4f\n", v[i] / p[i] }' "$log" |
+        sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "paired: the ratio of each pair, median %.2fx (range %.2f-%.2f, %d pairs)\n",
+            (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR], NR }'
 fi
