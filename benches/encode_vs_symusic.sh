@@ -67,7 +67,8 @@ if [ $have_symusic = 1 ]; then
     SY=$(echo "$sy" | median)
     echo "symusic $("$PY" -c 'import symusic; print(symusic.__version__)') Score.from_midi, 1 thread (parse only): median $SY files/s (range $(echo "$sy" | range), $PAIRS runs)"
     echo "ratio vgmake / symusic: lines $(awk -v a="$VG" -v b="$SY" 'BEGIN {printf "%.2f", a / b}'), codes $(awk -v a="$VC" -v b="$SY" 'BEGIN {printf "%.2f", a / b}')"
-    echo "paired (each round's codes / its symusic run): median $(paired "$vc" "$sy" | median) (range $(paired "$vc" "$sy" | range))"
+    PC=$(paired "$vc" "$sy")
+    echo "paired (each round's codes / its symusic run): median $(echo "$PC" | median) (range $(echo "$PC" | range))"
 else
     echo "symusic: not installed, skipped (pip install symusic)"
 fi
@@ -101,5 +102,6 @@ LOG=$(grep -l 'read and encoded' "$WORK"/cache/logs/*/*.log | head -1)
 echo "the last run's encode log: $(grep -E 'read and encoded|stored in' "$LOG" | tr '\n' ' ')"
 echo "ratio engine / codec: stage $(awk -v a="$ST" -v b="$CS" 'BEGIN {printf "%.2f", a / b}'), whole command $(awk -v a="$WL" -v b="$CS" 'BEGIN {printf "%.2f", a / 1000 / b}')"
 codec_s=$(for r in $codec; do awk -v f="$FILES" -v r="$r" 'BEGIN {printf "%.4f ", f / r}'; done)
-echo "paired (each run's stage / the codec run beside it): median $(paired "$stage" "$codec_s" | median) (range $(paired "$stage" "$codec_s" | range))"
+PS=$(paired "$stage" "$codec_s")
+echo "paired (each run's stage / the codec run beside it): median $(echo "$PS" | median) (range $(echo "$PS" | range))"
 echo "load after: $(cat /proc/loadavg)"

@@ -72,9 +72,11 @@ for i in $(seq "$pairs"); do
     fi
 done
 
+middle() { # the median of the numbers on stdin (none: nothing)
+    sort -g | awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+}
 median() { # side column
-    awk -v s="$1" -v c="$2" '$1 == s && $c != "NA" { print $c }' "$log" | sort -g |
-        awk '{ a[NR] = $1 } END { if (NR) print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2) }'
+    awk -v s="$1" -v c="$2" '$1 == s && $c != "NA" { print $c }' "$log" | middle
 }
 echo "medians over $pairs runs each (load now $(cut -d' ' -f1-3 /proc/loadavg)):"
 for side in vgmake pytorch; do
@@ -91,8 +93,10 @@ if [ "$have_torch" = 1 ]; then
     }'
     # Each pair's own ratio: its two runs are a minute apart, so a machine
     # whose speed drifts over the run moves both alike.
-    awk '$1 == "vgmake" { v[++nv] = $2 } $1 == "pytorch" { p[++np] = $2 }
-        END { for (i = 1; i <= nv && i <= np; i++) printf "%.4f\n", v[i] / p[i] }' "$log" |
-        sort -g | awk '{ a[NR] = $1 } END { if (NR) printf "paired: the ratio of each pair, median %.2fx (range %.2f-%.2f, %d pairs)\n",
-            (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), a[1], a[NR], NR }'
+    ratios=$(awk '$1 == "vgmake" { v[++nv] = $2 } $1 == "pytorch" { p[++np] = $2 }
+        END { for (i = 1; i <= nv && i <= np; i++) printf "%.4f\n", v[i] / p[i] }' "$log" | sort -g)
+    awk -v m="$(echo "$ratios" | middle)" -v lo="$(echo "$ratios" | head -1)" \
+        -v hi="$(echo "$ratios" | tail -1)" -v n="$(echo "$ratios" | wc -l)" 'BEGIN {
+        printf "paired: the ratio of each pair, median %.2fx (range %.2f-%.2f, %d pairs)\n", m, lo, hi, n
+    }'
 fi

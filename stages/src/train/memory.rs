@@ -47,14 +47,14 @@ fn reserve_heap_in_huge_pages() {
             libc::free(std::hint::black_box(libc::malloc(1 << 20)));
             libc::mallopt(libc::M_TOP_PAD, 128 << 10);
         }
-        advise_heap(libc::MADV_HUGEPAGE);
+        advise_heap(&[libc::MADV_HUGEPAGE]);
     }
 }
 
-/// `madvise(advice)` on the heap's whole 2 MiB pages; the bytes advised,
-/// or 0 where it fails or there is no heap.
+/// `madvise` on the heap's whole 2 MiB pages with each advice in turn; the
+/// bytes advised, or 0 where one fails or there is no heap.
 #[cfg(target_os = "linux")]
-fn advise_heap(advice: libc::c_int) -> u64 {
+fn advise_heap(advice: &[libc::c_int]) -> u64 {
     let Some((start, end)) = heap_range() else {
         return 0;
     };
@@ -63,10 +63,12 @@ fn advise_heap(advice: libc::c_int) -> u64 {
     if end <= start {
         return 0;
     }
-    // SAFETY: advice on a range of this process's own heap mapping; it does
-    // not change its contents.
-    if unsafe { libc::madvise(start as *mut libc::c_void, end - start, advice) } != 0 {
-        return 0;
+    for &a in advice {
+        // SAFETY: advice on a range of this process's own heap mapping; it
+        // does not change its contents.
+        if unsafe { libc::madvise(start as *mut libc::c_void, end - start, a) } != 0 {
+            return 0;
+        }
     }
     (end - start) as u64
 }
@@ -84,10 +86,7 @@ fn advise_heap(advice: libc::c_int) -> u64 {
 pub fn back_heap_with_huge_pages() -> u64 {
     #[cfg(target_os = "linux")]
     {
-        if advise_heap(libc::MADV_HUGEPAGE) == 0 {
-            return 0;
-        }
-        advise_heap(libc::MADV_COLLAPSE)
+        advise_heap(&[libc::MADV_HUGEPAGE, libc::MADV_COLLAPSE])
     }
     #[cfg(not(target_os = "linux"))]
     0
