@@ -35,7 +35,7 @@ use crate::dataset::{
 };
 use crate::midi::encoder::Interned;
 use crate::midi::radix;
-use crate::midi::tokens::Token;
+use crate::midi::tokens::{Token, name_key};
 use crate::midi::{CODEC_VERSION, EncodeOptions, InstrumentGroups, NoteFormat, Transpose};
 
 /// The layout's version: 2 since `ids.npy` holds `u16` ids where they fit.
@@ -245,19 +245,14 @@ impl SongSet {
         codec: &CodecInfo,
     ) -> Result<(), StageError> {
         let table = InternedTable::new(songs);
-        let mut text = Vec::with_capacity(table.text.len() + table.order.len());
-        for name in table.names() {
-            text.extend_from_slice(name);
-            text.push(b'\n');
-        }
         let io = |name: &str| format!("writing {}", dir.join(name).display());
-        fs::write(dir.join(TABLE_FILE), text).ctx(|| io(TABLE_FILE))?;
+        fs::write(dir.join(TABLE_FILE), &table.lines).ctx(|| io(TABLE_FILE))?;
         let total = songs.iter().map(|s| s.ids.len()).sum();
         let pieces = songs
             .iter()
             .enumerate()
             .map(|(i, song)| (song.ids.as_slice(), table.map(i)));
-        let width = id_width(table.order.len());
+        let width = id_width(table.len);
         write_npy_ids_mapped(&dir.join(IDS_FILE), total, width, pieces).ctx(|| io(IDS_FILE))?;
         write_npy_u64(&dir.join(OFFSETS_FILE), &interned_offsets(songs))
             .ctx(|| io(OFFSETS_FILE))?;
@@ -421,22 +416,21 @@ fn write_infos(dir: &Path, infos: &[SongInfo], codec: &CodecInfo) -> Result<(), 
 }
 
 /// The token table of interned songs: every distinct code of all songs
-/// named once (the encoder's token writer, into one buffer) and ordered by
-/// name, which gives each its id; and each song's codes' ids.
+/// named once and ordered by name, which gives each its id; and each
+/// song's codes' ids.
 ///
-/// Built by radix sorts: all songs' codes (a few hundred per song) are
-/// sorted once, which dedups them and ranks each song's codes, and the
-/// names are sorted by their first 16 bytes, compared whole only where
-/// those tie. On the corpus (26,000 distinct codes of 60,000) that made
-/// writing the song set 9% faster than a hash set, a comparison sort of
-/// the names and a hash map code -> id (BENCHMARKS.md, #18 fourth round).
+/// One radix sort: all songs' codes (a few hundred per song) with their
+/// [`name_key`]s, which order them as their names do, so sorting them
+/// dedups the codes, ranks each song's codes and orders the table at once;
+/// only the distinct codes are then named. Codes that are no token have
+/// no key and an empty name: they come first, by code. On the corpus
+/// (26,000 distinct codes of 60,000) that replaced a sort by code and two
+/// sorts of the names' first 16 bytes (BENCHMARKS.md, #18, session 11).
 struct InternedTable {
-    /// The names of the distinct codes (in code order), one after another.
-    text: Vec<u8>,
-    spans: Vec<(u32, u32)>,
-    /// Indices of the distinct codes by name (ties, only codes that are no
-    /// token and so have an empty name, by code).
-    order: Vec<u32>,
+    /// The names in id order, each followed by a newline (the bytes of
+    /// `token_table.txt`).
+    lines: Vec<u8>,
+    len: usize,
     /// Every song's codes' ids, one song after another (song `i`'s from
     /// `starts[i]`): the song's index -> id map.
     ids: Vec<u32>,
@@ -445,77 +439,43 @@ struct InternedTable {
 
 impl InternedTable {
     fn new(songs: &[&Interned]) -> InternedTable {
+        let total = songs.iter().map(|s| s.codes.len()).sum();
         let mut starts = Vec::with_capacity(songs.len() + 1);
-        let mut all: Vec<u64> = Vec::with_capacity(songs.iter().map(|s| s.codes.len()).sum());
+        let mut all: Vec<u64> = Vec::with_capacity(total);
         for song in songs {
             starts.push(all.len());
             all.extend_from_slice(&song.codes);
         }
         starts.push(all.len());
-        // The distinct codes, ascending, and each song code's rank among them.
-        let mut by_code: Vec<u32> = (0..all.len() as u32).collect();
-        radix::radix_sort_by_key(&mut by_code, |&i| all[i as usize]);
-        let mut distinct: Vec<u64> = Vec::new();
-        let mut rank = vec![0u32; all.len()];
-        for &i in &by_code {
+        // (key, index into `all`): sorted in place, no key looked up
+        // through an index.
+        let mut keyed: Vec<(u64, u32)> = all
+            .iter()
+            .enumerate()
+            .map(|(i, &code)| (name_key(code).unwrap_or(0), i as u32))
+            .collect();
+        radix::radix_sort_by_key(&mut keyed, |&(key, _)| key);
+        let nameless = keyed.iter().take_while(|k| k.0 == 0).count();
+        keyed[..nameless].sort_by_key(|&(_, i)| all[i as usize]);
+        let mut lines: Vec<u8> = Vec::with_capacity(total * 8);
+        let mut len = 0;
+        let mut ids = vec![0u32; all.len()];
+        let mut last = None;
+        for &(_, i) in &keyed {
             let code = all[i as usize];
-            if distinct.last() != Some(&code) {
-                distinct.push(code);
+            if last != Some(code) {
+                if let Some(token) = Token::from_code(code) {
+                    token.write_to(&mut lines);
+                }
+                lines.push(b'\n');
+                len += 1;
+                last = Some(code);
             }
-            rank[i as usize] = distinct.len() as u32 - 1;
+            ids[i as usize] = len as u32 - 1;
         }
-        let mut text: Vec<u8> = Vec::with_capacity(distinct.len() * 16);
-        let mut spans: Vec<(u32, u32)> = Vec::with_capacity(distinct.len());
-        for &code in &distinct {
-            let at = text.len();
-            if let Some(token) = Token::from_code(code) {
-                token.write_to(&mut text);
-            }
-            spans.push((at as u32, text.len() as u32));
-        }
-        let name = |i: u32| {
-            let (a, b) = spans[i as usize];
-            &text[a as usize..b as usize]
-        };
-        // The first 16 bytes of each name as two big-endian numbers
-        // (zero-padded: a name sorts before its extensions); sorted by the
-        // second, then (stably) by the first, the names are in order but for
-        // runs that share those 16 bytes, sorted whole. The radix sorts are
-        // stable and start in code order, so ties stay by code.
-        let mut high = Vec::with_capacity(distinct.len());
-        let mut low = Vec::with_capacity(distinct.len());
-        for i in 0..distinct.len() as u32 {
-            let mut bytes = [0u8; 16];
-            let n = name(i);
-            let len = n.len().min(16);
-            bytes[..len].copy_from_slice(&n[..len]);
-            high.push(u64::from_be_bytes(bytes[..8].try_into().unwrap()));
-            low.push(u64::from_be_bytes(bytes[8..].try_into().unwrap()));
-        }
-        let mut order: Vec<u32> = (0..distinct.len() as u32).collect();
-        radix::radix_sort_by_key(&mut order, |&i| low[i as usize]);
-        radix::radix_sort_by_key(&mut order, |&i| high[i as usize]);
-        let prefix = |i: u32| (high[i as usize], low[i as usize]);
-        let mut at = 0;
-        while at < order.len() {
-            let run = order[at..]
-                .iter()
-                .take_while(|&&i| prefix(i) == prefix(order[at]))
-                .count();
-            if run > 1 {
-                order[at..at + run].sort_by(|&a, &b| name(a).cmp(name(b)).then(a.cmp(&b)));
-            }
-            at += run;
-        }
-        let mut id_of = vec![0u32; distinct.len()];
-        for (id, &i) in order.iter().enumerate() {
-            id_of[i as usize] = id as u32;
-        }
-        let ids = rank.iter().map(|&r| id_of[r as usize]).collect();
         InternedTable {
-            text,
-            spans,
-            order,
+            lines,
+            len,
             ids,
             starts,
         }
@@ -523,10 +483,7 @@ impl InternedTable {
 
     /// The names, in id order.
     fn names(&self) -> impl Iterator<Item = &[u8]> {
-        self.order.iter().map(|&i| {
-            let (a, b) = self.spans[i as usize];
-            &self.text[a as usize..b as usize]
-        })
+        self.lines.split(|&b| b == b'\n').take(self.len)
     }
 
     /// Song `i`'s codes' ids (its index -> id map).
@@ -639,10 +596,10 @@ mod tests {
         assert!(err.contains("offsets.npy"), "{err}");
     }
 
-    /// The table's radix sort by 16-byte prefixes against a plain sort of
-    /// the names (then codes), on songs whose names often share their first
-    /// 16 bytes ("end:i128:v100:10" / "end:i128:v100:100"), and with codes
-    /// that are no token (empty names, ordered by code), over 64 songs.
+    /// The table's radix sort by name keys against a plain sort of the
+    /// names (then codes), on songs whose names often share a long prefix
+    /// ("end:i128:v100:10" / "end:i128:v100:100"), and with codes that are
+    /// no token (empty names, ordered by code), over 64 songs.
     #[test]
     fn the_interned_table_orders_like_a_sort_of_the_names() {
         let mut state = 7u64;

@@ -300,6 +300,99 @@ impl TokenBuf<'_> {
     }
 }
 
+/// A number that orders tokens exactly as their names order byte by byte
+/// (the song set's table is sorted by name: one radix sort of these keys
+/// sorts it without the names). `None` for a code that is no token.
+///
+/// Each kind's name has a fixed prefix whose first letter is its own (`d:`,
+/// `end:i`, `finish`, `i`, `start`, `tempo:`, `wait:`): its rank among
+/// those letters goes above bit 48. Below, what follows the prefix as 12
+/// characters of 4 bits, first at the top, each ranked as its byte is
+/// ('0'-'9' 1-10, ':' 11, 'v' 12) and 0 past the end, so that a name sorts
+/// before its extensions. A note's fields sit at fixed places (the program
+/// and its ':' in 4 characters, 'v', the velocity and its ':' in 5, the
+/// pitch in 3): two notes' texts first differ inside the first field that
+/// differs, since no field's text is a prefix of another's ending with its
+/// ':', so the fields after it never decide.
+pub fn name_key(code: u64) -> Option<u64> {
+    // Read from the code's bits (the song set keys every song's codes):
+    // valid exactly where [`Token::from_code`] gives a token.
+    let (fields, kind) = (code & ((1 << 56) - 1), code >> 56);
+    let (program, velocity, pitch) = ((code >> 16) as u8, (code >> 8) as u8, code as u8);
+    let (rank, rest) = match kind {
+        0 if fields == 0 => (5, 0),
+        1 if fields == 0 => (3, 0),
+        2 if fields >> 32 == 0 => (6, number_chars(fields as u32)),
+        3 if fields >> 32 == 0 => (7, number_chars(fields as u32)),
+        4 if fields >> 32 == 0 => (1, number_chars(fields as u32)),
+        5 if fields >> 24 == 0 => (4, note_chars(program, velocity, pitch)),
+        6 if fields >> 24 == 1 => (2, note_chars(program, velocity, pitch)),
+        // The pitch's first digit where the others have their 'v'.
+        6 if fields >> 24 == 0 && velocity == 0 => (
+            2,
+            FIELD_THEN_COLON[program as usize] << 32 | FIELD[pitch as usize] << 20,
+        ),
+        _ => return None,
+    };
+    Some(rank << 48 | rest)
+}
+
+/// The rank of ':' and 'v' among a name's characters after its prefix.
+const COLON_CHAR: u64 = 11;
+const V_CHAR: u64 = 12;
+
+/// 0-255 in decimal as 3 characters of [`name_key`] (12 bits, padded with 0).
+const FIELD: [u64; 256] = field_table(false);
+/// The same followed by ':', as 4 characters (16 bits).
+const FIELD_THEN_COLON: [u64; 256] = field_table(true);
+
+const fn field_table(colon: bool) -> [u64; 256] {
+    let mut table = [0u64; 256];
+    let mut n = 0;
+    while n < 256 {
+        let (digits, len) = SMALL[n];
+        let mut chars = 0u64;
+        let mut i = 0;
+        while i < 4 {
+            let char = if i < len {
+                (digits[i] - b'0') as u64 + 1
+            } else if colon && i == len {
+                COLON_CHAR
+            } else {
+                0
+            };
+            chars = chars << 4 | char;
+            i += 1;
+        }
+        table[n] = if colon { chars } else { chars >> 4 };
+        n += 1;
+    }
+    table
+}
+
+/// `i{program}:v{velocity}:{pitch}` after its prefix, as [`name_key`]'s 12
+/// characters.
+fn note_chars(program: u8, velocity: u8, pitch: u8) -> u64 {
+    FIELD_THEN_COLON[program as usize] << 32
+        | V_CHAR << 28
+        | FIELD_THEN_COLON[velocity as usize] << 12
+        | FIELD[pitch as usize]
+}
+
+/// A number's decimal digits as [`name_key`]'s first 10 characters.
+fn number_chars(n: u32) -> u64 {
+    let digits = n.checked_ilog10().unwrap_or(0) + 1;
+    let mut chars = 0u64;
+    let mut rest = n;
+    for i in 0..digits {
+        let char = (rest % 10) as u64 + 1;
+        rest /= 10;
+        // The last digit is character `digits - 1`, at the top's 4 bits down.
+        chars |= char << (44 - 4 * (digits - 1 - i));
+    }
+    chars
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,6 +439,70 @@ mod tests {
             .to_string(),
             "end:i80:64"
         );
+    }
+
+    /// Keys sort as names do, and tie only where names do, over every
+    /// kind: fields at their edges (one, two and three digits; 0, 9, 10,
+    /// 99, 100, 255), numbers of 1 to 10 digits, both forms of note ends.
+    #[test]
+    fn name_keys_order_tokens_as_their_names() {
+        let small = [0u8, 1, 5, 9, 10, 13, 50, 99, 100, 101, 128, 200, 255];
+        let numbers = [0u32, 1, 7, 9, 10, 11, 70, 99, 100, 1_000, 65_536, u32::MAX];
+        let mut tokens = vec![Token::Start, Token::Finish];
+        for &n in &numbers {
+            tokens.extend([Token::Tempo(n), Token::Wait(n), Token::Duration(n)]);
+        }
+        for &program in &small {
+            for &velocity in &small {
+                for &pitch in &small {
+                    tokens.push(Token::NoteOn {
+                        program,
+                        velocity,
+                        pitch,
+                    });
+                    tokens.push(Token::NoteOff {
+                        program,
+                        velocity: Some(velocity),
+                        pitch,
+                    });
+                }
+                tokens.push(Token::NoteOff {
+                    program,
+                    velocity: None,
+                    pitch: velocity,
+                });
+            }
+        }
+        let keyed: Vec<(u64, String)> = tokens
+            .iter()
+            .map(|t| (name_key(t.code()).unwrap(), t.to_string()))
+            .collect();
+        let mut by_key = keyed.clone();
+        by_key.sort();
+        let mut by_name = keyed;
+        by_name.sort_by(|a, b| a.1.cmp(&b.1));
+        assert_eq!(by_key, by_name);
+        by_key.dedup_by_key(|k| k.0);
+        assert_eq!(by_key.len(), by_name.len(), "two names share a key");
+        // Keyed exactly where a code is a token, stray bits included.
+        let mut state = 3u64;
+        for _ in 0..100_000 {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1);
+            let kind = (state >> 61) << 56;
+            let bits = state >> (state % 64) & ((1 << 56) - 1);
+            for code in [
+                kind | bits,
+                kind | bits & 0xFF_FFFF,
+                kind | bits & 0x10F_FF7F,
+            ] {
+                assert_eq!(
+                    name_key(code).is_some(),
+                    Token::from_code(code).is_some(),
+                    "{code:#x}"
+                );
+            }
+        }
+        assert_eq!(name_key(7 << 56), None);
     }
 
     #[test]
