@@ -21,6 +21,18 @@ pub fn temp_sibling(path: &Path) -> std::path::PathBuf {
 /// Writes `bytes` to `path` so that readers see the old file or the new one,
 /// never a part: temp file, fsync, rename.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, true)
+}
+
+/// [`write_atomic`] without the fsync: readers still see the old file or
+/// the new one, but a power cut may lose the new one or leave it torn. For
+/// a file whose damage is caught where it is read (an output's manifest,
+/// which must hash to the output's name) and whose loss costs only a rerun.
+pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    replace(path, bytes, false)
+}
+
+fn replace(path: &Path, bytes: &[u8], sync: bool) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
@@ -28,7 +40,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let result = (|| {
         let mut file = fs::File::create(&tmp)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         fs::rename(&tmp, path)
     })();
     if result.is_err() {

@@ -440,3 +440,41 @@ fn an_unwritable_engine_cache_is_named_and_the_others_are_saved() {
     assert_eq!(p.build(&[]).with_status("cached"), ["gen"]);
     assert!(p.path().join("cache/keymemo.bin").is_file());
 }
+
+/// An output's manifest is written without an fsync (the output's own files
+/// are not synced either): a power cut may tear it or lose it. Either way
+/// `verify` reports the output damaged, and the next build that reads it
+/// (here: a dependent stage whose parameter changed) rebuilds it first; it
+/// is never trusted. Both cases, by hand: cut in half, then gone.
+#[test]
+fn a_torn_or_lost_output_manifest_is_damage_and_the_stage_runs_again() {
+    let pipeline = |n: u32| {
+        format!(
+            "[stages.gen]\nkind = \"command\"\ncmd = \"echo hello > a.txt\"\n\
+             [stages.use]\nkind = \"command\"\ndeps = [\"gen\"]\nparams = {{ n = {n} }}\n\
+             cmd = \"cat $VGMAKE_IN_GEN/a.txt $VGMAKE_IN_GEN/a.txt > b.txt\"\n"
+        )
+    };
+    let p = Project::new(&pipeline(0));
+    p.build(&[]);
+    for (round, cut) in [(1, true), (2, false)] {
+        let output = p.out("default", "gen").canonicalize().unwrap();
+        let name = output.file_name().unwrap().to_str().unwrap().to_string();
+        let manifest = p.path().join(format!("cache/manifests/{name}.json"));
+        if cut {
+            let bytes = fs::read(&manifest).unwrap();
+            fs::write(&manifest, &bytes[..bytes.len() / 2]).unwrap();
+        } else {
+            fs::remove_file(&manifest).unwrap();
+        }
+        let verify = p.run(&["verify"]);
+        assert_eq!(verify.code, 1, "{}", verify.stdout);
+        assert!(verify.stdout.contains("1 damaged"), "{}", verify.stdout);
+        p.write_pipeline(&pipeline(round));
+        let again = p.build(&[]);
+        assert_eq!(again.with_status("ran"), ["gen", "use"], "{}", again.stderr);
+        assert!(again.stderr.contains("input `gen` is damaged"), "{}", again.stderr);
+        assert_eq!(p.read_out("use", "b.txt"), "hello\nhello\n");
+        assert_eq!(p.run(&["verify"]).code, 0);
+    }
+}
