@@ -473,7 +473,11 @@ fn a_torn_or_lost_output_manifest_is_damage_and_the_stage_runs_again() {
         p.write_pipeline(&pipeline(round));
         let again = p.build(&[]);
         assert_eq!(again.with_status("ran"), ["gen", "use"], "{}", again.stderr);
-        assert!(again.stderr.contains("input `gen` is damaged"), "{}", again.stderr);
+        assert!(
+            again.stderr.contains("input `gen` is damaged"),
+            "{}",
+            again.stderr
+        );
         assert_eq!(p.read_out("use", "b.txt"), "hello\nhello\n");
         assert_eq!(p.run(&["verify"]).code, 0);
     }
