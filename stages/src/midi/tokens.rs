@@ -315,24 +315,31 @@ impl TokenBuf<'_> {
 /// differs, since no field's text is a prefix of another's ending with its
 /// ':', so the fields after it never decide.
 pub fn name_key(code: u64) -> Option<u64> {
-    // Read from the code's bits (the song set keys every song's codes):
-    // valid exactly where [`Token::from_code`] gives a token.
-    let (fields, kind) = (code & ((1 << 56) - 1), code >> 56);
-    let (program, velocity, pitch) = ((code >> 16) as u8, (code >> 8) as u8, code as u8);
-    let (rank, rest) = match kind {
-        0 if fields == 0 => (5, 0),
-        1 if fields == 0 => (3, 0),
-        2 if fields >> 32 == 0 => (6, number_chars(fields as u32)),
-        3 if fields >> 32 == 0 => (7, number_chars(fields as u32)),
-        4 if fields >> 32 == 0 => (1, number_chars(fields as u32)),
-        5 if fields >> 24 == 0 => (4, note_chars(program, velocity, pitch)),
-        6 if fields >> 24 == 1 => (2, note_chars(program, velocity, pitch)),
+    let (rank, rest) = match Token::from_code(code)? {
+        Token::Duration(n) => (1, number_chars(n)),
+        Token::NoteOff {
+            program,
+            velocity: Some(velocity),
+            pitch,
+        } => (2, note_chars(program, velocity, pitch)),
         // The pitch's first digit where the others have their 'v'.
-        6 if fields >> 24 == 0 && velocity == 0 => (
+        Token::NoteOff {
+            program,
+            velocity: None,
+            pitch,
+        } => (
             2,
             FIELD_THEN_COLON[program as usize] << 32 | FIELD[pitch as usize] << 20,
         ),
-        _ => return None,
+        Token::Finish => (3, 0),
+        Token::NoteOn {
+            program,
+            velocity,
+            pitch,
+        } => (4, note_chars(program, velocity, pitch)),
+        Token::Start => (5, 0),
+        Token::Tempo(n) => (6, number_chars(n)),
+        Token::Wait(n) => (7, number_chars(n)),
     };
     Some(rank << 48 | rest)
 }
