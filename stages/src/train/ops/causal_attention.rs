@@ -17,7 +17,7 @@
 //! of every block and one `1 / sum(e)` per row (the probability is their
 //! product), half a `(t, t)` matrix per head.
 //!
-//! Where the CPU has AVX-512 the block products are the kernels of
+//! Where the CPU has AVX-512 or AVX2 the block products are the kernels of
 //! `attention_kernels`, which keep a block's scores transposed (a vector
 //! holds 16 queries), read q and dy in place (as small per-block panels), k
 //! and v from per-task contiguous copies, write the gradients of q, k, v in
@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Result, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use super::attention_kernels::{self as kernels, Causal, Epilogue};
+use super::attention_kernels::{Causal, Epilogue, Kernels};
 use super::{f32_slice, vector};
 
 /// Query rows per block: big enough for efficient block products, small
@@ -80,8 +80,9 @@ pub(super) struct Dims {
     hd: usize,
     block: usize,
     scale: f32,
-    /// The AVX-512 kernels (where the CPU has them) instead of `gemm`.
-    fast: bool,
+    /// The block kernels (where the CPU has AVX-512 or AVX2) instead of
+    /// `gemm`.
+    kernels: Option<Kernels>,
 }
 
 fn dims(l: &Layout, batch: usize, heads: usize, block: usize) -> Result<Dims> {
@@ -116,7 +117,7 @@ pub(super) fn dims_of(
         hd,
         block,
         scale: 1.0 / (hd as f32).sqrt(),
-        fast: kernels::available(),
+        kernels: Kernels::detect(),
     })
 }
 
@@ -229,7 +230,7 @@ pub(super) fn probs_per_task(dm: Dims) -> usize {
 /// `b * heads * t^2 / 2` floats kept): per (sequence, head) task,
 /// [`probs_per_task`] floats `e` (its query blocks' `rows x keys seen`, one
 /// after the other, zero where the causal mask hides a key; each block
-/// transposed, `(keys seen, rows)`, on the AVX-512 path), and per row
+/// transposed, `(keys seen, rows)`, on the kernels' path), and per row
 /// `inv`: the probability of row `i`'s key `j` is `e[i][j] * inv[i]`.
 pub(super) struct Kept {
     pub probs: Vec<f32>,
@@ -286,7 +287,7 @@ fn forward_inner(x: &[f32], batch: usize, dm: Dims, keep: bool) -> (Vec<f32>, Ve
 
 /// One (sequence, head) task of the forward: writes its columns of `out`,
 /// its rows' `lse` and `inv`, and its blocks' exponentials into `kept`
-/// (or a scratch block when none): with the AVX-512 kernels each block
+/// (or a scratch block when none): with the block kernels each block
 /// transposed, `(keys seen, rows)`, through `gemm` as `(rows, keys seen)`.
 fn forward_task(
     x: &[f32],
@@ -304,8 +305,9 @@ fn forward_task(
         hd,
         block,
         scale,
-        fast,
+        kernels,
     } = dm;
+    let fast = kernels.is_some();
     let rs = 3 * d;
     let (bi, h) = (task / heads, task % heads);
     let head = bi * t * rs + h * hd;
@@ -352,14 +354,14 @@ fn forward_task(
             }
             None => &mut scratch[..m * n],
         };
-        if fast {
+        if let Some(kernels) = kernels {
             transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
             colmax[..m].fill(f32::NEG_INFINITY);
-            // SAFETY: AVX-512 is there (`fast`); rows 0..n of k and v and
+            // SAFETY: `kernels` run here; rows 0..n of k and v and
             // i0..i0 + m of y are inside this sequence; the panel, `colmax`,
             // `sums` and `inv[i0..]` have m columns.
             unsafe {
-                kernels::cols(
+                kernels.cols(
                     (n, m, hd),
                     i0,
                     kc.as_ptr(),
@@ -371,7 +373,7 @@ fn forward_task(
                         colmax: colmax.as_mut_ptr(),
                     },
                 );
-                kernels::exp_cols(
+                kernels.exp_cols(
                     s.as_mut_ptr(),
                     (n, m),
                     i0,
@@ -383,7 +385,7 @@ fn forward_task(
                     lse[i0 + i] = colmax[i] + sums[i].ln();
                 }
                 // Y_blk = diag(inv) P V[..n], P read from its transpose.
-                kernels::rows(
+                kernels.rows(
                     (m, n, hd),
                     Causal::QueryRows { i0 },
                     (s.as_ptr(), 1, m),
@@ -524,8 +526,8 @@ pub(super) fn backward(
     let out = Shared(dqkv.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each(|task| {
         let dd = &dd_all[task * t..(task + 1) * t];
-        if dm.fast {
-            backward_task_fast(x, dy, dd, probs, task, dm, out);
+        if let Some(kernels) = dm.kernels {
+            backward_task_fast(kernels, x, dy, dd, probs, task, dm, out);
         } else {
             backward_task_gemm(x, dy, dd, probs, task, dm, out);
         }
@@ -550,12 +552,14 @@ fn kept_block<'a>(
     )
 }
 
-/// One (sequence, head) task of the backward with the AVX-512 kernels:
+/// One (sequence, head) task of the backward with the block kernels:
 /// writes this head's q, k and v columns of `out` = d qkv in place. Per
 /// query block, with `P^T` the block's probabilities transposed:
 /// `dV[..n] (+)= P^T dY_blk`, `dS^T = scale P^T (V dY_blk^T - D)`,
 /// `dQ_blk = (dS^T)^T K[..n]`, `dK[..n] (+)= dS^T Q_blk`.
+#[allow(clippy::too_many_arguments)]
 fn backward_task_fast(
+    kernels: Kernels,
     x: &[f32],
     dy: &[f32],
     dd: &[f32],
@@ -600,11 +604,11 @@ fn backward_task_fast(
             Probs::Recompute { lse } => {
                 let p = &mut scratch[..m * n];
                 transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
-                // SAFETY: AVX-512 is there (`dm.fast`); rows 0..n of k are
+                // SAFETY: `kernels` run here; rows 0..n of k are
                 // inside this sequence, the panel and lse[i0..] have m
                 // columns.
                 unsafe {
-                    kernels::cols(
+                    kernels.cols(
                         (n, m, hd),
                         i0,
                         kc.as_ptr(),
@@ -613,7 +617,7 @@ fn backward_task_fast(
                         p.as_mut_ptr(),
                         Epilogue::Scores { scale },
                     );
-                    kernels::exp_cols(
+                    kernels.exp_cols(
                         p.as_mut_ptr(),
                         (n, m),
                         i0,
@@ -633,13 +637,13 @@ fn backward_task_fast(
             coef[i] = scale * inv[i];
         }
         transpose_rows(&mut panel, dy_blk, m, d, hd);
-        // SAFETY: AVX-512 is there; every row addressed (i0..i0 + m of q,
+        // SAFETY: `kernels` run here; every row addressed (i0..i0 + m of q,
         // dq and dy, 0..n of k, v, dk and dv) is inside this sequence, the
         // output columns are this head's own, and `coef`, `dd[i0..]` and
         // the panel have m columns.
         unsafe {
             // dV[..n] (+)= P^T dY_blk: rows from i0 on are new.
-            kernels::rows(
+            kernels.rows(
                 (n, m, hd),
                 Causal::KeyRows { i0 },
                 (p.as_ptr(), m, 1),
@@ -651,7 +655,7 @@ fn backward_task_fast(
                 std::ptr::null(),
             );
             // dS^T = scale P^T (V[..n] dY_blk^T - D).
-            kernels::cols(
+            kernels.cols(
                 (n, m, hd),
                 i0,
                 vc.as_ptr(),
@@ -665,7 +669,7 @@ fn backward_task_fast(
                 },
             );
             // dQ_blk = dS K[..n].
-            kernels::rows(
+            kernels.rows(
                 (m, n, hd),
                 Causal::QueryRows { i0 },
                 (ds.as_ptr(), 1, m),
@@ -677,7 +681,7 @@ fn backward_task_fast(
                 std::ptr::null(),
             );
             // dK[..n] (+)= dS^T Q_blk.
-            kernels::rows(
+            kernels.rows(
                 (n, m, hd),
                 Causal::KeyRows { i0 },
                 (ds.as_ptr(), m, 1),
@@ -1027,7 +1031,7 @@ mod tests {
     /// The backward from the forward's kept probabilities equals the one
     /// that recomputes them (which the tests above check against the
     /// composed attention and finite differences), for any thread count;
-    /// the AVX-512 kernels (where the CPU has them) equal the `gemm` path,
+    /// each build of the kernels that the CPU runs equals the `gemm` path,
     /// at sizes that leave partial tiles everywhere.
     #[test]
     fn kept_probabilities_give_the_recomputed_gradient() {
@@ -1074,21 +1078,39 @@ mod tests {
                     );
                 }
             };
-            let (y, kept, recomputed) = run(1, dm);
-            close(&kept, &recomputed, "kept vs recomputed");
-            for threads in [2, 3] {
-                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(
-                    bits(&run(threads, dm).1),
-                    bits(&kept),
-                    "{case}: {threads} threads"
+            let gemm = Dims {
+                kernels: None,
+                ..dm
+            };
+            let (y_gemm, kept_gemm, recomputed_gemm) = run(1, gemm);
+            close(&kept_gemm, &recomputed_gemm, "gemm: kept vs recomputed");
+            for kernels in Kernels::all_available() {
+                let dm = Dims {
+                    kernels: Some(kernels),
+                    ..dm
+                };
+                let (y, kept, recomputed) = run(1, dm);
+                close(
+                    &kept,
+                    &recomputed,
+                    &format!("{kernels:?}: kept vs recomputed"),
+                );
+                for threads in [2, 3] {
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(
+                        bits(&run(threads, dm).1),
+                        bits(&kept),
+                        "{case}: {kernels:?}, {threads} threads"
+                    );
+                }
+                close(&y, &y_gemm, &format!("y, {kernels:?} vs gemm"));
+                close(&kept, &kept_gemm, &format!("kept, {kernels:?} vs gemm"));
+                close(
+                    &recomputed,
+                    &recomputed_gemm,
+                    &format!("recomputed, {kernels:?} vs gemm"),
                 );
             }
-            let slow = Dims { fast: false, ..dm };
-            let (y_gemm, kept_gemm, recomputed_gemm) = run(1, slow);
-            close(&y, &y_gemm, "y, kernels vs gemm");
-            close(&kept, &kept_gemm, "kept, kernels vs gemm");
-            close(&recomputed, &recomputed_gemm, "recomputed, kernels vs gemm");
         }
     }
 
@@ -1104,7 +1126,7 @@ mod tests {
     }
 }
 
-/// Timing of the attention alone at the benchmark's shapes, the AVX-512
+/// Timing of the attention alone at the benchmark's shapes, each build of
 /// kernels beside the `gemm` path, 1 thread (a tool for work on the
 /// kernels): `cargo test --release -p vgmake-stages --lib -- --ignored
 /// attention_speed --nocapture`.
@@ -1128,11 +1150,11 @@ mod speed {
                 .collect();
             let dims = dims_of(b * t, 3 * d, b, heads, BLOCK).unwrap();
             on_one_thread(|| {
-                for fast in [false, true, false, true] {
-                    if fast && !dims.fast {
-                        continue;
-                    }
-                    let dm = Dims { fast, ..dims };
+                let builds: Vec<Option<Kernels>> = std::iter::once(None)
+                    .chain(Kernels::all_available().into_iter().map(Some))
+                    .collect();
+                for kernels in builds.iter().chain(&builds).copied() {
+                    let dm = Dims { kernels, ..dims };
                     let (mut tf, mut tb) = (Vec::new(), Vec::new());
                     for _ in 0..7 {
                         let t0 = thread_cpu_seconds();
@@ -1150,7 +1172,7 @@ mod speed {
                     tb.sort_by(f64::total_cmp);
                     eprintln!(
                         "{} b {b} t {t}: forward {:.2} ms, backward {:.2} ms per layer (medians of 7)",
-                        if fast { "kernels" } else { "gemm" },
+                        kernels.map_or("gemm".to_string(), |k| format!("{k:?}")),
                         tf[3] * 1e3,
                         tb[3] * 1e3
                     );

@@ -1,58 +1,14 @@
-//! AVX-512 block products of the fused causal attention, with the element
-//! passes of the softmax and of the score gradient folded into them.
+//! The AVX-512 kernels (see the module above for what each computes).
 //!
-//! A query block's scores are kept transposed, `(keys, queries)`: a vector
-//! holds 16 queries' scores against one key, so the per-query statistics
-//! (maximum, sum, `1 / sum`, `dy . y`) are vectors too, and every product
-//! reads its broadcast operand from contiguous floats and its vector operand
-//! from rows of q, k, v (in place in the `(rows, 3 d)` QKV layout) or from
-//! small per-block panels. Two kernels:
-//! - [`cols`]: `C (n, m) = A (n, k) B (k, m)`, A's rows broadcast (k or v
-//!   rows), B a `(head_dim, queries)` panel (q or dy of the block,
-//!   transposed), with an epilogue per element: the scaled scores and their
-//!   column maxima, or the score gradient `e coef (dP - D)`;
-//! - [`rows`]: `C (r, w) [+]= diag(s) A (r, kk) B (kk, w)` with A given by
-//!   any two strides (a block read transposed or not) and B's rows vectors
-//!   (v, k, q or dy rows): `P V`, `dS K`, `P^T dY`, `dS^T Q`.
-//!
-//! Each sum runs over its inner index in order, one fused multiply-add at a
-//! time, so a result does not depend on the tile it falls in nor on the
-//! thread count (a block is one task's).
+//! A vector holds 16 queries; [`cols`] computes tiles of up to 12 rows by
+//! 32 columns and [`rows`] of up to 6 rows by 64 columns (24 of the 32
+//! registers accumulate).
 
-#[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-/// Whether these kernels can run here (AVX-512F).
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx512f")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
-}
-
-/// What [`cols`] does with each element `x` of its product, row `j` (a
-/// key), column `i` (a query of the block, the first being `i0`).
-#[derive(Clone, Copy)]
-pub enum Epilogue {
-    /// `C = scale x`; `colmax[i]` = the maximum of itself and the column's
-    /// elements that the causal mask keeps.
-    ScoresMax { scale: f32, colmax: *mut f32 },
-    /// `C = scale x`.
-    Scores { scale: f32 },
-    /// `C = e coef[i] (x - dd[i])`, `e` laid out as `C`.
-    ScoreGrad {
-        e: *const f32,
-        coef: *const f32,
-        dd: *const f32,
-    },
-}
+use super::{Causal, Epilogue};
 
 /// Lanes `0..left` (all 16 from 16 on).
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn first(left: usize) -> __mmask16 {
     if left >= 16 {
@@ -64,7 +20,6 @@ fn first(left: usize) -> __mmask16 {
 
 /// The lanes of vector `v` of row `j` that the causal mask keeps: query
 /// `i0 + 16 v + l` sees key `j` when `j <= i0 + 16 v + l`.
-#[cfg(target_arch = "x86_64")]
 #[inline(always)]
 fn seen(j: usize, i0: usize, v: usize) -> __mmask16 {
     let skip = (j.saturating_sub(i0)).saturating_sub(16 * v);
@@ -77,10 +32,9 @@ fn seen(j: usize, i0: usize, v: usize) -> __mmask16 {
 /// columns that no query of it sees are written zero, not computed.
 ///
 /// # Safety
-/// AVX-512F must be available ([`available`]); every addressed element
+/// AVX-512F must be available; every addressed element
 /// (and the epilogue's: `m` floats behind each pointer) must be inside its
 /// buffer; `C` must not overlap the operands.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn cols(
     (n, m, k): (usize, usize, usize),
@@ -141,7 +95,6 @@ type ColsArgs = (
 
 /// One tile of [`cols`]: rows `j0..j0 + R`, columns `w0..w0 + 32` (fewer
 /// at the end of a row unless `FULL`); returns `R`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn cols_tile<const R: usize, const FULL: bool>(
@@ -267,7 +220,6 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
 ///
 /// # Safety
 /// As [`cols`]; `row_scale`, where given, has `r` floats.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn rows(
@@ -326,16 +278,6 @@ pub unsafe fn rows(
     }
 }
 
-/// Which terms of [`rows`]' sums are zero, `A` being a causal block of
-/// the queries from `i0` on.
-#[derive(Clone, Copy)]
-pub enum Causal {
-    /// Row `i` is query `i0 + i` and `p` a key: terms `p > i0 + i` vanish.
-    QueryRows { i0: usize },
-    /// Row `i` is key `i` and `p` query `i0 + p`: terms `p < i - i0` vanish.
-    KeyRows { i0: usize },
-}
-
 type RowsArgs = (
     usize,
     usize,
@@ -355,7 +297,6 @@ type RowsArgs = (
 
 /// One tile of [`rows`]: rows `i0..i0 + R`, columns `w0..w0 + 64` (fewer
 /// at the end unless `FULL`); returns `R`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 unsafe fn rows_tile<const R: usize, const FULL: bool>(
@@ -433,7 +374,6 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
 
 /// `e^x` of 16 lanes: `fastmath::exp`'s method (clamp, `2^n e^r` with a
 /// degree-7 polynomial), with fused multiply-adds.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 #[inline]
 fn exp16(x: __m512) -> __m512 {
@@ -470,7 +410,6 @@ fn exp16(x: __m512) -> __m512 {
 ///
 /// # Safety
 /// AVX-512F must be available; `s` has `n m` floats, `sub` (and `sums`) `m`.
-#[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn exp_cols(
     s: *mut f32,
@@ -505,13 +444,13 @@ pub unsafe fn exp_cols(
     }
 }
 
-#[cfg(all(test, target_arch = "x86_64"))]
+#[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn exp16_matches_libm() {
-        if !available() {
+        if !std::arch::is_x86_feature_detected!("avx512f") {
             return;
         }
         let mut x = -100.0f32;
@@ -530,52 +469,4 @@ mod tests {
             x += 0.0137 * 16.0;
         }
     }
-}
-
-// Elsewhere than x86-64 [`available`] is false and nothing calls these.
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never callable here ([`available`] is false).
-#[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn cols(
-    _: (usize, usize, usize),
-    _: usize,
-    _: *const f32,
-    _: usize,
-    _: *const f32,
-    _: *mut f32,
-    _: Epilogue,
-) {
-    unreachable!("the attention kernels need x86-64 with AVX-512F")
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never callable here ([`available`] is false).
-#[cfg(not(target_arch = "x86_64"))]
-#[allow(clippy::too_many_arguments)]
-pub unsafe fn rows(
-    _: (usize, usize, usize),
-    _: Causal,
-    _: (*const f32, usize, usize),
-    _: *const f32,
-    _: usize,
-    _: *mut f32,
-    _: usize,
-    _: usize,
-    _: *const f32,
-) {
-    unreachable!("the attention kernels need x86-64 with AVX-512F")
-}
-
-/// See the x86-64 version.
-///
-/// # Safety
-/// Never callable here ([`available`] is false).
-#[cfg(not(target_arch = "x86_64"))]
-pub unsafe fn exp_cols(_: *mut f32, _: (usize, usize), _: usize, _: *const f32, _: *mut f32) {
-    unreachable!("the attention kernels need x86-64 with AVX-512F")
 }

@@ -1,0 +1,454 @@
+//! The AVX2 kernels (with FMA), for CPUs without AVX-512: the same
+//! operations, layouts and order of every sum as [`super::avx512`], on
+//! 8-lane vectors. AVX2 has 16 registers, so a tile is at most 6 rows by
+//! 16 columns (12 accumulators, 2 loaded vectors and 1 broadcast), the
+//! shape of the usual AVX2 `gemm` micro-kernel.
+
+use std::arch::x86_64::*;
+
+use super::{Causal, Epilogue};
+
+/// Columns of a tile: two vectors.
+const W: usize = 16;
+const V: usize = 2;
+
+/// Lanes `0..left` (all 8 from 8 on), as a mask for `maskload`/`maskstore`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn first(left: usize) -> __m256i {
+    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(left.min(8) as i32), iota)
+}
+
+/// The lanes of vector `v` of row `j` that the causal mask keeps: query
+/// `i0 + 8 v + l` sees key `j` when `j <= i0 + 8 v + l`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn seen(j: usize, i0: usize, v: usize) -> __m256 {
+    let skip = (j.saturating_sub(i0)).saturating_sub(8 * v).min(8);
+    let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(skip as i32 - 1)))
+}
+
+/// See [`super::Kernels::cols`]; tiles of 16 columns.
+///
+/// # Safety
+/// AVX2 and FMA must be available; as [`super::Kernels::cols`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn cols(
+    (n, m, k): (usize, usize, usize),
+    i0: usize,
+    a: *const f32,
+    lda: usize,
+    b: *const f32,
+    c: *mut f32,
+    ep: Epilogue,
+) {
+    let mut w0 = 0;
+    while w0 < m {
+        let seen = n.min(i0 + w0 + W);
+        let mut j0 = 0;
+        while j0 < seen {
+            let args = (j0, w0, m, k, a, lda, b, c, ep, i0);
+            let left = seen - j0;
+            // SAFETY: forwarded.
+            let rows = unsafe {
+                match (m - w0 >= W, left) {
+                    (true, 6..) => cols_tile::<6, true>(args),
+                    (true, 4..) => cols_tile::<4, true>(args),
+                    (true, 2..) => cols_tile::<2, true>(args),
+                    (true, _) => cols_tile::<1, true>(args),
+                    (false, 6..) => cols_tile::<6, false>(args),
+                    (false, 4..) => cols_tile::<4, false>(args),
+                    (false, 2..) => cols_tile::<2, false>(args),
+                    (false, _) => cols_tile::<1, false>(args),
+                }
+            };
+            j0 += rows;
+        }
+        let lanes = [first(m - w0), first((m - w0).saturating_sub(8))];
+        for j in seen..n {
+            // SAFETY: row j's columns w0.. of C.
+            unsafe {
+                let out = c.add(j * m + w0);
+                for (v, &mask) in lanes.iter().enumerate() {
+                    _mm256_maskstore_ps(out.add(8 * v), mask, _mm256_setzero_ps());
+                }
+            }
+        }
+        w0 += W;
+    }
+}
+
+type ColsArgs = (
+    usize,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    usize,
+    *const f32,
+    *mut f32,
+    Epilogue,
+    usize,
+);
+
+/// One tile of [`cols`]: rows `j0..j0 + R`, columns `w0..w0 + 16` (fewer
+/// at the end of a row unless `FULL`); returns `R`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn cols_tile<const R: usize, const FULL: bool>(
+    (j0, w0, m, k, a, lda, b, c, ep, i0): ColsArgs,
+) -> usize {
+    let mut masks = [_mm256_setzero_si256(); V];
+    for (v, mask) in masks.iter_mut().enumerate() {
+        *mask = first(m.saturating_sub(w0 + 8 * v));
+    }
+    let mut acc = [[_mm256_setzero_ps(); V]; R];
+    unsafe {
+        macro_rules! load {
+            ($p:expr, $v:expr) => {
+                if FULL {
+                    _mm256_loadu_ps($p.add(8 * $v))
+                } else {
+                    _mm256_maskload_ps($p.add(8 * $v), masks[$v])
+                }
+            };
+        }
+        macro_rules! store {
+            ($p:expr, $v:expr, $x:expr) => {
+                if FULL {
+                    _mm256_storeu_ps($p.add(8 * $v), $x)
+                } else {
+                    _mm256_maskstore_ps($p.add(8 * $v), masks[$v], $x)
+                }
+            };
+        }
+        // The tile's rows of C come into the cache while the products run
+        // (as in the AVX-512 build: C is the kept exponentials, far past
+        // the caches). A prefetch never faults.
+        for r in 0..R {
+            _mm_prefetch::<_MM_HINT_T0>(c.add((j0 + r) * m + w0) as *const i8);
+        }
+        let a = a.add(j0 * lda);
+        let mut bp = b.add(w0);
+        for p in 0..k {
+            let mut bv = [_mm256_setzero_ps(); V];
+            for (v, bv) in bv.iter_mut().enumerate() {
+                *bv = load!(bp, v);
+            }
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*a.add(r * lda + p));
+                for v in 0..V {
+                    acc[v] = _mm256_fmadd_ps(x, bv[v], acc[v]);
+                }
+            }
+            bp = bp.add(m);
+        }
+        match ep {
+            Epilogue::ScoresMax { scale, colmax } => {
+                let s = _mm256_set1_ps(scale);
+                let colmax = colmax.add(w0);
+                let mut mx = [_mm256_setzero_ps(); V];
+                for (v, mx) in mx.iter_mut().enumerate() {
+                    *mx = load!(colmax, v);
+                }
+                // Every query of the tile sees all its rows (keys): no mask.
+                let all_seen = j0 + R <= i0 + w0 + 1;
+                for (r, acc) in acc.iter().enumerate() {
+                    let j = j0 + r;
+                    let out = c.add(j * m + w0);
+                    for v in 0..V {
+                        let x = _mm256_mul_ps(acc[v], s);
+                        store!(out, v, x);
+                        let max = _mm256_max_ps(mx[v], x);
+                        mx[v] = if all_seen {
+                            max
+                        } else {
+                            _mm256_blendv_ps(mx[v], max, seen(j, i0 + w0, v))
+                        };
+                    }
+                }
+                for (v, &mx) in mx.iter().enumerate() {
+                    store!(colmax, v, mx);
+                }
+            }
+            Epilogue::Scores { scale } => {
+                let s = _mm256_set1_ps(scale);
+                for (r, acc) in acc.iter().enumerate() {
+                    let out = c.add((j0 + r) * m + w0);
+                    for v in 0..V {
+                        store!(out, v, _mm256_mul_ps(acc[v], s));
+                    }
+                }
+            }
+            Epilogue::ScoreGrad { e, coef, dd } => {
+                let (mut cf, mut di) = ([_mm256_setzero_ps(); V], [_mm256_setzero_ps(); V]);
+                for v in 0..V {
+                    cf[v] = load!(coef.add(w0), v);
+                    di[v] = load!(dd.add(w0), v);
+                }
+                for (r, acc) in acc.iter().enumerate() {
+                    let at = (j0 + r) * m + w0;
+                    let (e, out) = (e.add(at), c.add(at));
+                    for v in 0..V {
+                        let ec = _mm256_mul_ps(load!(e, v), cf[v]);
+                        store!(out, v, _mm256_mul_ps(ec, _mm256_sub_ps(acc[v], di[v])));
+                    }
+                }
+            }
+        }
+    }
+    R
+}
+
+/// See [`super::Kernels::rows`]; tiles of up to 6 rows by 16 columns.
+///
+/// # Safety
+/// AVX2 and FMA must be available; as [`super::Kernels::rows`].
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn rows(
+    (r, kk, w): (usize, usize, usize),
+    causal: Causal,
+    (a, ars, acs): (*const f32, usize, usize),
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    acc_rows: usize,
+    row_scale: *const f32,
+) {
+    // Row tiles outside, column tiles inside: a tile's rows of C (whole
+    // lines) and of A (from L1) serve every column tile at once.
+    let mut i0 = 0;
+    while i0 < r {
+        let left = r - i0;
+        // Eight rows left go as 4 + 4, not 6 + 2 (as in the AVX-512
+        // build: a 2-row tile reuses each loaded row of B only twice).
+        let rows = if left >= 6 && left != 8 {
+            6
+        } else if left >= 4 {
+            4
+        } else if left >= 2 {
+            2
+        } else {
+            1
+        };
+        let (p0, p1) = match causal {
+            Causal::QueryRows { i0: q0 } => (0, kk.min(q0 + i0 + rows)),
+            Causal::KeyRows { i0: q0 } => (i0.saturating_sub(q0).min(kk), kk),
+        };
+        let mut w0 = 0;
+        while w0 < w {
+            let full = w0 + W <= w;
+            let args = (
+                i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, acc_rows, row_scale,
+            );
+            // SAFETY: forwarded.
+            unsafe {
+                match (full, rows) {
+                    (true, 6) => rows_tile::<6, true>(args),
+                    (true, 4) => rows_tile::<4, true>(args),
+                    (true, 2) => rows_tile::<2, true>(args),
+                    (true, _) => rows_tile::<1, true>(args),
+                    (false, 6) => rows_tile::<6, false>(args),
+                    (false, 4) => rows_tile::<4, false>(args),
+                    (false, 2) => rows_tile::<2, false>(args),
+                    (false, _) => rows_tile::<1, false>(args),
+                }
+            };
+            w0 += W;
+        }
+        i0 += rows;
+    }
+}
+
+type RowsArgs = (
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    *const f32,
+    usize,
+    usize,
+    *const f32,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    *const f32,
+);
+
+/// One tile of [`rows`]: rows `i0..i0 + R`, columns `w0..w0 + 16` (fewer
+/// at the end unless `FULL`); returns `R`.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn rows_tile<const R: usize, const FULL: bool>(
+    (i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, acc_rows, row_scale): RowsArgs,
+) -> usize {
+    let mut masks = [_mm256_setzero_si256(); V];
+    for (v, mask) in masks.iter_mut().enumerate() {
+        *mask = first(w.saturating_sub(w0 + 8 * v));
+    }
+    unsafe {
+        macro_rules! load {
+            ($p:expr, $v:expr) => {
+                if FULL {
+                    _mm256_loadu_ps($p.add(8 * $v))
+                } else {
+                    _mm256_maskload_ps($p.add(8 * $v), masks[$v])
+                }
+            };
+        }
+        let out = c.add(i0 * ldc + w0);
+        let mut acc = [[_mm256_setzero_ps(); V]; R];
+        for (q, acc) in acc.iter_mut().enumerate() {
+            if i0 + q < acc_rows {
+                for (v, acc) in acc.iter_mut().enumerate() {
+                    *acc = load!(out.add(q * ldc), v);
+                }
+            }
+        }
+        let a = a.add(i0 * ars);
+        if ars > acs && w0 == 0 {
+            // The next tile's rows of A, when A is a block read row by row
+            // (the kept probabilities come from memory), once per row tile.
+            let next = a.add(R * ars) as *const i8;
+            for l in 0..(R * ars * 4).div_ceil(64) {
+                _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l));
+            }
+        }
+        let mut bp = b.add(p0 * ldb + w0);
+        for p in p0..p1 {
+            let mut bv = [_mm256_setzero_ps(); V];
+            for (v, bv) in bv.iter_mut().enumerate() {
+                *bv = load!(bp, v);
+            }
+            let ap = a.add(p * acs);
+            for (q, acc) in acc.iter_mut().enumerate() {
+                let x = _mm256_broadcast_ss(&*ap.add(q * ars));
+                for v in 0..V {
+                    acc[v] = _mm256_fmadd_ps(x, bv[v], acc[v]);
+                }
+            }
+            bp = bp.add(ldb);
+        }
+        let scaled = !row_scale.is_null();
+        for (q, acc) in acc.iter().enumerate() {
+            let o = out.add(q * ldc);
+            let s = _mm256_set1_ps(if scaled { *row_scale.add(i0 + q) } else { 1.0 });
+            for v in 0..V {
+                let x = if scaled {
+                    _mm256_mul_ps(acc[v], s)
+                } else {
+                    acc[v]
+                };
+                if FULL {
+                    _mm256_storeu_ps(o.add(8 * v), x)
+                } else {
+                    _mm256_maskstore_ps(o.add(8 * v), masks[v], x)
+                }
+            }
+        }
+    }
+    R
+}
+
+/// `e^x` of 8 lanes: `fastmath::exp`'s method (clamp, `2^n e^r` with a
+/// degree-7 polynomial), with fused multiply-adds; `2^n` built in the
+/// exponent bits (`n` is in -125..=127 after the clamp, so it is exact).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn exp8(x: __m256) -> __m256 {
+    let x = _mm256_min_ps(
+        _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+        _mm256_set1_ps(88.0),
+    );
+    let n = _mm256_floor_ps(_mm256_fmadd_ps(
+        x,
+        _mm256_set1_ps(std::f32::consts::LOG2_E),
+        _mm256_set1_ps(0.5),
+    ));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.0 / 5040.0);
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let bits = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
+}
+
+/// See [`super::Kernels::exp_cols`].
+///
+/// # Safety
+/// AVX2 and FMA must be available; as [`super::Kernels::exp_cols`].
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn exp_cols(
+    s: *mut f32,
+    (n, m): (usize, usize),
+    i0: usize,
+    sub: *const f32,
+    sums: *mut f32,
+) {
+    let mut w0 = 0;
+    while w0 < m {
+        let lanes = first(m - w0);
+        unsafe {
+            let b = _mm256_maskload_ps(sub.add(w0), lanes);
+            let mut acc = _mm256_setzero_ps();
+            let rows = n.min(i0 + w0 + 8);
+            for j in rows..n {
+                _mm256_maskstore_ps(s.add(j * m + w0), lanes, _mm256_setzero_ps());
+            }
+            for j in 0..rows {
+                let p = s.add(j * m + w0);
+                let e = exp8(_mm256_sub_ps(_mm256_maskload_ps(p, lanes), b));
+                let e = _mm256_and_ps(e, seen(j, i0 + w0, 0));
+                acc = _mm256_add_ps(acc, e);
+                _mm256_maskstore_ps(p, lanes, e);
+            }
+            if !sums.is_null() {
+                _mm256_maskstore_ps(sums.add(w0), lanes, acc);
+            }
+        }
+        w0 += 8;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp8_matches_libm() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            let xs: [f32; 8] = std::array::from_fn(|l| x + l as f32 * 0.0013);
+            let mut out = [0f32; 8];
+            // SAFETY: AVX2 and FMA are there; 8 floats each.
+            unsafe {
+                let e = exp8(_mm256_loadu_ps(xs.as_ptr()));
+                _mm256_storeu_ps(out.as_mut_ptr(), e);
+            }
+            for (o, x) in out.iter().zip(xs) {
+                let want = x.clamp(-87.0, 88.0).exp();
+                assert!((o - want).abs() <= 5e-7 * want, "exp({x}): {o} vs {want}");
+            }
+            x += 0.0137 * 8.0;
+        }
+    }
+}
