@@ -203,6 +203,11 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
 }
 
 /// See [`super::Kernels::rows`]; tiles of up to 6 rows by 16 columns.
+/// The sums run over the inner index in chunks of [`KC`]: a chunk's rows of
+/// B and its part of A stay in L1 while every tile uses them (a sum over
+/// 1,024 keys fetched them from L2 once per tile: `P V` and `dS K` ran at
+/// 63% of the FMA peak), and between chunks a tile's partial sums wait in
+/// C (the same sums in the same order: the same bits).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; as [`super::Kernels::rows`].
@@ -219,50 +224,74 @@ pub unsafe fn rows(
     acc_rows: usize,
     row_scale: *const f32,
 ) {
-    // Row tiles outside, column tiles inside: a tile's rows of C (whole
-    // lines) and of A (from L1) serve every column tile at once.
-    let mut i0 = 0;
-    while i0 < r {
-        let left = r - i0;
-        // Eight rows left go as 4 + 4, not 6 + 2 (as in the AVX-512
-        // build: a 2-row tile reuses each loaded row of B only twice).
-        let rows = if left >= 6 && left != 8 {
-            6
-        } else if left >= 4 {
-            4
-        } else if left >= 2 {
-            2
-        } else {
-            1
-        };
-        let (p0, p1) = match causal {
-            Causal::QueryRows { i0: q0 } => (0, kk.min(q0 + i0 + rows)),
-            Causal::KeyRows { i0: q0 } => (i0.saturating_sub(q0).min(kk), kk),
-        };
-        let mut w0 = 0;
-        while w0 < w {
-            let full = w0 + W <= w;
-            let args = (
-                i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, acc_rows, row_scale,
-            );
-            // SAFETY: forwarded.
-            unsafe {
-                match (full, rows) {
-                    (true, 6) => rows_tile::<6, true>(args),
-                    (true, 4) => rows_tile::<4, true>(args),
-                    (true, 2) => rows_tile::<2, true>(args),
-                    (true, _) => rows_tile::<1, true>(args),
-                    (false, 6) => rows_tile::<6, false>(args),
-                    (false, 4) => rows_tile::<4, false>(args),
-                    (false, 2) => rows_tile::<2, false>(args),
-                    (false, _) => rows_tile::<1, false>(args),
-                }
+    for chunk in 0..kk.div_ceil(KC).max(1) {
+        let (c0, c1) = (chunk * KC, ((chunk + 1) * KC).min(kk));
+        // Row tiles outside, column tiles inside: a tile's rows of C (whole
+        // lines) and of A serve every column tile at once.
+        let mut i0 = 0;
+        while i0 < r {
+            let left = r - i0;
+            // Eight rows left go as 4 + 4, not 6 + 2 (as in the AVX-512
+            // build: a 2-row tile reuses each loaded row of B only twice).
+            let rows = if left >= 6 && left != 8 {
+                6
+            } else if left >= 4 {
+                4
+            } else if left >= 2 {
+                2
+            } else {
+                1
             };
-            w0 += W;
+            let (p0, p1) = match causal {
+                Causal::QueryRows { i0: q0 } => (0, kk.min(q0 + i0 + rows)),
+                Causal::KeyRows { i0: q0 } => (i0.saturating_sub(q0).min(kk), kk),
+            };
+            // The tile's first and last chunks (chunk 0 alone where it
+            // sums nothing: C is still written).
+            let (first, last) = if p0 < p1 {
+                (p0 / KC, (p1 - 1) / KC)
+            } else {
+                (0, 0)
+            };
+            if (first..=last).contains(&chunk) {
+                let lo = p0.max(c0);
+                let hi = p1.min(c1).max(lo);
+                let from_c = if chunk == first { acc_rows } else { usize::MAX };
+                let scale = if chunk == last {
+                    row_scale
+                } else {
+                    std::ptr::null()
+                };
+                let mut w0 = 0;
+                while w0 < w {
+                    let full = w0 + W <= w;
+                    let args = (
+                        i0, w0, lo, hi, w, a, ars, acs, b, ldb, c, ldc, from_c, scale,
+                    );
+                    // SAFETY: forwarded.
+                    unsafe {
+                        match (full, rows) {
+                            (true, 6) => rows_tile::<6, true>(args),
+                            (true, 4) => rows_tile::<4, true>(args),
+                            (true, 2) => rows_tile::<2, true>(args),
+                            (true, _) => rows_tile::<1, true>(args),
+                            (false, 6) => rows_tile::<6, false>(args),
+                            (false, 4) => rows_tile::<4, false>(args),
+                            (false, 2) => rows_tile::<2, false>(args),
+                            (false, _) => rows_tile::<1, false>(args),
+                        }
+                    };
+                    w0 += W;
+                }
+            }
+            i0 += rows;
         }
-        i0 += rows;
     }
 }
+
+/// The inner index's chunk in [`rows`]: 64 rows of B (16 KB at head_dim
+/// 64) and of a transposed block of A (8 KB) fit L1 together.
+const KC: usize = 64;
 
 type RowsArgs = (
     usize,
@@ -389,7 +418,9 @@ fn exp8(x: __m256) -> __m256 {
     _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
 }
 
-/// See [`super::Kernels::exp_cols`].
+/// See [`super::Kernels::exp_cols`]. Rows outside, 32 columns inside: a
+/// row's 32 floats are one or two cache lines (a block of 1,024 keys walked
+/// 8 columns at a time fetched every line four times, and took 3x as long).
 ///
 /// # Safety
 /// AVX2 and FMA must be available; as [`super::Kernels::exp_cols`].
@@ -403,26 +434,85 @@ pub unsafe fn exp_cols(
 ) {
     let mut w0 = 0;
     while w0 < m {
-        let lanes = first(m - w0);
+        // SAFETY: forwarded.
         unsafe {
-            let b = _mm256_maskload_ps(sub.add(w0), lanes);
-            let mut acc = _mm256_setzero_ps();
-            let rows = n.min(i0 + w0 + 8);
-            for j in rows..n {
-                _mm256_maskstore_ps(s.add(j * m + w0), lanes, _mm256_setzero_ps());
-            }
-            for j in 0..rows {
-                let p = s.add(j * m + w0);
-                let e = exp8(_mm256_sub_ps(_mm256_maskload_ps(p, lanes), b));
-                let e = _mm256_and_ps(e, seen(j, i0 + w0, 0));
-                acc = _mm256_add_ps(acc, e);
-                _mm256_maskstore_ps(p, lanes, e);
-            }
-            if !sums.is_null() {
-                _mm256_maskstore_ps(sums.add(w0), lanes, acc);
+            if m - w0 >= 8 * G {
+                exp_cols_group::<true>(s, (n, m), i0, w0, sub, sums)
+            } else {
+                exp_cols_group::<false>(s, (n, m), i0, w0, sub, sums)
             }
         }
-        w0 += 8;
+        w0 += 8 * G;
+    }
+}
+
+/// Vectors of one group of [`exp_cols`].
+const G: usize = 4;
+
+/// [`exp_cols`] on columns `w0..w0 + 32` (fewer at the end unless `FULL`:
+/// masked loads and stores, which are slow on AMD, only there).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn exp_cols_group<const FULL: bool>(
+    s: *mut f32,
+    (n, m): (usize, usize),
+    i0: usize,
+    w0: usize,
+    sub: *const f32,
+    sums: *mut f32,
+) {
+    let mut lanes = [_mm256_setzero_si256(); G];
+    for (v, lanes) in lanes.iter_mut().enumerate() {
+        *lanes = first((m - w0).saturating_sub(8 * v));
+    }
+    unsafe {
+        macro_rules! load {
+            ($p:expr, $v:expr) => {
+                if FULL {
+                    _mm256_loadu_ps($p.add(8 * $v))
+                } else {
+                    _mm256_maskload_ps($p.add(8 * $v), lanes[$v])
+                }
+            };
+        }
+        macro_rules! store {
+            ($p:expr, $v:expr, $x:expr) => {
+                if FULL {
+                    _mm256_storeu_ps($p.add(8 * $v), $x)
+                } else {
+                    _mm256_maskstore_ps($p.add(8 * $v), lanes[$v], $x)
+                }
+            };
+        }
+        let sub = sub.add(w0);
+        let mut b = [_mm256_setzero_ps(); G];
+        for (v, b) in b.iter_mut().enumerate() {
+            *b = load!(sub, v);
+        }
+        let mut acc = [_mm256_setzero_ps(); G];
+        // Rows that no query of the group sees are zero; in the others a
+        // vector's hidden lanes are masked to zero.
+        let rows = n.min(i0 + w0 + 8 * G);
+        for j in rows..n {
+            for v in 0..G {
+                store!(s.add(j * m + w0), v, _mm256_setzero_ps());
+            }
+        }
+        for j in 0..rows {
+            let p = s.add(j * m + w0);
+            for v in 0..G {
+                let e = exp8(_mm256_sub_ps(load!(p, v), b[v]));
+                let e = _mm256_and_ps(e, seen(j, i0 + w0, v));
+                acc[v] = _mm256_add_ps(acc[v], e);
+                store!(p, v, e);
+            }
+        }
+        if !sums.is_null() {
+            let sums = sums.add(w0);
+            for (v, &acc) in acc.iter().enumerate() {
+                store!(sums, v, acc);
+            }
+        }
     }
 }
 
@@ -450,5 +540,124 @@ mod tests {
             }
             x += 0.0137 * 8.0;
         }
+    }
+}
+
+/// Each kernel alone at the long-context shapes (a key range of 1,024, a
+/// block of 32 queries, head_dim 64), in GFLOP/s, beside `fma_peak`: a tool
+/// for work on the kernels (`cargo test --release -p vgmake-stages --lib
+/// -- --ignored avx2_kernel_rates --nocapture`).
+#[cfg(test)]
+mod rates {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn avx2_kernel_rates() {
+        if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let (n, m, hd, ld) = (1024usize, 32usize, 64usize, 768usize);
+        let fill = |len: usize, seed: usize| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i * 37 + seed) % 101) as f32 / 101.0 - 0.5)
+                .collect()
+        };
+        let (p, kc, dys) = (fill(n * m, 1), fill(n * hd, 2), fill(m * hd, 3));
+        let mut dv = fill(n * ld, 4);
+        let mut dq = fill(m * ld, 5);
+        let mut s = vec![0f32; n * m];
+        let mut colmax = vec![f32::NEG_INFINITY; m];
+        let mut sums = vec![0f32; m];
+        let time = |f: &mut dyn FnMut()| {
+            let mut best = f64::MAX;
+            for _ in 0..200 {
+                let t = Instant::now();
+                f();
+                best = best.min(t.elapsed().as_secs_f64());
+            }
+            best
+        };
+        let i0 = n - m;
+        let macs = (n * m * hd) as f64;
+        // SAFETY (all three): AVX2 and FMA are there; every buffer holds
+        // what the shapes address.
+        let key_rows = time(&mut || unsafe {
+            rows(
+                (n, m, hd),
+                Causal::KeyRows { i0 },
+                (p.as_ptr(), m, 1),
+                dys.as_ptr(),
+                hd,
+                dv.as_mut_ptr(),
+                ld,
+                i0,
+                std::ptr::null(),
+            )
+        });
+        let qx = fill(m * ld, 6);
+        let key_rows_strided = time(&mut || unsafe {
+            rows(
+                (n, m, hd),
+                Causal::KeyRows { i0 },
+                (p.as_ptr(), m, 1),
+                qx.as_ptr(),
+                ld,
+                dv.as_mut_ptr(),
+                ld,
+                i0,
+                std::ptr::null(),
+            )
+        });
+        let query_rows = time(&mut || unsafe {
+            rows(
+                (m, n, hd),
+                Causal::QueryRows { i0 },
+                (p.as_ptr(), 1, m),
+                kc.as_ptr(),
+                hd,
+                dq.as_mut_ptr(),
+                ld,
+                0,
+                std::ptr::null(),
+            )
+        });
+        let cols_max = time(&mut || unsafe {
+            cols(
+                (n, m, hd),
+                i0,
+                kc.as_ptr(),
+                hd,
+                dys.as_ptr(),
+                s.as_mut_ptr(),
+                Epilogue::ScoresMax {
+                    scale: 0.125,
+                    colmax: colmax.as_mut_ptr(),
+                },
+            )
+        });
+        let exp = time(&mut || unsafe {
+            exp_cols(
+                s.as_mut_ptr(),
+                (n, m),
+                i0,
+                colmax.as_ptr(),
+                sums.as_mut_ptr(),
+            )
+        });
+        for (what, secs) in [
+            ("rows, key rows, B contiguous (dV)", key_rows),
+            ("rows, key rows, B rows 3 d apart (dK)", key_rows_strided),
+            ("rows, query rows (Y, dQ)", query_rows),
+            ("cols, scores and maxima", cols_max),
+        ] {
+            eprintln!(
+                "{what}: {:.1} us, {:.1} GFLOP/s",
+                secs * 1e6,
+                2.0 * macs / secs / 1e9
+            );
+        }
+        eprintln!("exp_cols: {:.1} us", exp * 1e6);
     }
 }
