@@ -595,8 +595,14 @@ fn backward_task_fast(
         gather(x, head + d, t, d, hd),
         gather(x, head + 2 * d, t, d, hd),
     );
+    // dK and dV are summed over the query blocks in contiguous copies,
+    // written into the QKV layout at the end: every block adds into all
+    // their rows so far, and rows `3 d` apart (3 KB at d = 256) share a few
+    // cache sets (the AVX2 backward at context 1,024: ~0.86x the time).
+    let mut dkc = vec![0f32; t * hd];
+    let mut dvc = vec![0f32; t * hd];
     let dq = out.at(head);
-    let (dk, dv) = (out.at(head + d), out.at(head + 2 * d));
+    let (dk, dv) = (dkc.as_mut_ptr(), dvc.as_mut_ptr());
     let mut offset = 0;
     for (i0, m, n) in query_blocks(t, block) {
         let (p, inv): (&[f32], &[f32]) = match probs {
@@ -650,7 +656,7 @@ fn backward_task_fast(
                 dys.as_ptr(),
                 hd,
                 dv,
-                rs,
+                hd,
                 i0,
                 std::ptr::null(),
             );
@@ -688,10 +694,17 @@ fn backward_task_fast(
                 x[head + i0 * rs..].as_ptr(),
                 rs,
                 dk,
-                rs,
+                hd,
                 i0,
                 std::ptr::null(),
             );
+        }
+    }
+    for (i, (k, v)) in dkc.chunks_exact(hd).zip(dvc.chunks_exact(hd)).enumerate() {
+        // SAFETY: row i of this sequence, this head's k and v columns.
+        unsafe {
+            std::ptr::copy_nonoverlapping(k.as_ptr(), out.at(head + d + i * rs), hd);
+            std::ptr::copy_nonoverlapping(v.as_ptr(), out.at(head + 2 * d + i * rs), hd);
         }
     }
 }
