@@ -30,6 +30,36 @@ fn seen(j: usize, i0: usize, v: usize) -> __m256 {
     _mm256_castsi256_ps(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32(skip as i32 - 1)))
 }
 
+/// Vector `v` of the floats at `p` (from `p + 8 v`): all 8 lanes where
+/// `FULL`, else the lanes of `masks[v]` (the others read as zero and are not
+/// touched). Masked loads and stores are slow on AMD: only at the ends.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn load<const FULL: bool>(p: *const f32, v: usize, masks: &[__m256i]) -> __m256 {
+    // SAFETY: the caller's.
+    unsafe {
+        if FULL {
+            _mm256_loadu_ps(p.add(8 * v))
+        } else {
+            _mm256_maskload_ps(p.add(8 * v), masks[v])
+        }
+    }
+}
+
+/// [`load`]'s store.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn store<const FULL: bool>(p: *mut f32, v: usize, masks: &[__m256i], x: __m256) {
+    // SAFETY: the caller's.
+    unsafe {
+        if FULL {
+            _mm256_storeu_ps(p.add(8 * v), x)
+        } else {
+            _mm256_maskstore_ps(p.add(8 * v), masks[v], x)
+        }
+    }
+}
+
 /// See [`super::Kernels::cols`]; tiles of 16 columns.
 ///
 /// # Safety
@@ -106,24 +136,6 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
     }
     let mut acc = [[_mm256_setzero_ps(); V]; R];
     unsafe {
-        macro_rules! load {
-            ($p:expr, $v:expr) => {
-                if FULL {
-                    _mm256_loadu_ps($p.add(8 * $v))
-                } else {
-                    _mm256_maskload_ps($p.add(8 * $v), masks[$v])
-                }
-            };
-        }
-        macro_rules! store {
-            ($p:expr, $v:expr, $x:expr) => {
-                if FULL {
-                    _mm256_storeu_ps($p.add(8 * $v), $x)
-                } else {
-                    _mm256_maskstore_ps($p.add(8 * $v), masks[$v], $x)
-                }
-            };
-        }
         // The tile's rows of C come into the cache while the products run
         // (as in the AVX-512 build: C is the kept exponentials, far past
         // the caches). A prefetch never faults.
@@ -135,7 +147,7 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
         for p in 0..k {
             let mut bv = [_mm256_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = load!(bp, v);
+                *bv = load::<FULL>(bp, v, &masks);
             }
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x = _mm256_broadcast_ss(&*a.add(r * lda + p));
@@ -151,7 +163,7 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
                 let colmax = colmax.add(w0);
                 let mut mx = [_mm256_setzero_ps(); V];
                 for (v, mx) in mx.iter_mut().enumerate() {
-                    *mx = load!(colmax, v);
+                    *mx = load::<FULL>(colmax, v, &masks);
                 }
                 // Every query of the tile sees all its rows (keys): no mask.
                 let all_seen = j0 + R <= i0 + w0 + 1;
@@ -160,7 +172,7 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
                     let out = c.add(j * m + w0);
                     for v in 0..V {
                         let x = _mm256_mul_ps(acc[v], s);
-                        store!(out, v, x);
+                        store::<FULL>(out, v, &masks, x);
                         let max = _mm256_max_ps(mx[v], x);
                         mx[v] = if all_seen {
                             max
@@ -170,7 +182,7 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
                     }
                 }
                 for (v, &mx) in mx.iter().enumerate() {
-                    store!(colmax, v, mx);
+                    store::<FULL>(colmax, v, &masks, mx);
                 }
             }
             Epilogue::Scores { scale } => {
@@ -178,22 +190,27 @@ unsafe fn cols_tile<const R: usize, const FULL: bool>(
                 for (r, acc) in acc.iter().enumerate() {
                     let out = c.add((j0 + r) * m + w0);
                     for v in 0..V {
-                        store!(out, v, _mm256_mul_ps(acc[v], s));
+                        store::<FULL>(out, v, &masks, _mm256_mul_ps(acc[v], s));
                     }
                 }
             }
             Epilogue::ScoreGrad { e, coef, dd } => {
                 let (mut cf, mut di) = ([_mm256_setzero_ps(); V], [_mm256_setzero_ps(); V]);
                 for v in 0..V {
-                    cf[v] = load!(coef.add(w0), v);
-                    di[v] = load!(dd.add(w0), v);
+                    cf[v] = load::<FULL>(coef.add(w0), v, &masks);
+                    di[v] = load::<FULL>(dd.add(w0), v, &masks);
                 }
                 for (r, acc) in acc.iter().enumerate() {
                     let at = (j0 + r) * m + w0;
                     let (e, out) = (e.add(at), c.add(at));
                     for v in 0..V {
-                        let ec = _mm256_mul_ps(load!(e, v), cf[v]);
-                        store!(out, v, _mm256_mul_ps(ec, _mm256_sub_ps(acc[v], di[v])));
+                        let ec = _mm256_mul_ps(load::<FULL>(e, v, &masks), cf[v]);
+                        store::<FULL>(
+                            out,
+                            v,
+                            &masks,
+                            _mm256_mul_ps(ec, _mm256_sub_ps(acc[v], di[v])),
+                        );
                     }
                 }
             }
@@ -322,21 +339,12 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
         *mask = first(w.saturating_sub(w0 + 8 * v));
     }
     unsafe {
-        macro_rules! load {
-            ($p:expr, $v:expr) => {
-                if FULL {
-                    _mm256_loadu_ps($p.add(8 * $v))
-                } else {
-                    _mm256_maskload_ps($p.add(8 * $v), masks[$v])
-                }
-            };
-        }
         let out = c.add(i0 * ldc + w0);
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for (q, acc) in acc.iter_mut().enumerate() {
             if i0 + q < acc_rows {
                 for (v, acc) in acc.iter_mut().enumerate() {
-                    *acc = load!(out.add(q * ldc), v);
+                    *acc = load::<FULL>(out.add(q * ldc), v, &masks);
                 }
             }
         }
@@ -353,7 +361,7 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
         for p in p0..p1 {
             let mut bv = [_mm256_setzero_ps(); V];
             for (v, bv) in bv.iter_mut().enumerate() {
-                *bv = load!(bp, v);
+                *bv = load::<FULL>(bp, v, &masks);
             }
             let ap = a.add(p * acs);
             for (q, acc) in acc.iter_mut().enumerate() {
@@ -374,11 +382,7 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
                 } else {
                     acc[v]
                 };
-                if FULL {
-                    _mm256_storeu_ps(o.add(8 * v), x)
-                } else {
-                    _mm256_maskstore_ps(o.add(8 * v), masks[v], x)
-                }
+                store::<FULL>(o, v, &masks, x);
             }
         }
     }
@@ -466,28 +470,10 @@ unsafe fn exp_cols_group<const FULL: bool>(
         *lanes = first((m - w0).saturating_sub(8 * v));
     }
     unsafe {
-        macro_rules! load {
-            ($p:expr, $v:expr) => {
-                if FULL {
-                    _mm256_loadu_ps($p.add(8 * $v))
-                } else {
-                    _mm256_maskload_ps($p.add(8 * $v), lanes[$v])
-                }
-            };
-        }
-        macro_rules! store {
-            ($p:expr, $v:expr, $x:expr) => {
-                if FULL {
-                    _mm256_storeu_ps($p.add(8 * $v), $x)
-                } else {
-                    _mm256_maskstore_ps($p.add(8 * $v), lanes[$v], $x)
-                }
-            };
-        }
         let sub = sub.add(w0);
         let mut b = [_mm256_setzero_ps(); G];
         for (v, b) in b.iter_mut().enumerate() {
-            *b = load!(sub, v);
+            *b = load::<FULL>(sub, v, &lanes);
         }
         let mut acc = [_mm256_setzero_ps(); G];
         // Rows that no query of the group sees are zero; in the others a
@@ -495,22 +481,22 @@ unsafe fn exp_cols_group<const FULL: bool>(
         let rows = n.min(i0 + w0 + 8 * G);
         for j in rows..n {
             for v in 0..G {
-                store!(s.add(j * m + w0), v, _mm256_setzero_ps());
+                store::<FULL>(s.add(j * m + w0), v, &lanes, _mm256_setzero_ps());
             }
         }
         for j in 0..rows {
             let p = s.add(j * m + w0);
             for v in 0..G {
-                let e = exp8(_mm256_sub_ps(load!(p, v), b[v]));
+                let e = exp8(_mm256_sub_ps(load::<FULL>(p, v, &lanes), b[v]));
                 let e = _mm256_and_ps(e, seen(j, i0 + w0, v));
                 acc[v] = _mm256_add_ps(acc[v], e);
-                store!(p, v, e);
+                store::<FULL>(p, v, &lanes, e);
             }
         }
         if !sums.is_null() {
             let sums = sums.add(w0);
             for (v, &acc) in acc.iter().enumerate() {
-                store!(sums, v, acc);
+                store::<FULL>(sums, v, &lanes, acc);
             }
         }
     }
