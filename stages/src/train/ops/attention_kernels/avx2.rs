@@ -352,7 +352,7 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
         if ars > acs && w0 == 0 {
             // The next tile's rows of A, when A is a block read row by row
             // (the kept probabilities come from memory), once per row tile.
-            let next = a.add(R * ars) as *const i8;
+            let next = a.wrapping_add(R * ars) as *const i8;
             for l in 0..(R * ars * 4).div_ceil(64) {
                 _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(64 * l));
             }
