@@ -599,8 +599,9 @@ fn backward_task_fast(
     // written into the QKV layout at the end: every block adds into all
     // their rows so far, and rows `3 d` apart (3 KB at d = 256) share a few
     // cache sets (the AVX2 backward at context 1,024: ~0.86x the time).
-    let mut dkc = vec![0f32; t * hd];
-    let mut dvc = vec![0f32; t * hd];
+    // Written whole: block i0 writes rows i0.. before later blocks add.
+    let mut dkc = super::uninit(t * hd);
+    let mut dvc = super::uninit(t * hd);
     let dq = out.at(head);
     let (dk, dv) = (dkc.as_mut_ptr(), dvc.as_mut_ptr());
     let mut offset = 0;

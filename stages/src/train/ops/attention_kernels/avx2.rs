@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Causal, Epilogue};
+use super::{Causal, Epilogue, row_tile};
 
 /// Columns of a tile: two vectors.
 const W: usize = 16;
@@ -97,12 +97,17 @@ pub unsafe fn cols(
             j0 += rows;
         }
         let lanes = [first(m - w0), first((m - w0).saturating_sub(8))];
+        let zero = _mm256_setzero_ps();
         for j in seen..n {
             // SAFETY: row j's columns w0.. of C.
             unsafe {
                 let out = c.add(j * m + w0);
-                for (v, &mask) in lanes.iter().enumerate() {
-                    _mm256_maskstore_ps(out.add(8 * v), mask, _mm256_setzero_ps());
+                for v in 0..V {
+                    if m - w0 >= W {
+                        store::<true>(out, v, &lanes, zero);
+                    } else {
+                        store::<false>(out, v, &lanes, zero);
+                    }
                 }
             }
         }
@@ -248,33 +253,24 @@ pub unsafe fn rows(
         let mut i0 = 0;
         while i0 < r {
             let left = r - i0;
-            // Eight rows left go as 4 + 4, not 6 + 2 (as in the AVX-512
-            // build: a 2-row tile reuses each loaded row of B only twice).
-            let rows = if left >= 6 && left != 8 {
-                6
-            } else if left >= 4 {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
-            };
-            let (p0, p1) = match causal {
-                Causal::QueryRows { i0: q0 } => (0, kk.min(q0 + i0 + rows)),
-                Causal::KeyRows { i0: q0 } => (i0.saturating_sub(q0).min(kk), kk),
-            };
+            let rows = row_tile(left);
+            let (p0, p1) = causal.terms(kk, i0, rows);
             // The tile's first and last chunks (chunk 0 alone where it
             // sums nothing: C is still written).
-            let (first, last) = if p0 < p1 {
+            let (first_chunk, last_chunk) = if p0 < p1 {
                 (p0 / KC, (p1 - 1) / KC)
             } else {
                 (0, 0)
             };
-            if (first..=last).contains(&chunk) {
+            if (first_chunk..=last_chunk).contains(&chunk) {
                 let lo = p0.max(c0);
                 let hi = p1.min(c1).max(lo);
-                let from_c = if chunk == first { acc_rows } else { usize::MAX };
-                let scale = if chunk == last {
+                let from_c = if chunk == first_chunk {
+                    acc_rows
+                } else {
+                    usize::MAX
+                };
+                let scale = if chunk == last_chunk {
                     row_scale
                 } else {
                     std::ptr::null()
@@ -328,11 +324,12 @@ type RowsArgs = (
 );
 
 /// One tile of [`rows`]: rows `i0..i0 + R`, columns `w0..w0 + 16` (fewer
-/// at the end unless `FULL`); returns `R`.
+/// at the end unless `FULL`), the terms `p0..p1`; rows `i < from_c` start
+/// from what C holds, the others from zero; returns `R`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 unsafe fn rows_tile<const R: usize, const FULL: bool>(
-    (i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, acc_rows, row_scale): RowsArgs,
+    (i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, from_c, row_scale): RowsArgs,
 ) -> usize {
     let mut masks = [_mm256_setzero_si256(); V];
     for (v, mask) in masks.iter_mut().enumerate() {
@@ -342,7 +339,7 @@ unsafe fn rows_tile<const R: usize, const FULL: bool>(
         let out = c.add(i0 * ldc + w0);
         let mut acc = [[_mm256_setzero_ps(); V]; R];
         for (q, acc) in acc.iter_mut().enumerate() {
-            if i0 + q < acc_rows {
+            if i0 + q < from_c {
                 for (v, acc) in acc.iter_mut().enumerate() {
                     *acc = load::<FULL>(out.add(q * ldc), v, &masks);
                 }

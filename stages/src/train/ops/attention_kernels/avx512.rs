@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::{Causal, Epilogue};
+use super::{Causal, Epilogue, row_tile};
 
 /// Lanes `0..left` (all 16 from 16 on).
 #[inline(always)]
@@ -239,23 +239,8 @@ pub unsafe fn rows(
         let mut i0 = 0;
         while i0 < r {
             let left = r - i0;
-            // Eight rows left (a block of 32 queries: 6 x 4 + 8) go as
-            // 4 + 4, not 6 + 2: a 2-row tile reuses each loaded row of B
-            // twice instead of four times (backward -2%, forward -1% in
-            // `attention_speed`).
-            let rows = if left >= 6 && left != 8 {
-                6
-            } else if left >= 4 {
-                4
-            } else if left >= 2 {
-                2
-            } else {
-                1
-            };
-            let (p0, p1) = match causal {
-                Causal::QueryRows { i0: q0 } => (0, kk.min(q0 + i0 + rows)),
-                Causal::KeyRows { i0: q0 } => (i0.saturating_sub(q0).min(kk), kk),
-            };
+            let rows = row_tile(left);
+            let (p0, p1) = causal.terms(kk, i0, rows);
             let args = (
                 i0, w0, p0, p1, w, a, ars, acs, b, ldb, c, ldc, acc_rows, row_scale,
             );
