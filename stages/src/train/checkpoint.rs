@@ -3,9 +3,12 @@
 //! atomically (temp file + rename) and sealed (`vgmake_api::seal`): a
 //! checkpoint whose bytes do not match its seal is dropped, never resumed.
 //!
-//! A run of `steps` steps keeps its latest checkpoint in `run-{steps}.safetensors`
-//! inside the stage's state folder (shared by runs that differ only in
-//! `steps`, `checkpoint_every` or `threads`). See [`choose_resume`].
+//! A run of `steps` steps keeps its latest checkpoint in
+//! `run-{steps}-at-{step}.safetensors` inside the stage's state folder
+//! (shared by runs that differ only in `steps`, `checkpoint_every` or
+//! `threads`). Each checkpoint gets a new name and the older ones go only
+//! once it is sealed ([`save_latest`]), so a kill at any moment leaves at
+//! least the last sealed checkpoint to resume from. See [`choose_resume`].
 
 use std::collections::HashMap;
 use std::fs;
@@ -15,7 +18,16 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use serde::{Deserialize, Serialize};
 
 use super::curve::CurveRow;
-use crate::api::seal;
+use crate::api::seal::{self, SealError};
+
+/// Why a checkpoint cannot be resumed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error(transparent)]
+    Seal(#[from] SealError),
+    #[error("{0}: {1}")]
+    Format(String, String),
+}
 
 /// One named f32 array.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,8 +64,66 @@ pub struct Checkpoint {
 
 const META_KEY: &str = "vgmake_train";
 
-pub fn run_file(dir: &Path, steps: usize) -> PathBuf {
-    dir.join(format!("run-{steps}.safetensors"))
+/// The file of the checkpoint after `step` steps of a run of `steps`.
+pub fn checkpoint_file(dir: &Path, steps: usize, step: usize) -> PathBuf {
+    dir.join(format!("run-{steps}-at-{step}.safetensors"))
+}
+
+/// A checkpoint file found in a state folder, by its name.
+#[derive(Debug)]
+struct Found {
+    path: PathBuf,
+    /// The `steps` of the run that wrote it.
+    steps: usize,
+    /// Steps done; `None` for `run-{steps}.safetensors`, the one-file-per-run
+    /// name older vgmake wrote (the step is read from its metadata instead).
+    step: Option<usize>,
+}
+
+fn found_checkpoints(dir: &Path) -> Vec<Found> {
+    let parse = |name: &str| -> Option<(usize, Option<usize>)> {
+        let stem = name.strip_prefix("run-")?.strip_suffix(".safetensors")?;
+        match stem.split_once("-at-") {
+            Some((steps, step)) => Some((steps.parse().ok()?, Some(step.parse().ok()?))),
+            None => Some((stem.parse().ok()?, None)),
+        }
+    };
+    let mut found: Vec<Found> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let (steps, step) = parse(e.file_name().to_str()?)?;
+            Some(Found {
+                path: e.path(),
+                steps,
+                step,
+            })
+        })
+        .collect();
+    // Longest run first, latest step first within a run.
+    found.sort_by_key(|f| std::cmp::Reverse((f.steps, f.step)));
+    found
+}
+
+fn remove_checkpoint(path: &Path) {
+    let _ = seal::unseal(path);
+    let _ = fs::remove_file(path);
+}
+
+/// Saves `c` as its run's latest checkpoint, then removes the run's older
+/// ones (and any left unsealed by a kill): the previous checkpoint stays
+/// until this one is sealed.
+pub fn save_latest(dir: &Path, c: &Checkpoint) -> Result<(), String> {
+    let steps = c.meta.schedule_steps;
+    let path = checkpoint_file(dir, steps, c.meta.step);
+    c.save(&path)?;
+    for old in found_checkpoints(dir) {
+        if old.steps == steps && old.path != path {
+            remove_checkpoint(&old.path);
+        }
+    }
+    Ok(())
 }
 
 impl Checkpoint {
@@ -101,9 +171,9 @@ impl Checkpoint {
 
     /// Reads a checkpoint after checking it against its seal; any damage
     /// is an error message, never a panic.
-    pub fn load(path: &Path) -> Result<Checkpoint, String> {
-        seal::check(path).map_err(|e| e.to_string())?;
-        let fail = |what: String| format!("{}: {what}", path.display());
+    pub fn load(path: &Path) -> Result<Checkpoint, LoadError> {
+        seal::check(path)?;
+        let fail = |what: String| LoadError::Format(path.display().to_string(), what);
         let bytes = fs::read(path).map_err(|e| fail(e.to_string()))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
         let meta_json = header
@@ -162,43 +232,37 @@ pub enum Resume {
 pub fn choose_resume(dir: &Path, steps: usize, log: &dyn Fn(&str)) -> Resume {
     let load = |path: &Path| match Checkpoint::load(path) {
         Ok(c) => Some(c),
+        Err(LoadError::Seal(SealError::Unsealed(_))) => {
+            // A save cut short; the run's previous checkpoint is still there.
+            remove_checkpoint(path);
+            None
+        }
         Err(e) => {
             // Dropped, so the next run does not trip over it again.
             log(&format!("warning: dropping a damaged checkpoint: {e}"));
-            let _ = seal::unseal(path);
-            let _ = fs::remove_file(path);
+            remove_checkpoint(path);
             None
         }
     };
-    let own = run_file(dir, steps);
-    if own.exists() {
-        if let Some(c) = load(&own) {
-            if c.meta.schedule_steps == steps && c.meta.step <= steps {
+    let found = found_checkpoints(dir);
+    for own in found.iter().filter(|f| f.steps == steps) {
+        if let Some(c) = load(&own.path) {
+            let named_step = own.step.unwrap_or(c.meta.step);
+            if c.meta.schedule_steps == steps && c.meta.step == named_step && c.meta.step <= steps {
                 return Resume::Continue(c);
             }
             log(&format!(
                 "ignoring {}: it is for another run",
-                own.display()
+                own.path.display()
             ));
         }
     }
-    let mut shorter: Vec<usize> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().into_string().ok()?;
-            name.strip_prefix("run-")?
-                .strip_suffix(".safetensors")?
-                .parse()
-                .ok()
-        })
-        .filter(|&s| s < steps)
-        .collect();
-    shorter.sort_unstable_by(|a, b| b.cmp(a));
-    for s in shorter {
-        if let Some(c) = load(&run_file(dir, s)) {
-            if c.meta.step == s && c.meta.schedule_steps == s {
+    // Only a finished shorter run is extended: its last checkpoint is at
+    // its own end.
+    let finished = |f: &&Found| f.steps < steps && f.step.is_none_or(|step| step == f.steps);
+    for shorter in found.iter().filter(finished) {
+        if let Some(c) = load(&shorter.path) {
+            if c.meta.step == shorter.steps && c.meta.schedule_steps == shorter.steps {
                 return Resume::Extend(c);
             }
         }
@@ -241,7 +305,7 @@ mod tests {
     #[test]
     fn round_trip_and_damage_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let path = run_file(dir.path(), 10);
+        let path = checkpoint_file(dir.path(), 10, 4);
         let c = sample(4, 10);
         c.save(&path).unwrap();
         assert_eq!(Checkpoint::load(&path).unwrap(), c);
@@ -258,8 +322,8 @@ mod tests {
         // Floats overwritten in a well-formed file: safetensors reads it
         // fine, only the seal tells.
         let dir = tempfile::tempdir().unwrap();
-        let path = run_file(dir.path(), 10);
-        sample(4, 10).save(&path).unwrap();
+        let path = checkpoint_file(dir.path(), 10, 4);
+        save_latest(dir.path(), &sample(4, 10)).unwrap();
         let mut bytes = fs::read(&path).unwrap();
         let n = bytes.len();
         bytes[n - 4..].copy_from_slice(&7.5f32.to_le_bytes());
@@ -281,9 +345,9 @@ mod tests {
         let logged = std::cell::RefCell::new(Vec::new());
         let log = |s: &str| logged.borrow_mut().push(s.to_string());
         assert!(matches!(choose_resume(dir.path(), 50, &log), Resume::Fresh));
-        sample(20, 20).save(&run_file(dir.path(), 20)).unwrap();
-        sample(30, 30).save(&run_file(dir.path(), 30)).unwrap();
-        sample(35, 40).save(&run_file(dir.path(), 40)).unwrap(); // unfinished
+        save_latest(dir.path(), &sample(20, 20)).unwrap();
+        save_latest(dir.path(), &sample(30, 30)).unwrap();
+        save_latest(dir.path(), &sample(35, 40)).unwrap(); // unfinished
         match choose_resume(dir.path(), 50, &log) {
             Resume::Extend(c) => assert_eq!(c.meta.step, 30),
             other => panic!("{other:?}"),
@@ -292,12 +356,69 @@ mod tests {
             Resume::Continue(c) => assert_eq!(c.meta.step, 35),
             other => panic!("{other:?}"),
         }
-        fs::write(run_file(dir.path(), 50), b"torn write").unwrap();
+        let torn = checkpoint_file(dir.path(), 50, 45);
+        fs::write(&torn, b"torn write").unwrap();
+        seal::seal(&torn).unwrap();
         assert!(matches!(
             choose_resume(dir.path(), 50, &log),
             Resume::Extend(_)
         ));
         assert!(logged.borrow().iter().any(|l| l.contains("damaged")));
         assert!(matches!(choose_resume(dir.path(), 10, &log), Resume::Fresh));
+    }
+
+    /// A kill between a checkpoint's rename and its seal leaves an unsealed
+    /// newest file: the run resumes from the one before, which a save
+    /// removes only after the new one is sealed.
+    #[test]
+    fn a_save_cut_short_resumes_from_the_checkpoint_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = |dir: &Path| {
+            let mut names: Vec<String> = fs::read_dir(dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            names.sort();
+            names
+        };
+        save_latest(dir.path(), &sample(10, 40)).unwrap();
+        save_latest(dir.path(), &sample(15, 40)).unwrap();
+        assert_eq!(
+            files(dir.path()),
+            ["run-40-at-15.safetensors", "run-40-at-15.safetensors.b3"]
+        );
+        let cut_short = checkpoint_file(dir.path(), 40, 20);
+        fs::copy(checkpoint_file(dir.path(), 40, 15), &cut_short).unwrap();
+        let logged = std::cell::RefCell::new(Vec::new());
+        match choose_resume(dir.path(), 40, &|l| logged.borrow_mut().push(l.to_string())) {
+            Resume::Continue(c) => assert_eq!(c.meta.step, 15),
+            other => panic!("{other:?}"),
+        }
+        assert!(!cut_short.exists());
+        assert!(logged.borrow().is_empty(), "{:?}", logged.borrow());
+    }
+
+    /// `run-{steps}.safetensors`, one file per run, is what vgmake wrote
+    /// before checkpoints were named by their step: still resumed.
+    #[test]
+    fn a_checkpoint_under_the_old_name_is_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = |_: &str| {};
+        sample(30, 30)
+            .save(&dir.path().join("run-30.safetensors"))
+            .unwrap();
+        sample(35, 40)
+            .save(&dir.path().join("run-40.safetensors"))
+            .unwrap();
+        match choose_resume(dir.path(), 40, &log) {
+            Resume::Continue(c) => assert_eq!(c.meta.step, 35),
+            other => panic!("{other:?}"),
+        }
+        match choose_resume(dir.path(), 50, &log) {
+            Resume::Extend(c) => assert_eq!(c.meta.step, 30),
+            other => panic!("{other:?}"),
+        }
+        save_latest(dir.path(), &sample(36, 40)).unwrap();
+        assert!(!dir.path().join("run-40.safetensors").exists());
     }
 }

@@ -244,7 +244,7 @@ pub fn train(
             adam_m: arrays(opt, |i| std::mem::take(&mut moments[i].0)),
             adam_v: arrays(opt, |i| std::mem::take(&mut moments[i].1)),
         };
-        if let Err(e) = c.save(&checkpoint::run_file(state_dir, s.steps)) {
+        if let Err(e) = checkpoint::save_latest(state_dir, &c) {
             // A lost checkpoint costs time, not correctness.
             (hooks.log)(&format!("could not write a checkpoint: {e}"));
         }
