@@ -19,7 +19,7 @@ use super::add_bias::column_sums;
 use super::add_bias::{ROW_BLOCKS, add_partials};
 use super::causal_attention::{self, BLOCK};
 use super::cross_entropy::log_sum_exp;
-use super::{layer_norm, rows_per_task, uninit, vector};
+use super::{layer_norm, matmul, rows_per_task, uninit, vector};
 use crate::train::fastmath;
 
 /// One block's weights, in `ModelConfig::parameter_shapes` order.
@@ -76,6 +76,25 @@ fn parallelism() -> gemm::Parallelism {
     }
 }
 
+/// Whether products of few terms go through vgmake's packed AVX2 products
+/// (`matmul`) rather than the `gemm` crate: on CPUs with AVX2 and without
+/// AVX-512 (BENCHMARKS.md). `VGMAKE_GEMM=crate` keeps the `gemm` crate
+/// (for comparisons).
+fn packed_available() -> bool {
+    static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PACKED.get_or_init(|| {
+        let avx512 = {
+            #[cfg(target_arch = "x86_64")]
+            {
+                std::arch::is_x86_feature_detected!("avx512f")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            false
+        };
+        matmul::available() && !avx512 && std::env::var("VGMAKE_GEMM").as_deref() != Ok("crate")
+    })
+}
+
 /// `c (m x n) [+]= a (m x k) @ b (k x n)` for row-major operands given with
 /// their (row, column) strides.
 #[allow(clippy::too_many_arguments)]
@@ -103,6 +122,17 @@ fn product(
         k == 0 || last(b_rs, b_cs, k, n) < b.len(),
         "product: rhs too small"
     );
+    if matmul::one_block(k) && packed_available() {
+        let a = matmul::Operand {
+            data: a,
+            strides: (a_rs, a_cs),
+        };
+        let b = matmul::Operand {
+            data: b,
+            strides: (b_rs, b_cs),
+        };
+        return matmul::product(c, (m, n, k), accumulate, a, b);
+    }
     // SAFETY: the asserts keep every addressed element inside its slice, and
     // `c` is borrowed mutably, so it cannot overlap `a` or `b`.
     unsafe {

@@ -14,6 +14,7 @@ mod cross_entropy;
 mod fused_step;
 mod gelu;
 mod layer_norm;
+pub mod matmul;
 mod vector;
 
 pub use add_bias::add_bias;

@@ -1,0 +1,322 @@
+//! The training step's matrix products on AVX2 CPUs: `C (m, n) [+]=
+//! A (m, k) B (k, n)` for operands given by (row, column) strides, blocked
+//! and packed the BLIS way around a 6 x 16 micro-kernel ([`avx2`]).
+//!
+//! Where they are used instead of the `gemm` crate: the step's products of
+//! at most `KC` terms ([`one_block`]: `x W` and `dy W^T` with 256 terms),
+//! on CPUs with AVX2 and without AVX-512. There, alternated in
+//! `gemm_shapes` on a Zen 3, they took 0.84-0.93x the `gemm` crate's time
+//! (each tile of `C` summed in registers and written once); with more
+//! terms (the weight gradients, `k` = batch x context) they were level
+//! with it or slower, and the `gemm` crate keeps those (BENCHMARKS.md).
+//!
+//! Blocking, from the inside out:
+//! - the micro-kernel sums one `6 x 16` tile of `C` over `KC` terms in
+//!   registers, from a packed `6 x KC` strip of `A` and a packed `KC x 16`
+//!   strip of `B` (16 KiB: stays in L1 while the strips of `A` go by);
+//! - a task owns `MC` rows of `C` and packs their `A` block (`MC x KC`,
+//!   L2);
+//! - the `B` block (`KC x n`) is packed once per `KC` terms, shared by all
+//!   tasks.
+//!
+//! Every element of `C` sums its `k` terms in order: in registers within a
+//! `KC` block, added to `C` between blocks. Threads split only the rows of
+//! `C`, so a result does not depend on the thread count.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::uninit;
+
+thread_local! {
+    /// Each thread's packed block of `A`, kept from product to product.
+    static A_PACKED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Rows of a micro-tile.
+const MR: usize = 6;
+/// Columns of a micro-tile: two 8-lane vectors.
+const NR: usize = 16;
+/// Terms summed in registers before a tile goes back to `C`.
+const KC: usize = 256;
+/// Floats of packed `B` summed by a row block before the next panel: 4 MiB
+/// (every weight matrix of the step at once; the weight gradients' `B`, a
+/// whole `(rows, n)` gradient, in a few panels).
+const PANEL: usize = 1 << 20;
+/// Rows of `C` per `A` block, at most (rounded up to a multiple of `MR`):
+/// 96 x 256 floats, 96 KiB.
+const MC: usize = 96;
+
+/// Whether this CPU runs the packed products (AVX2 with FMA).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// Whether a product of `k` terms sums them in one block, in registers,
+/// writing each tile of `C` once: where these products beat the `gemm`
+/// crate (the step's `x W` for `d_model` 256, 0.84-0.93x its time in
+/// `gemm_shapes`); with more terms they were level with it or slower.
+pub fn one_block(k: usize) -> bool {
+    k <= KC
+}
+
+/// An operand: its floats and its (row, column) strides.
+#[derive(Clone, Copy)]
+pub struct Operand<'a> {
+    pub data: &'a [f32],
+    pub strides: (usize, usize),
+}
+
+impl Operand<'_> {
+    #[inline]
+    fn at(&self, row: usize, col: usize) -> f32 {
+        self.data[row * self.strides.0 + col * self.strides.1]
+    }
+}
+
+/// `c (m x n, row-major) [+]= a (m x k) b (k x n)`, `accumulate` adding to
+/// what `c` holds. Callers check [`available`] first and keep every
+/// operand's addressed elements inside its slice (checked here too).
+pub fn product(
+    c: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    a: Operand,
+    b: Operand,
+) {
+    assert!(available(), "matmul::product without AVX2 and FMA");
+    assert!(c.len() >= m * n, "product: destination too small");
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    let last =
+        |(rs, cs): (usize, usize), rows: usize, cols: usize| (rows - 1) * rs + (cols - 1) * cs;
+    assert!(
+        last(a.strides, m, k) < a.data.len(),
+        "product: lhs too small"
+    );
+    assert!(
+        last(b.strides, k, n) < b.data.len(),
+        "product: rhs too small"
+    );
+    let c = &mut c[..m * n];
+    let width = n.div_ceil(NR) * NR;
+    // Row blocks of at most ~MC rows, as many as a multiple of the thread
+    // count so that every thread gets the same share (the weight
+    // gradients' 256 rows: 4 blocks of 64 at 2 threads, not 96 + 96 + 64).
+    let threads = rayon::current_num_threads().max(1);
+    let tasks = m.div_ceil(MC).max(threads).next_multiple_of(threads);
+    let mc = m.div_ceil(tasks).next_multiple_of(MR);
+    // A panel of `B`: as many `KC` blocks as fit in PANEL floats (all of a
+    // weight matrix), so that each row block of `C` stays in L2 while it
+    // sums the panel's blocks.
+    let panel = (PANEL / (KC * width)).max(1) * KC;
+    let mut b_packed = uninit(width * panel.min(k)); // written by pack_b before any read
+    for q0 in (0..k).step_by(panel) {
+        let q1 = (q0 + panel).min(k);
+        let b_packed = &mut b_packed[..width * (q1 - q0)];
+        b_packed
+            .par_chunks_mut(width * KC)
+            .enumerate()
+            .for_each(|(i, block)| pack_b(block, b, q0 + i * KC, n));
+        let b_packed = &*b_packed;
+        c.par_chunks_mut(mc * n)
+            .enumerate()
+            .for_each(|(block_index, c_rows)| {
+                let i0 = block_index * mc;
+                let rows = c_rows.len() / n;
+                A_PACKED.with_borrow_mut(|a_packed| {
+                    for (i, b_block) in b_packed.chunks(width * KC).enumerate() {
+                        let p0 = q0 + i * KC;
+                        let kc = b_block.len() / width;
+                        let len = rows.div_ceil(MR) * MR * kc;
+                        if a_packed.len() < len {
+                            *a_packed = uninit(len); // written by pack_a before any read
+                        }
+                        let a_packed = &mut a_packed[..len];
+                        pack_a(a_packed, a, i0, rows, p0, kc);
+                        let first = p0 == 0 && !accumulate;
+                        block(c_rows, n, a_packed, b_block, kc, first);
+                    }
+                });
+            });
+    }
+}
+
+/// Packs `B`'s rows `p0..` (as many as `out` holds: `kc` rows of the
+/// padded width) into strips of 16 columns, each `kc x 16` contiguous (the
+/// right edge's strip padded with zeros).
+fn pack_b(out: &mut [f32], b: Operand, p0: usize, n: usize) {
+    let kc = out.len() / n.div_ceil(NR) / NR;
+    for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
+        let j0 = s * NR;
+        let cols = NR.min(n - j0);
+        for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
+            if b.strides.1 == 1 {
+                let start = (p0 + p) * b.strides.0 + j0;
+                row[..cols].copy_from_slice(&b.data[start..start + cols]);
+            } else {
+                for (j, x) in row[..cols].iter_mut().enumerate() {
+                    *x = b.at(p0 + p, j0 + j);
+                }
+            }
+            row[cols..].fill(0.0);
+        }
+    }
+}
+
+/// Packs `A`'s rows `i0..i0 + rows`, terms `p0..p0 + kc`, into strips of 6
+/// rows, each `kc x 6` contiguous (the last strip padded with zeros).
+fn pack_a(out: &mut [f32], a: Operand, i0: usize, rows: usize, p0: usize, kc: usize) {
+    for (s, strip) in out.chunks_exact_mut(kc * MR).enumerate() {
+        let r0 = s * MR;
+        let live = MR.min(rows - r0);
+        if a.strides.0 == 1 {
+            // A read transposed: the strip's 6 rows are contiguous per term.
+            for (p, col) in strip.chunks_exact_mut(MR).enumerate() {
+                let start = (p0 + p) * a.strides.1 + i0 + r0;
+                col[..live].copy_from_slice(&a.data[start..start + live]);
+                col[live..].fill(0.0);
+            }
+        } else {
+            for r in 0..MR {
+                if r < live {
+                    let row = (i0 + r0 + r) * a.strides.0;
+                    for p in 0..kc {
+                        strip[p * MR + r] = a.data[row + (p0 + p) * a.strides.1];
+                    }
+                } else {
+                    for p in 0..kc {
+                        strip[p * MR + r] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One task's rows of `C` (`c_rows`, row stride `n`) against the whole
+/// packed `B`: every 16-column strip of `B` (kept in L1) against every
+/// 6-row strip of `A`.
+fn block(c_rows: &mut [f32], n: usize, a_packed: &[f32], b_packed: &[f32], kc: usize, first: bool) {
+    let rows = c_rows.len() / n;
+    for (s, b_strip) in b_packed.chunks_exact(kc * NR).enumerate() {
+        let j0 = s * NR;
+        let cols = NR.min(n - j0);
+        for (r, a_strip) in a_packed.chunks_exact(kc * MR).enumerate() {
+            let i0 = r * MR;
+            let live = MR.min(rows - i0);
+            let tile = &mut c_rows[i0 * n + j0..];
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `available()` was checked by `product`; the strips hold
+            // `kc` terms each and the tile's `live` rows of `cols` columns
+            // lie inside `tile` (row stride `n`).
+            unsafe {
+                avx2::tile(kc, a_strip, b_strip, tile, n, (live, cols), first)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = (tile, live, cols, first, a_strip, b_strip);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The product summed in order in f64, rounded.
+    fn reference(m: usize, n: usize, k: usize, a: Operand, b: Operand) -> Vec<f32> {
+        let mut c = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let s: f64 = (0..k).map(|p| a.at(i, p) as f64 * b.at(p, j) as f64).sum();
+                c[i * n + j] = s as f32;
+            }
+        }
+        c
+    }
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len as u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// Every layout the step uses, with edges in every direction (rows not
+    /// a multiple of 6, columns of 16, terms of 256; a `B` of more than one
+    /// panel), against an f64 sum;
+    /// accumulating adds to what was there; 1, 2 and 3 threads give the
+    /// same bits.
+    #[test]
+    fn products_match_the_sum_in_every_layout_and_thread_count() {
+        if !available() {
+            eprintln!("SKIPPED: this CPU has no AVX2 with FMA");
+            return;
+        }
+        for &(m, n, k) in &[
+            (1, 1, 1),
+            (7, 17, 3),
+            (13, 40, 300),
+            (100, 33, 513),
+            (200, 64, 256),
+            (9, 1030, 1100),
+        ] {
+            for (a_t, b_t) in [(false, false), (true, false), (false, true), (true, true)] {
+                let a_data = values(m * k, 1);
+                let b_data = values(k * n, 2);
+                let a = Operand {
+                    data: &a_data,
+                    strides: if a_t { (1, m) } else { (k, 1) },
+                };
+                let b = Operand {
+                    data: &b_data,
+                    strides: if b_t { (1, k) } else { (n, 1) },
+                };
+                let want = reference(m, n, k, a, b);
+                let mut bits = Vec::new();
+                for threads in 1..=3 {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .unwrap();
+                    let mut c = vec![f32::NAN; m * n];
+                    pool.install(|| product(&mut c, (m, n, k), false, a, b));
+                    for (x, y) in c.iter().zip(&want) {
+                        assert!(
+                            (x - y).abs() <= 1e-4 * (k as f32).sqrt(),
+                            "{m}x{n}x{k} {a_t} {b_t}: {x} vs {y}"
+                        );
+                    }
+                    let mut twice = c.clone();
+                    pool.install(|| product(&mut twice, (m, n, k), true, a, b));
+                    for (x, y) in twice.iter().zip(&c) {
+                        assert!(
+                            (x - 2.0 * y).abs() <= 1e-4 * (k as f32).sqrt() * 2.0,
+                            "accumulate"
+                        );
+                    }
+                    bits.push(c.iter().map(|x| x.to_bits()).collect::<Vec<_>>());
+                }
+                assert!(
+                    bits.windows(2).all(|w| w[0] == w[1]),
+                    "{m}x{n}x{k}: bits depend on threads"
+                );
+            }
+        }
+    }
+}
