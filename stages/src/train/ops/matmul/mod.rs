@@ -130,10 +130,18 @@ pub fn product(
     for q0 in (0..k).step_by(panel) {
         let q1 = (q0 + panel).min(k);
         let b_packed = &mut b_packed[..width * (q1 - q0)];
+        // In parallel over the strips of every block (a weight matrix is
+        // one block: by blocks alone, one thread would pack it alone).
         b_packed
             .par_chunks_mut(width * KC)
             .enumerate()
-            .for_each(|(i, block)| pack_b(block, b, q0 + i * KC, n));
+            .for_each(|(i, block)| {
+                let kc = block.len() / width;
+                block
+                    .par_chunks_mut(kc * NR)
+                    .enumerate()
+                    .for_each(|(s, strip)| pack_b(strip, b, q0 + i * KC, s * NR, n));
+            });
         let b_packed = &*b_packed;
         c.par_chunks_mut(mc * n)
             .enumerate()
@@ -158,25 +166,20 @@ pub fn product(
     }
 }
 
-/// Packs `B`'s rows `p0..` (as many as `out` holds: `kc` rows of the
-/// padded width) into strips of 16 columns, each `kc x 16` contiguous (the
-/// right edge's strip padded with zeros).
-fn pack_b(out: &mut [f32], b: Operand, p0: usize, n: usize) {
-    let kc = out.len() / n.div_ceil(NR) / NR;
-    for (s, strip) in out.chunks_exact_mut(kc * NR).enumerate() {
-        let j0 = s * NR;
-        let cols = NR.min(n - j0);
-        for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
-            if b.strides.1 == 1 {
-                let start = (p0 + p) * b.strides.0 + j0;
-                row[..cols].copy_from_slice(&b.data[start..start + cols]);
-            } else {
-                for (j, x) in row[..cols].iter_mut().enumerate() {
-                    *x = b.at(p0 + p, j0 + j);
-                }
+/// Packs one strip of `B`: rows `p0..` (as many as `strip` holds, 16
+/// floats each), columns `j0..j0 + 16` (zeros past `n`).
+fn pack_b(strip: &mut [f32], b: Operand, p0: usize, j0: usize, n: usize) {
+    let cols = NR.min(n - j0);
+    for (p, row) in strip.chunks_exact_mut(NR).enumerate() {
+        if b.strides.1 == 1 {
+            let start = (p0 + p) * b.strides.0 + j0;
+            row[..cols].copy_from_slice(&b.data[start..start + cols]);
+        } else {
+            for (j, x) in row[..cols].iter_mut().enumerate() {
+                *x = b.at(p0 + p, j0 + j);
             }
-            row[cols..].fill(0.0);
         }
+        row[cols..].fill(0.0);
     }
 }
 
