@@ -25,6 +25,8 @@ use crate::api::seal::{self, SealError};
 pub enum LoadError {
     #[error(transparent)]
     Seal(#[from] SealError),
+    #[error("reading {0}: {1}")]
+    Io(String, std::io::Error),
     #[error("{0}: {1}")]
     Format(String, String),
 }
@@ -112,18 +114,42 @@ fn remove_checkpoint(path: &Path) {
 }
 
 /// Saves `c` as its run's latest checkpoint, then removes the run's older
-/// ones (and any left unsealed by a kill): the previous checkpoint stays
-/// until this one is sealed.
+/// ones (and any left unsealed, or as temp files, by a kill): the previous
+/// checkpoint stays until this one is sealed. A sealed checkpoint of the
+/// same step is kept as it is (training is deterministic: the same bytes),
+/// never unsealed and rewritten.
 pub fn save_latest(dir: &Path, c: &Checkpoint) -> Result<(), String> {
     let steps = c.meta.schedule_steps;
     let path = checkpoint_file(dir, steps, c.meta.step);
-    c.save(&path)?;
+    if seal::check(&path).is_err() {
+        c.save(&path)?;
+    }
+    let saved = Found {
+        path,
+        steps,
+        step: Some(c.meta.step),
+    };
+    remove_older(dir, steps, &saved, false);
+    Ok(())
+}
+
+/// Removes run `steps`' checkpoints other than `keep` (with `only_older`,
+/// only those of fewer steps done), and the temp files of its saves that a
+/// kill left (`….tmp-<pid>`, `….b3.tmp-<pid>`).
+fn remove_older(dir: &Path, steps: usize, keep: &Found, only_older: bool) {
     for old in found_checkpoints(dir) {
-        if old.steps == steps && old.path != path {
+        if old.steps == steps && old.path != keep.path && (!only_older || old.step < keep.step) {
             remove_checkpoint(&old.path);
         }
     }
-    Ok(())
+    let prefix = format!("run-{steps}-at-");
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) && name.contains(".tmp-") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 impl Checkpoint {
@@ -174,7 +200,7 @@ impl Checkpoint {
     pub fn load(path: &Path) -> Result<Checkpoint, LoadError> {
         seal::check(path)?;
         let fail = |what: String| LoadError::Format(path.display().to_string(), what);
-        let bytes = fs::read(path).map_err(|e| fail(e.to_string()))?;
+        let bytes = fs::read(path).map_err(|e| LoadError::Io(path.display().to_string(), e))?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| fail(e.to_string()))?;
         let meta_json = header
             .metadata()
@@ -230,25 +256,34 @@ pub enum Resume {
 /// run's own one, else the longest finished run shorter than `steps`, else
 /// none. A damaged file is reported through `log` and skipped.
 pub fn choose_resume(dir: &Path, steps: usize, log: &dyn Fn(&str)) -> Resume {
-    let load = |path: &Path| match Checkpoint::load(path) {
+    let load = |found: &Found| match Checkpoint::load(&found.path) {
         Ok(c) => Some(c),
-        Err(LoadError::Seal(SealError::Unsealed(_))) => {
-            // A save cut short; the run's previous checkpoint is still there.
-            remove_checkpoint(path);
+        // A save cut short between its rename and its seal; the run's
+        // previous checkpoint is still there.
+        Err(LoadError::Seal(SealError::Unsealed(_))) if found.step.is_some() => {
+            remove_checkpoint(&found.path);
+            None
+        }
+        // Unreadable now is not damaged: kept for the next run.
+        Err(e @ (LoadError::Seal(SealError::Io(..)) | LoadError::Io(..))) => {
+            log(&format!("warning: skipping a checkpoint: {e}"));
             None
         }
         Err(e) => {
             // Dropped, so the next run does not trip over it again.
             log(&format!("warning: dropping a damaged checkpoint: {e}"));
-            remove_checkpoint(path);
+            remove_checkpoint(&found.path);
             None
         }
     };
     let found = found_checkpoints(dir);
     for own in found.iter().filter(|f| f.steps == steps) {
-        if let Some(c) = load(&own.path) {
+        if let Some(c) = load(own) {
             let named_step = own.step.unwrap_or(c.meta.step);
             if c.meta.schedule_steps == steps && c.meta.step == named_step && c.meta.step <= steps {
+                // A kill between a save's seal and its clean-up left older
+                // ones (a finished run saves no more to remove them).
+                remove_older(dir, steps, own, true);
                 return Resume::Continue(c);
             }
             log(&format!(
@@ -261,7 +296,7 @@ pub fn choose_resume(dir: &Path, steps: usize, log: &dyn Fn(&str)) -> Resume {
     // its own end.
     let finished = |f: &&Found| f.steps < steps && f.step.is_none_or(|step| step == f.steps);
     for shorter in found.iter().filter(finished) {
-        if let Some(c) = load(&shorter.path) {
+        if let Some(c) = load(shorter) {
             if c.meta.step == shorter.steps && c.meta.schedule_steps == shorter.steps {
                 return Resume::Extend(c);
             }
@@ -420,5 +455,50 @@ mod tests {
         }
         save_latest(dir.path(), &sample(36, 40)).unwrap();
         assert!(!dir.path().join("run-40.safetensors").exists());
+    }
+
+    /// What a kill leaves besides an unsealed file: a save's temp files
+    /// (removed by the run's next save) and, killed between a save's seal
+    /// and its clean-up, an older sealed checkpoint (removed when the run
+    /// resumes: a finished run saves no more). Saving a step again keeps
+    /// the sealed file as it is.
+    #[test]
+    fn leftovers_of_a_kill_are_cleaned_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = |_: &str| {};
+        save_latest(dir.path(), &sample(10, 40)).unwrap();
+        let tmp = dir.path().join("run-40-at-15.safetensors.tmp-999");
+        let seal_tmp = dir.path().join("run-40-at-10.safetensors.b3.tmp-999");
+        fs::write(&tmp, b"half a checkpoint").unwrap();
+        fs::write(&seal_tmp, b"half a seal").unwrap();
+        let other_run = dir.path().join("run-50-at-5.safetensors.tmp-998");
+        fs::write(&other_run, b"another run's save").unwrap();
+        save_latest(dir.path(), &sample(15, 40)).unwrap();
+        assert!(!tmp.exists() && !seal_tmp.exists());
+        assert!(other_run.exists(), "another run's files are its own");
+
+        let stale = checkpoint_file(dir.path(), 40, 10);
+        sample(10, 40).save(&stale).unwrap();
+        match choose_resume(dir.path(), 40, &log) {
+            Resume::Continue(c) => assert_eq!(c.meta.step, 15),
+            other => panic!("{other:?}"),
+        }
+        assert!(!stale.exists());
+
+        let latest = checkpoint_file(dir.path(), 40, 15);
+        let sealed_at = fs::metadata(seal::seal_path(&latest))
+            .unwrap()
+            .modified()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        save_latest(dir.path(), &sample(15, 40)).unwrap();
+        let now = fs::metadata(seal::seal_path(&latest))
+            .unwrap()
+            .modified()
+            .unwrap();
+        assert_eq!(
+            sealed_at, now,
+            "a sealed checkpoint of the same step is not rewritten"
+        );
     }
 }

@@ -79,7 +79,8 @@ fn parallelism() -> gemm::Parallelism {
 /// Whether products of few terms go through vgmake's packed AVX2 products
 /// (`matmul`) rather than the `gemm` crate: on CPUs with AVX2 and without
 /// AVX-512 (BENCHMARKS.md). `VGMAKE_GEMM=crate` keeps the `gemm` crate
-/// (for comparisons).
+/// (for comparisons; its sums round differently, so a run resumed under
+/// the other setting is not bit-identical to an uninterrupted one).
 fn packed_available() -> bool {
     static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *PACKED.get_or_init(|| {

@@ -1,5 +1,5 @@
 //! The 6 x 16 micro-kernel on AVX2 with FMA: 12 accumulators, two loaded
-//! vectors of `B` and one broadcast of `A` per step, 16 registers in all.
+//! vectors of `B` and one broadcast of `A` per step: 15 of the 16 registers.
 
 use std::arch::x86_64::*;
 
