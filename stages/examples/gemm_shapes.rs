@@ -1,8 +1,8 @@
 //! The training step's matrix products, one by one, in GFLOP/s: through the
-//! `gemm` crate exactly as `fused_step` calls it (row-major operands given
-//! by strides) and, on AVX2 CPUs, through vgmake's packed products
-//! (`train::ops::matmul`), the two alternated rep by rep; beside the
-//! machine's FMA peak (`fma_peak`).
+//! `gemm` crate and, on AVX2 CPUs, through vgmake's packed products (both
+//! as `train::ops::matmul` calls them, row-major operands given by
+//! strides), the two alternated rep by rep; beside the machine's FMA peak
+//! (`fma_peak`).
 //!
 //! cargo run --release -p vgmake-stages --example gemm_shapes [-- ROWS THREADS REPS]
 //!
@@ -11,7 +11,7 @@
 
 use std::time::Instant;
 
-use vgmake_stages::train::ops::matmul::{self, Operand};
+use vgmake_stages::train::ops::matmul::{self, Operand, Route};
 
 /// One product `c (m x n) = a (m x k) b (k x n)`, operands row-major
 /// unless `a_t` / `b_t` (then read transposed from a `(k, m)` / `(n, k)`
@@ -61,11 +61,6 @@ fn main() {
         .num_threads(threads)
         .build()
         .unwrap();
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     let mut total_flops = 0.0;
     let mut total_seconds = 0.0;
     let mut total_ours = 0.0;
@@ -78,51 +73,36 @@ fn main() {
         let (a_rs, a_cs) = if s.a_t { (1, s.m) } else { (s.k, 1) };
         let (b_rs, b_cs) = if s.b_t { (1, s.k) } else { (s.n, 1) };
         let packed = matmul::available();
+        let (a_op, b_op) = (
+            Operand {
+                data: &a,
+                strides: (a_rs, a_cs),
+            },
+            Operand {
+                data: &b,
+                strides: (b_rs, b_cs),
+            },
+        );
         let mut ours: Vec<f64> = Vec::new();
         let times: Vec<f64> = (0..reps + 1)
             .map(|_| {
                 if packed {
                     let start = Instant::now();
                     pool.install(|| {
-                        matmul::product(
+                        matmul::product_by(
+                            Route::Packed,
                             &mut c,
                             (s.m, s.n, s.k),
                             false,
-                            Operand {
-                                data: &a,
-                                strides: (a_rs, a_cs),
-                            },
-                            Operand {
-                                data: &b,
-                                strides: (b_rs, b_cs),
-                            },
+                            a_op,
+                            b_op,
                         )
                     });
                     ours.push(start.elapsed().as_secs_f64());
                 }
                 let start = Instant::now();
-                pool.install(|| unsafe {
-                    gemm::gemm(
-                        s.m,
-                        s.n,
-                        s.k,
-                        c.as_mut_ptr(),
-                        1,
-                        s.n as isize,
-                        false,
-                        a.as_ptr(),
-                        a_cs as isize,
-                        a_rs as isize,
-                        b.as_ptr(),
-                        b_cs as isize,
-                        b_rs as isize,
-                        1.0,
-                        1.0,
-                        false,
-                        false,
-                        false,
-                        parallelism,
-                    )
+                pool.install(|| {
+                    matmul::product_by(Route::GemmCrate, &mut c, (s.m, s.n, s.k), false, a_op, b_op)
                 });
                 start.elapsed().as_secs_f64()
             })

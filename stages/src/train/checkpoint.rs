@@ -82,20 +82,22 @@ struct Found {
     step: Option<usize>,
 }
 
+/// `(steps, step)` of a checkpoint's file name (see [`Found`]).
+fn parse_name(name: &str) -> Option<(usize, Option<usize>)> {
+    let stem = name.strip_prefix("run-")?.strip_suffix(".safetensors")?;
+    match stem.split_once("-at-") {
+        Some((steps, step)) => Some((steps.parse().ok()?, Some(step.parse().ok()?))),
+        None => Some((stem.parse().ok()?, None)),
+    }
+}
+
 fn found_checkpoints(dir: &Path) -> Vec<Found> {
-    let parse = |name: &str| -> Option<(usize, Option<usize>)> {
-        let stem = name.strip_prefix("run-")?.strip_suffix(".safetensors")?;
-        match stem.split_once("-at-") {
-            Some((steps, step)) => Some((steps.parse().ok()?, Some(step.parse().ok()?))),
-            None => Some((stem.parse().ok()?, None)),
-        }
-    };
     let mut found: Vec<Found> = fs::read_dir(dir)
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|e| {
-            let (steps, step) = parse(e.file_name().to_str()?)?;
+            let (steps, step) = parse_name(e.file_name().to_str()?)?;
             Some(Found {
                 path: e.path(),
                 steps,
@@ -137,17 +139,16 @@ pub fn save_latest(dir: &Path, c: &Checkpoint) -> Result<(), String> {
 /// only those of fewer steps done), and the temp files of its saves that a
 /// kill left (`….tmp-<pid>`, `….b3.tmp-<pid>`).
 fn remove_older(dir: &Path, steps: usize, keep: &Found, only_older: bool) {
-    for old in found_checkpoints(dir) {
-        if old.steps == steps && old.path != keep.path && (!only_older || old.step < keep.step) {
-            remove_checkpoint(&old.path);
-        }
-    }
-    let prefix = format!("run-{steps}-at-");
+    let temp_prefix = format!("run-{steps}-at-");
     for e in fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name.starts_with(&prefix) && name.contains(".tmp-") {
-            let _ = fs::remove_file(e.path());
+        let (name, path) = (e.file_name(), e.path());
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with(&temp_prefix) && name.contains(".tmp-") {
+            let _ = fs::remove_file(&path);
+        } else if parse_name(name).is_some_and(|(run, step)| {
+            run == steps && path != keep.path && (!only_older || step < keep.step)
+        }) {
+            remove_checkpoint(&path);
         }
     }
 }

@@ -68,97 +68,27 @@ struct Saved {
     mlp_mask: Option<Vec<f32>>,
 }
 
-/// Threads for one matrix product: the current pool's.
-fn parallelism() -> gemm::Parallelism {
-    match rayon::current_num_threads() {
-        0 | 1 => gemm::Parallelism::None,
-        n => gemm::Parallelism::Rayon(n),
-    }
-}
-
-/// Whether products of few terms go through vgmake's packed AVX2 products
-/// (`matmul`) rather than the `gemm` crate: on CPUs with AVX2 and without
-/// AVX-512 (BENCHMARKS.md). `VGMAKE_GEMM=crate` keeps the `gemm` crate
-/// (for comparisons; its sums round differently, so a run resumed under
-/// the other setting is not bit-identical to an uninterrupted one).
-fn packed_available() -> bool {
-    static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *PACKED.get_or_init(|| {
-        let avx512 = {
-            #[cfg(target_arch = "x86_64")]
-            {
-                std::arch::is_x86_feature_detected!("avx512f")
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            false
-        };
-        matmul::available() && !avx512 && std::env::var("VGMAKE_GEMM").as_deref() != Ok("crate")
-    })
-}
-
 /// `c (m x n) [+]= a (m x k) @ b (k x n)` for row-major operands given with
 /// their (row, column) strides.
 #[allow(clippy::too_many_arguments)]
 fn product(
     c: &mut [f32],
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     accumulate: bool,
     a: &[f32],
-    (a_rs, a_cs): (usize, usize),
+    a_strides: (usize, usize),
     b: &[f32],
-    (b_rs, b_cs): (usize, usize),
+    b_strides: (usize, usize),
 ) {
-    assert!(c.len() >= m * n, "product: destination too small");
-    if m == 0 || n == 0 {
-        return;
-    }
-    let last = |rs: usize, cs: usize, rows: usize, cols: usize| {
-        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    let a = matmul::Operand {
+        data: a,
+        strides: a_strides,
     };
-    assert!(
-        k == 0 || last(a_rs, a_cs, m, k) < a.len(),
-        "product: lhs too small"
-    );
-    assert!(
-        k == 0 || last(b_rs, b_cs, k, n) < b.len(),
-        "product: rhs too small"
-    );
-    if matmul::one_block(k) && packed_available() {
-        let a = matmul::Operand {
-            data: a,
-            strides: (a_rs, a_cs),
-        };
-        let b = matmul::Operand {
-            data: b,
-            strides: (b_rs, b_cs),
-        };
-        return matmul::product(c, (m, n, k), accumulate, a, b);
-    }
-    // SAFETY: the asserts keep every addressed element inside its slice, and
-    // `c` is borrowed mutably, so it cannot overlap `a` or `b`.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.as_ptr(),
-            a_cs as isize,
-            a_rs as isize,
-            b.as_ptr(),
-            b_cs as isize,
-            b_rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism(),
-        )
-    }
+    let b = matmul::Operand {
+        data: b,
+        strides: b_strides,
+    };
+    matmul::product(c, dims, accumulate, a, b)
 }
 
 /// `x (rows, i) @ w (i, o) + b`, the bias added to the finished products.

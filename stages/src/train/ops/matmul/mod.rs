@@ -1,14 +1,15 @@
-//! The training step's matrix products on AVX2 CPUs: `C (m, n) [+]=
-//! A (m, k) B (k, n)` for operands given by (row, column) strides, blocked
-//! and packed the BLIS way around a 6 x 16 micro-kernel ([`avx2`]).
+//! The training step's matrix products, `C (m, n) [+]= A (m, k) B (k, n)`
+//! for operands given by (row, column) strides: through the `gemm` crate,
+//! or through packed products of our own, blocked the BLIS way around a
+//! 6 x 16 micro-kernel ([`avx2`]).
 //!
-//! Where they are used instead of the `gemm` crate: the step's products of
-//! at most `KC` terms ([`one_block`]: `x W` and `dy W^T` with 256 terms),
-//! on CPUs with AVX2 and without AVX-512. There, alternated in
-//! `gemm_shapes` on a Zen 3, they took 0.82-1.00x the `gemm` crate's time
-//! (each tile of `C` summed in registers and written once); with more
-//! terms (the weight gradients, `k` = batch x context) they were level
-//! with it or slower, and the `gemm` crate keeps those (BENCHMARKS.md).
+//! Where [`product`] takes the packed ones: products of at most `KC` terms
+//! ([`one_block`]: the step's `x W` and `dy W^T` with 256 terms), on CPUs
+//! with AVX2 and without AVX-512. There, alternated in `gemm_shapes` on a
+//! Zen 3, they took 0.82-1.00x the `gemm` crate's time (each tile of `C`
+//! summed in registers and written once); with more terms (the weight
+//! gradients, `k` = batch x context) they were level with it or slower,
+//! and the `gemm` crate keeps those (BENCHMARKS.md).
 //!
 //! Blocking, from the inside out:
 //! - the micro-kernel sums one `6 x 16` tile of `C` over `KC` terms in
@@ -30,6 +31,7 @@ use std::cell::RefCell;
 
 use rayon::prelude::*;
 
+use super::attention_kernels::Kernels;
 use super::uninit;
 
 thread_local! {
@@ -53,12 +55,21 @@ const MC: usize = 96;
 
 /// Whether this CPU runs the packed products (AVX2 with FMA).
 pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    Kernels::all_available().contains(&Kernels::Avx2)
+}
+
+/// Whether [`product`] takes the packed products where they win: on CPUs
+/// whose widest build is AVX2 (the attention kernels' detection). With
+/// AVX-512 the `gemm` crate keeps every product. `VGMAKE_GEMM=crate` keeps
+/// the `gemm` crate (for comparisons; its sums round differently, so a run
+/// resumed under the other setting is not bit-identical to an
+/// uninterrupted one).
+fn packed_preferred() -> bool {
+    static PACKED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PACKED.get_or_init(|| {
+        Kernels::detect() == Some(Kernels::Avx2)
+            && std::env::var("VGMAKE_GEMM").as_deref() != Ok("crate")
+    })
 }
 
 /// Whether a product of `k` terms sums them in one block, in registers,
@@ -83,25 +94,65 @@ impl Operand<'_> {
     }
 }
 
+/// Which code computes a product.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// The packed products where they win (see the module's doc), else
+    /// the `gemm` crate: what the step uses.
+    Fastest,
+    /// The `gemm` crate, whatever the CPU.
+    GemmCrate,
+    /// The packed products, whatever the number of terms (needs
+    /// [`available`]).
+    Packed,
+}
+
 /// `c (m x n, row-major) [+]= a (m x k) b (k x n)`, `accumulate` adding to
-/// what `c` holds. Callers check [`available`] first and keep every
-/// operand's addressed elements inside its slice (checked here too).
+/// what `c` holds, by the fastest route.
 pub fn product(
     c: &mut [f32],
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     accumulate: bool,
     a: Operand,
     b: Operand,
 ) {
-    assert!(available(), "matmul::product without AVX2 and FMA");
-    assert!(c.len() >= m * n, "product: destination too small");
-    if m == 0 || n == 0 {
+    product_by(Route::Fastest, c, dims, accumulate, a, b)
+}
+
+/// [`product`] by a given route (for tests and `gemm_shapes`).
+pub fn product_by(
+    route: Route,
+    c: &mut [f32],
+    dims: (usize, usize, usize),
+    accumulate: bool,
+    a: Operand,
+    b: Operand,
+) {
+    check(c, dims, a, b);
+    if dims.0 == 0 || dims.1 == 0 {
         return;
     }
-    if k == 0 {
-        if !accumulate {
-            c[..m * n].fill(0.0);
+    let packed = match route {
+        Route::Fastest => one_block(dims.2) && packed_preferred(),
+        Route::GemmCrate => false,
+        Route::Packed => {
+            assert!(available(), "matmul: packed products without AVX2 and FMA");
+            true
         }
+    };
+    if packed {
+        packed_unchecked(c, dims, accumulate, a, b)
+    } else {
+        with_gemm_crate_unchecked(c, dims, accumulate, a, b)
+    }
+}
+
+/// Panics unless `c` holds `m x n` floats and every element of `a` and `b`
+/// that the product addresses lies inside its slice (what the unsafe code
+/// below relies on).
+fn check(c: &[f32], (m, n, k): (usize, usize, usize), a: Operand, b: Operand) {
+    assert!(c.len() >= m * n, "product: destination too small");
+    if m == 0 || n == 0 || k == 0 {
         return;
     }
     let last =
@@ -114,6 +165,67 @@ pub fn product(
         last(b.strides, k, n) < b.data.len(),
         "product: rhs too small"
     );
+}
+
+/// Threads for one product through the `gemm` crate: the current pool's.
+fn parallelism() -> gemm::Parallelism {
+    match rayon::current_num_threads() {
+        0 | 1 => gemm::Parallelism::None,
+        n => gemm::Parallelism::Rayon(n),
+    }
+}
+
+/// The `gemm` crate's product, after [`check`] (and `m`, `n` > 0).
+fn with_gemm_crate_unchecked(
+    c: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    a: Operand,
+    b: Operand,
+) {
+    let ((a_rs, a_cs), (b_rs, b_cs)) = (a.strides, b.strides);
+    // SAFETY: `check` kept every addressed element inside its slice, and
+    // `c` is borrowed mutably, so it cannot overlap `a` or `b`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs as isize,
+            a_rs as isize,
+            b.data.as_ptr(),
+            b_cs as isize,
+            b_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism(),
+        )
+    }
+}
+
+/// The packed product, after [`check`] (and `m`, `n` > 0), on a CPU with
+/// AVX2 and FMA.
+fn packed_unchecked(
+    c: &mut [f32],
+    (m, n, k): (usize, usize, usize),
+    accumulate: bool,
+    a: Operand,
+    b: Operand,
+) {
+    if k == 0 {
+        if !accumulate {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
     let c = &mut c[..m * n];
     let width = n.div_ceil(NR) * NR;
     // Row blocks of at most ~MC rows, as many as a multiple of the thread
@@ -228,14 +340,15 @@ fn block(c_rows: &mut [f32], n: usize, a_packed: &[f32], b_packed: &[f32], kc: u
             let live = MR.min(rows - i0);
             let tile = &mut c_rows[i0 * n + j0..];
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `available()` was checked by `product`; the strips hold
+            // SAFETY: AVX2 and FMA are there (`Route::Packed` checks `available()`,
+            // the fastest route comes here only where AVX2 is the widest build); the strips hold
             // `kc` terms each and the tile's `live` rows of `cols` columns
             // lie inside `tile` (row stride `n`).
             unsafe {
                 avx2::tile(kc, a_strip, b_strip, tile, n, (live, cols), first)
             };
             #[cfg(not(target_arch = "x86_64"))]
-            unreachable!("matmul::product checks available() first");
+            unreachable!("the packed products run only where AVX2 is available");
         }
     }
 }
@@ -306,7 +419,7 @@ mod tests {
                     let case = format!("{m}x{n}x{k} a_t {a_t} b_t {b_t}, {threads} threads");
                     // Written whole; 3 floats past it stay as they were.
                     let mut c = vec![f32::NAN; m * n + 3];
-                    pool.install(|| product(&mut c, (m, n, k), false, a, b));
+                    pool.install(|| product_by(Route::Packed, &mut c, (m, n, k), false, a, b));
                     for (x, y) in c.iter().zip(&want) {
                         assert!((x - y).abs() <= tol, "{case}: {x} vs {y}");
                     }
@@ -316,7 +429,7 @@ mod tests {
                     );
                     let start = values(m * n, 3);
                     let mut sum = start.clone();
-                    pool.install(|| product(&mut sum, (m, n, k), true, a, b));
+                    pool.install(|| product_by(Route::Packed, &mut sum, (m, n, k), true, a, b));
                     for ((x, y), s) in sum.iter().zip(&want).zip(&start) {
                         assert!(
                             (x - (y + s)).abs() <= tol,
