@@ -6,8 +6,8 @@ use rayon::prelude::*;
 use super::f32_slice;
 use crate::train::fastmath;
 
-const C: f32 = 0.797_884_6; // sqrt(2 / pi)
-const A: f32 = 0.044_715;
+pub(super) const C: f32 = 0.797_884_6; // sqrt(2 / pi)
+pub(super) const A: f32 = 0.044_715;
 const CHUNK: usize = 16_384;
 
 /// The tanh both GELU and its slope are made of.

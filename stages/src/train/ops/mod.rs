@@ -13,6 +13,8 @@ mod causal_softmax;
 mod cross_entropy;
 mod fused_step;
 mod gelu;
+#[cfg(target_arch = "x86_64")]
+mod gelu_avx2;
 mod layer_norm;
 pub mod matmul;
 mod vector;
