@@ -355,7 +355,7 @@ fn forward_task(
             None => &mut scratch[..m * n],
         };
         if let Some(kernels) = kernels {
-            transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
+            transpose_rows(kernels, &mut panel, &x[head + i0 * rs..], m, rs, hd);
             colmax[..m].fill(f32::NEG_INFINITY);
             // SAFETY: `kernels` run here; rows 0..n of k and v and
             // i0..i0 + m of y are inside this sequence; the panel, `colmax`,
@@ -430,8 +430,13 @@ fn forward_task(
 }
 
 /// `panel (w, m)` = the first `w` columns of `m` rows at stride `rs` of
-/// `src`, transposed: a block's q or dy as the kernels' vector operand.
-fn transpose_rows(panel: &mut [f32], src: &[f32], m: usize, rs: usize, w: usize) {
+/// `src`, transposed: a block's q or dy as the kernels' vector operand
+/// (by the kernels' own transpose where the sizes are multiples of 8).
+fn transpose_rows(kernels: Kernels, panel: &mut [f32], src: &[f32], m: usize, rs: usize, w: usize) {
+    if m % 8 == 0 && w % 8 == 0 {
+        // SAFETY: `kernels` run here; the transpose checks the sizes.
+        return unsafe { kernels.transpose(panel, src, (m, rs, w)) };
+    }
     for i in 0..m {
         let row = &src[i * rs..i * rs + w];
         for (c, &v) in row.iter().enumerate() {
@@ -610,7 +615,7 @@ fn backward_task_fast(
             Probs::Kept { probs, inv } => kept_block(probs, inv, task, dm, (i0, m, n), offset),
             Probs::Recompute { lse } => {
                 let p = &mut scratch[..m * n];
-                transpose_rows(&mut panel, &x[head + i0 * rs..], m, rs, hd);
+                transpose_rows(kernels, &mut panel, &x[head + i0 * rs..], m, rs, hd);
                 // SAFETY: `kernels` run here; rows 0..n of k are
                 // inside this sequence, the panel and lse[i0..] have m
                 // columns.
@@ -643,7 +648,7 @@ fn backward_task_fast(
             }
             coef[i] = scale * inv[i];
         }
-        transpose_rows(&mut panel, dy_blk, m, d, hd);
+        transpose_rows(kernels, &mut panel, dy_blk, m, d, hd);
         // SAFETY: `kernels` run here; every row addressed (i0..i0 + m of q,
         // dq and dy, 0..n of k, v, dk and dv) is inside this sequence, the
         // output columns are this head's own, and `coef`, `dd[i0..]` and
@@ -1124,6 +1129,34 @@ mod tests {
                     &recomputed_gemm,
                     &format!("recomputed, {kernels:?} vs gemm"),
                 );
+            }
+        }
+    }
+
+    /// The kernels' transpose gives the scalar loop's panel, for sizes
+    /// that are multiples of 8 (theirs) and others (the loop's).
+    #[test]
+    fn panels_transpose_rows() {
+        for kernels in Kernels::all_available() {
+            for (m, rs, w) in [
+                (32, 768, 64),
+                (8, 8, 8),
+                (16, 40, 24),
+                (5, 9, 7),
+                (32, 256, 64),
+            ] {
+                let src: Vec<f32> = (0..m * rs).map(|i| i as f32).collect();
+                let mut panel = vec![f32::NAN; w * m];
+                transpose_rows(kernels, &mut panel, &src, m, rs, w);
+                for i in 0..m {
+                    for c in 0..w {
+                        assert_eq!(
+                            panel[c * m + i],
+                            src[i * rs + c],
+                            "{kernels:?} {m} {rs} {w}"
+                        );
+                    }
+                }
             }
         }
     }

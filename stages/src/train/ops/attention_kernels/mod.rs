@@ -188,6 +188,31 @@ impl Kernels {
         }
     }
 
+    /// `panel (w, m)` = the first `w` columns of `m` rows of `src` at row
+    /// stride `rs`, transposed (a block's q or dy as the kernels' vector
+    /// operand); `m` and `w` multiples of 8.
+    ///
+    /// # Safety
+    /// As [`Kernels::cols`]; `panel` has `w m` floats, every addressed
+    /// element of `src` is inside its buffer.
+    pub unsafe fn transpose(
+        self,
+        panel: &mut [f32],
+        src: &[f32],
+        (m, rs, w): (usize, usize, usize),
+    ) {
+        assert!(m % 8 == 0 && w % 8 == 0 && panel.len() >= w * m && w <= rs);
+        assert!(m == 0 || src.len() >= (m - 1) * rs + w);
+        // SAFETY: both builds' CPUs have AVX2; the asserts bound every
+        // access.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            avx2::transpose(panel.as_mut_ptr(), src.as_ptr(), m, rs, w)
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        unreachable!("no attention kernels here: {self:?}")
+    }
+
     /// The softmax's element pass over a block of scores `s (n, m)` (keys,
     /// queries of the block, the first being `i0`): `s = exp(s - sub[i])`,
     /// zero where the causal mask hides key `j` from query `i0 + i`; where
