@@ -850,7 +850,7 @@ fn backward_task_gemm(
 /// element in `x`) as a contiguous matrix (the block products pack them much
 /// faster than rows `3 d` apart).
 fn gather(x: &[f32], head: usize, t: usize, d: usize, hd: usize) -> Vec<f32> {
-    let mut m = vec![0f32; t * hd];
+    let mut m = super::uninit(t * hd); // written whole, row by row
     for (i, r) in m.chunks_exact_mut(hd).enumerate() {
         r.copy_from_slice(&x[head + i * 3 * d..][..hd]);
     }
