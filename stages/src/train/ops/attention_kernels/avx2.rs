@@ -403,18 +403,19 @@ fn exp8(x: __m256) -> __m256 {
     ));
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
     let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
-    let mut p = _mm256_set1_ps(1.0 / 5040.0);
-    for c in [
-        1.0 / 720.0,
-        1.0 / 120.0,
-        1.0 / 24.0,
-        1.0 / 6.0,
-        0.5,
-        1.0,
-        1.0,
-    ] {
-        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    }
+    // The degree-7 Taylor polynomial of e^r by Estrin's scheme: halves
+    // summed in parallel, a chain of 4 FMAs instead of 7 (a block's
+    // exponentials wait on the chain's latency, not the FMA units).
+    let c = _mm256_set1_ps;
+    let r2 = _mm256_mul_ps(r, r);
+    let r4 = _mm256_mul_ps(r2, r2);
+    let p01 = _mm256_add_ps(r, c(1.0));
+    let p23 = _mm256_fmadd_ps(r, c(1.0 / 6.0), c(0.5));
+    let p45 = _mm256_fmadd_ps(r, c(1.0 / 120.0), c(1.0 / 24.0));
+    let p67 = _mm256_fmadd_ps(r, c(1.0 / 5040.0), c(1.0 / 720.0));
+    let low = _mm256_fmadd_ps(r2, p23, p01);
+    let high = _mm256_fmadd_ps(r2, p67, p45);
+    let p = _mm256_fmadd_ps(r4, high, low);
     let bits = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
     _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
 }
