@@ -591,7 +591,8 @@ fn backward_task_fast(
         Probs::Recompute { .. } => vec![0f32; bmax * t],
     };
     let ones = vec![1f32; bmax];
-    let mut ds = vec![0f32; bmax * t];
+    // Each block's `n x m` written by its `cols` before any read.
+    let mut ds = super::uninit(bmax * t);
     let mut panel = vec![0f32; hd * bmax];
     let mut dys = vec![0f32; bmax * hd];
     let mut coef = vec![0f32; bmax];
