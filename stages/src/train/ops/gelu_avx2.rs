@@ -51,9 +51,11 @@ pub unsafe fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
     }
 }
 
+/// # Safety
+/// AVX must be available (as for the helpers below, which only
+/// [`bias_gelu_row`] calls, inlined into its AVX2 and FMA code).
 #[inline(always)]
-fn splat(x: f32) -> __m256 {
-    // SAFETY: only reached from `bias_gelu_row`, which needs AVX2.
+unsafe fn splat(x: f32) -> __m256 {
     unsafe { _mm256_set1_ps(x) }
 }
 

@@ -502,7 +502,7 @@ unsafe fn exp_cols_group<const FULL: bool>(
 
 /// See [`super::Kernels::transpose`]: 8 x 8 tiles, each 8 row loads,
 /// 24 shuffles and 8 stores (the scalar loop wrote one float at a time,
-/// `m` floats apart: ~7% of the attention's forward).
+/// `m` floats apart: ~3% of the attention's forward at context 1,024).
 ///
 /// # Safety
 /// AVX2 must be available; as [`super::Kernels::transpose`].
