@@ -2,10 +2,10 @@
 //! calls), accurate to a few ulp, for the softmax, GELU and cross-entropy
 //! kernels.
 
-pub(crate) const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in two (Cody-Waite) so that `x - n ln2` is exact enough.
-pub(crate) const LN2_HI: f32 = 0.693_359_4;
-pub(crate) const LN2_LO: f32 = -2.121_944_4e-4;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
 
 /// e^x for x in about [-87, 88] (clamped outside; relative error < 3e-7).
 #[inline(always)]

@@ -433,7 +433,7 @@ fn forward_task(
 /// `src`, transposed: a block's q or dy as the kernels' vector operand
 /// (by the kernels' own transpose where the sizes are multiples of 8).
 fn transpose_rows(kernels: Kernels, panel: &mut [f32], src: &[f32], m: usize, rs: usize, w: usize) {
-    if m % 8 == 0 && w % 8 == 0 {
+    if m.is_multiple_of(8) && w.is_multiple_of(8) {
         // SAFETY: `kernels` run here; the transpose checks the sizes.
         return unsafe { kernels.transpose(panel, src, (m, rs, w)) };
     }

@@ -3,16 +3,16 @@
 //! [`gelu`] functions ran at ~1.8 ns a value on a Zen 3. Their `exp` is one
 //! long chain of dependent operations (a degree-7 polynomial by Horner's
 //! rule, without FMA, to keep the scalar code's bits), so only a few
-//! vectors were in flight. Here the polynomial is split in halves summed
-//! in parallel (Estrin's scheme) and every multiply-add is one FMA: the
+//! vectors were in flight. Here the exp is the attention's [`exp8`] (its
+//! polynomial by Estrin's scheme) and every multiply-add is one FMA: the
 //! chain is about half as long. The results differ from the scalar
 //! functions in the last bits (tests: within 2e-6); the fused step, which
 //! alone uses them, uses them on every row and for every thread count.
 
 use std::arch::x86_64::*;
 
+use super::exp_avx2::exp8;
 use super::gelu;
-use crate::train::fastmath;
 
 /// `g = gelu(u + b)` and `u = gelu'(u + b)` for every value of the row
 /// (as [`super::vector::bias_gelu_row`]).
@@ -51,77 +51,44 @@ pub unsafe fn bias_gelu_row(u: &mut [f32], g: &mut [f32], b: &[f32]) {
     }
 }
 
-/// # Safety
-/// AVX must be available (as for the helpers below, which only
-/// [`bias_gelu_row`] calls, inlined into its AVX2 and FMA code).
-#[inline(always)]
-unsafe fn splat(x: f32) -> __m256 {
-    unsafe { _mm256_set1_ps(x) }
-}
-
 /// GELU and its slope of eight values:
 /// `t = tanh(C (x + A x^3))`, `0.5 x (1 + t)`,
 /// `0.5 (1 + t) + 0.5 x (1 - t^2) C (1 + 3 A x^2)`.
-#[inline(always)]
-unsafe fn value_and_slope(x: __m256) -> (__m256, __m256) {
-    unsafe {
-        let x2 = _mm256_mul_ps(x, x);
-        // C x (1 + A x^2) = x (C + C A x^2)
-        let inner = _mm256_mul_ps(
-            x,
-            _mm256_fmadd_ps(splat(gelu::C * gelu::A), x2, splat(gelu::C)),
-        );
-        let t = tanh(inner);
-        let half_x = _mm256_mul_ps(splat(0.5), x);
-        let half_one_plus_t = _mm256_fmadd_ps(splat(0.5), t, splat(0.5));
-        let value = _mm256_mul_ps(x, half_one_plus_t);
-        // (1 - t^2) (C + 3 C A x^2)
-        let dt = _mm256_mul_ps(
-            _mm256_fnmadd_ps(t, t, splat(1.0)),
-            _mm256_fmadd_ps(splat(3.0 * gelu::C * gelu::A), x2, splat(gelu::C)),
-        );
-        let slope = _mm256_fmadd_ps(half_x, dt, half_one_plus_t);
-        (value, slope)
-    }
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn value_and_slope(x: __m256) -> (__m256, __m256) {
+    let splat = _mm256_set1_ps;
+    let x2 = _mm256_mul_ps(x, x);
+    // C x (1 + A x^2) = x (C + C A x^2)
+    let inner = _mm256_mul_ps(
+        x,
+        _mm256_fmadd_ps(splat(gelu::C * gelu::A), x2, splat(gelu::C)),
+    );
+    let t = tanh(inner);
+    let half_x = _mm256_mul_ps(splat(0.5), x);
+    let half_one_plus_t = _mm256_fmadd_ps(splat(0.5), t, splat(0.5));
+    let value = _mm256_mul_ps(x, half_one_plus_t);
+    // (1 - t^2) (C + 3 C A x^2)
+    let dt = _mm256_mul_ps(
+        _mm256_fnmadd_ps(t, t, splat(1.0)),
+        _mm256_fmadd_ps(splat(3.0 * gelu::C * gelu::A), x2, splat(gelu::C)),
+    );
+    let slope = _mm256_fmadd_ps(half_x, dt, half_one_plus_t);
+    (value, slope)
 }
 
-/// tanh of eight values: `1 - 2 / (e^(2x) + 1)`, x clamped to [-20, 20]
-/// (as [`fastmath::tanh`]).
-#[inline(always)]
-unsafe fn tanh(x: __m256) -> __m256 {
-    unsafe {
-        let x = _mm256_min_ps(splat(20.0), _mm256_max_ps(splat(-20.0), x));
-        let e = exp(_mm256_add_ps(x, x));
-        let one = splat(1.0);
-        _mm256_sub_ps(one, _mm256_div_ps(splat(2.0), _mm256_add_ps(e, one)))
-    }
-}
-
-/// e^x of eight values in [-40, 40] (as [`fastmath::exp`]: `2^n e^r` with
-/// |r| <= ln 2 / 2, the same degree-7 Taylor polynomial of `e^r`, here by
-/// Estrin's scheme).
-#[inline(always)]
-unsafe fn exp(x: __m256) -> __m256 {
-    unsafe {
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
-            _mm256_mul_ps(x, splat(fastmath::LOG2E)),
-        );
-        let r = _mm256_fnmadd_ps(n, splat(fastmath::LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, splat(fastmath::LN2_LO), r);
-        let r2 = _mm256_mul_ps(r, r);
-        let r4 = _mm256_mul_ps(r2, r2);
-        // (1 + r) + r^2 (1/2 + r/6) + r^4 ((1/24 + r/120) + r^2 (1/720 + r/5040))
-        let p01 = _mm256_fmadd_ps(r, splat(1.0), splat(1.0));
-        let p23 = _mm256_fmadd_ps(r, splat(1.0 / 6.0), splat(0.5));
-        let p45 = _mm256_fmadd_ps(r, splat(1.0 / 120.0), splat(1.0 / 24.0));
-        let p67 = _mm256_fmadd_ps(r, splat(1.0 / 5040.0), splat(1.0 / 720.0));
-        let low = _mm256_fmadd_ps(r2, p23, p01);
-        let high = _mm256_fmadd_ps(r2, p67, p45);
-        let p = _mm256_fmadd_ps(r4, high, low);
-        // 2^n: n is an integer in [-58, 58] here, converted exactly.
-        let biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
-        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(biased)))
-    }
+/// tanh of eight values: `1 - 2 / (e^(2x) + 1)` (as `fastmath::tanh`;
+/// `exp8`'s own clamp keeps `e` finite and non-zero, so `t` is exactly
+/// -1 or 1 far out, without a clamp of its own).
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+fn tanh(x: __m256) -> __m256 {
+    let e = exp8(_mm256_add_ps(x, x));
+    let one = _mm256_set1_ps(1.0);
+    _mm256_sub_ps(
+        one,
+        _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+    )
 }
 
 #[cfg(test)]

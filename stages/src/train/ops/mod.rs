@@ -11,6 +11,8 @@ mod bias_gelu;
 mod causal_attention;
 mod causal_softmax;
 mod cross_entropy;
+#[cfg(target_arch = "x86_64")]
+mod exp_avx2;
 mod fused_step;
 mod gelu;
 #[cfg(target_arch = "x86_64")]

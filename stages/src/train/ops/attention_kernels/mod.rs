@@ -201,7 +201,7 @@ impl Kernels {
         src: &[f32],
         (m, rs, w): (usize, usize, usize),
     ) {
-        assert!(m % 8 == 0 && w % 8 == 0 && panel.len() >= w * m && w <= rs);
+        assert!(m.is_multiple_of(8) && w.is_multiple_of(8) && panel.len() >= w * m && w <= rs);
         assert!(m == 0 || src.len() >= (m - 1) * rs + w);
         // SAFETY: both builds' CPUs have AVX2; the asserts bound every
         // access.
