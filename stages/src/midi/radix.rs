@@ -1,17 +1,13 @@
-//! Sorting packed u64 keys in linear passes (the encoder's hot sorts).
+//! Sorting by u64 keys in linear passes (the reader's sorts by tick, the song set's table).
 
 const DIGIT_BITS: usize = 11;
 const BUCKETS: usize = 1 << DIGIT_BITS;
 
-/// LSD radix sort, 11 bits per pass: the counts of every digit come from
-/// one read, and digits all keys share are skipped (a few linear passes
-/// instead of n log n comparisons).
-pub fn radix_sort(keys: &mut Vec<u64>) {
-    radix_sort_by_key(keys, |&k| k);
-}
-
-/// The same for items sorted by a key; stable (items of equal keys keep
-/// their order), and only as many digits as the largest key has are looked at.
+/// Sorts items by a u64 key: an LSD radix sort, 11 bits per pass; stable
+/// (items of equal keys keep their order). The counts of every digit come
+/// from one read, only as many digits as the largest key has are looked
+/// at, and digits all keys share are skipped (a few linear passes instead
+/// of n log n comparisons).
 pub fn radix_sort_by_key<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(&T) -> u64) {
     if items.len() < 64 || items.len() >= u32::MAX as usize {
         items.sort_by_key(|x| key(x));
@@ -54,7 +50,7 @@ pub fn radix_sort_by_key<T: Copy + Default>(items: &mut Vec<T>, key: impl Fn(&T)
 #[cfg(test)]
 mod tests {
     #[test]
-    fn radix_sort_sorts() {
+    fn radix_sort_by_key_sorts() {
         let mut state = 1u64;
         let mut keys: Vec<u64> = (0..5000)
             .map(|_| {
@@ -64,7 +60,7 @@ mod tests {
             .collect();
         let mut expected = keys.clone();
         expected.sort_unstable();
-        super::radix_sort(&mut keys);
+        super::radix_sort_by_key(&mut keys, |&k| k);
         assert_eq!(keys, expected);
         // Stable by key: pairs sorted by their first half keep the second's order.
         let mut pairs: Vec<(u64, u64)> = expected.iter().rev().map(|&k| (k >> 20, k)).collect();
