@@ -1,0 +1,115 @@
+//! The codec of another revision beside this tree's, in one process:
+//! `benches/codec_ab.sh` puts that revision's `stages/src/midi` in
+//! `target/codec_ab/midi` and builds this with `--features codec-ab`.
+//!
+//! codec_ab DIR ROUNDS [old|new]
+//!
+//! First checks that both give the same tokens for every file of DIR; then
+//! ROUNDS rounds, each timing one pass over the files (read + tokenize to
+//! interned codes, files in memory) by each codec, the order swapped every
+//! round; prints each one's median and the median of the rounds' own
+//! ratios. With `old` or `new` it makes one pass by that codec only (for
+//! `valgrind --tool=cachegrind`: instruction counts, which do not move
+//! with the machine's load).
+//!
+//! The other revision's module is compiled inside this example, so its
+//! `crate::` paths must resolve here: `walk` is given below; a revision
+//! whose codec needs more of the crate does not build.
+
+#[allow(dead_code, unused_imports, clippy::all)]
+#[path = "../../target/codec_ab/midi/mod.rs"]
+mod old;
+mod walk {
+    pub use vgmake_stages::walk::*;
+}
+
+use std::time::Instant;
+
+use vgmake_stages::midi as new;
+
+/// One pass over `files` by one codec.
+fn pass(files: &[Vec<u8>], by_old: bool) {
+    let (old_options, new_options) = (old::EncodeOptions::default(), new::EncodeOptions::default());
+    for bytes in files {
+        if by_old {
+            if let Ok(song) = old::read_song(bytes) {
+                let format = old::NoteFormat::OnOff;
+                std::hint::black_box(old::encoder::encode_song_interned(
+                    &song,
+                    &old_options,
+                    format,
+                ));
+            }
+        } else if let Ok(song) = new::read_song(bytes) {
+            let format = new::NoteFormat::OnOff;
+            std::hint::black_box(new::encoder::encode_song_interned(
+                &song,
+                &new_options,
+                format,
+            ));
+        }
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(dir), Some(rounds)) = (args.get(1), args.get(2).and_then(|r| r.parse().ok())) else {
+        eprintln!("usage: codec_ab DIR ROUNDS [old|new]");
+        std::process::exit(2);
+    };
+    let rounds: usize = rounds;
+    let root = std::path::Path::new(dir);
+    let paths = vgmake_stages::walk::midi_files(root).expect("listing the corpus");
+    let files: Vec<Vec<u8>> = paths
+        .iter()
+        .map(|p| std::fs::read(root.join(p)).expect("reading a file"))
+        .collect();
+    match args.get(3).map(String::as_str) {
+        Some("old") => return pass(&files, true),
+        Some("new") => return pass(&files, false),
+        Some(other) => panic!("`{other}`: old or new"),
+        None => {}
+    }
+    let (old_options, new_options) = (old::EncodeOptions::default(), new::EncodeOptions::default());
+    for (bytes, path) in files.iter().zip(&paths) {
+        let by_old = old::read_song(bytes).ok().map(|song| {
+            old::encoder::encode_song_interned(&song, &old_options, old::NoteFormat::OnOff)
+                .to_codes()
+        });
+        let by_new = new::read_song(bytes).ok().map(|song| {
+            new::encoder::encode_song_interned(&song, &new_options, new::NoteFormat::OnOff)
+                .to_codes()
+        });
+        assert!(
+            by_old == by_new,
+            "{}: the two codecs give different tokens",
+            path.display()
+        );
+    }
+    println!("{} files: the same tokens from both codecs", files.len());
+    let (mut old_ms, mut new_ms, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..rounds {
+        let mut ms = [0.0; 2];
+        for turn in 0..2 {
+            let by_old = (round + turn) % 2 == 0;
+            let start = Instant::now();
+            pass(&files, by_old);
+            ms[by_old as usize] = start.elapsed().as_secs_f64() * 1e3;
+        }
+        old_ms.push(ms[1]);
+        new_ms.push(ms[0]);
+        ratios.push(ms[1] / ms[0]);
+    }
+    println!(
+        "a pass over the files: old {:.2} ms, new {:.2} ms (medians of {rounds}); \
+         old / new, median of the rounds' ratios: {:.3}",
+        median(old_ms),
+        median(new_ms),
+        median(ratios)
+    );
+}
