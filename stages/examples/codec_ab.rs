@@ -27,26 +27,35 @@ use std::time::Instant;
 
 use vgmake_stages::midi as new;
 
+/// A file's song by the other revision's codec (`None`: not encoded).
+fn by_old(bytes: &[u8]) -> Option<old::encoder::Interned> {
+    let song = old::read_song(bytes).ok()?;
+    let options = old::EncodeOptions::default();
+    Some(old::encoder::encode_song_interned(
+        &song,
+        &options,
+        old::NoteFormat::OnOff,
+    ))
+}
+
+/// A file's song by this tree's codec.
+fn by_new(bytes: &[u8]) -> Option<new::encoder::Interned> {
+    let song = new::read_song(bytes).ok()?;
+    let options = new::EncodeOptions::default();
+    Some(new::encoder::encode_song_interned(
+        &song,
+        &options,
+        new::NoteFormat::OnOff,
+    ))
+}
+
 /// One pass over `files` by one codec.
-fn pass(files: &[Vec<u8>], by_old: bool) {
-    let (old_options, new_options) = (old::EncodeOptions::default(), new::EncodeOptions::default());
+fn pass(files: &[Vec<u8>], old_codec: bool) {
     for bytes in files {
-        if by_old {
-            if let Ok(song) = old::read_song(bytes) {
-                let format = old::NoteFormat::OnOff;
-                std::hint::black_box(old::encoder::encode_song_interned(
-                    &song,
-                    &old_options,
-                    format,
-                ));
-            }
-        } else if let Ok(song) = new::read_song(bytes) {
-            let format = new::NoteFormat::OnOff;
-            std::hint::black_box(new::encoder::encode_song_interned(
-                &song,
-                &new_options,
-                format,
-            ));
+        if old_codec {
+            std::hint::black_box(by_old(bytes));
+        } else {
+            std::hint::black_box(by_new(bytes));
         }
     }
 }
@@ -75,18 +84,13 @@ fn main() {
         Some(other) => panic!("`{other}`: old or new"),
         None => {}
     }
-    let (old_options, new_options) = (old::EncodeOptions::default(), new::EncodeOptions::default());
     for (bytes, path) in files.iter().zip(&paths) {
-        let by_old = old::read_song(bytes).ok().map(|song| {
-            old::encoder::encode_song_interned(&song, &old_options, old::NoteFormat::OnOff)
-                .to_codes()
-        });
-        let by_new = new::read_song(bytes).ok().map(|song| {
-            new::encoder::encode_song_interned(&song, &new_options, new::NoteFormat::OnOff)
-                .to_codes()
-        });
+        let (old_codes, new_codes) = (
+            by_old(bytes).map(|s| s.to_codes()),
+            by_new(bytes).map(|s| s.to_codes()),
+        );
         assert!(
-            by_old == by_new,
+            old_codes == new_codes,
             "{}: the two codecs give different tokens",
             path.display()
         );
@@ -96,10 +100,10 @@ fn main() {
     for round in 0..rounds {
         let mut ms = [0.0; 2];
         for turn in 0..2 {
-            let by_old = (round + turn) % 2 == 0;
+            let old_codec = (round + turn) % 2 == 0;
             let start = Instant::now();
-            pass(&files, by_old);
-            ms[by_old as usize] = start.elapsed().as_secs_f64() * 1e3;
+            pass(&files, old_codec);
+            ms[old_codec as usize] = start.elapsed().as_secs_f64() * 1e3;
         }
         old_ms.push(ms[1]);
         new_ms.push(ms[0]);

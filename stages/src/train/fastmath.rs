@@ -50,6 +50,21 @@ pub fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (e + 1.0)
 }
 
+/// Checks a vector exp of `L` lanes (the attention's and GELU's) against
+/// libm's on -100..100, clamped as [`exp`] clamps: within 5e-7 relative.
+#[cfg(test)]
+pub(crate) fn assert_lanes_match_libm<const L: usize>(exp_lanes: impl Fn([f32; L]) -> [f32; L]) {
+    let mut x = -100.0f32;
+    while x < 100.0 {
+        let xs: [f32; L] = std::array::from_fn(|l| x + l as f32 * 0.0013);
+        for (o, x) in exp_lanes(xs).into_iter().zip(xs) {
+            let want = x.clamp(-87.0, 88.0).exp();
+            assert!((o - want).abs() <= 5e-7 * want, "exp({x}): {o} vs {want}");
+        }
+        x += 0.0137 * L as f32;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
