@@ -65,23 +65,39 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
+/// Stops with a message (exit status 2).
+fn fail(message: &str) -> ! {
+    eprintln!("codec_ab: {message}");
+    std::process::exit(2);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: codec_ab DIR ROUNDS [old|new]";
     let (Some(dir), Some(rounds)) = (args.get(1), args.get(2).and_then(|r| r.parse().ok())) else {
-        eprintln!("usage: codec_ab DIR ROUNDS [old|new]");
-        std::process::exit(2);
+        fail(usage);
     };
     let rounds: usize = rounds;
     let root = std::path::Path::new(dir);
-    let paths = vgmake_stages::walk::midi_files(root).expect("listing the corpus");
+    let paths = vgmake_stages::walk::midi_files(root)
+        .unwrap_or_else(|e| fail(&format!("listing MIDI files in {dir}: {e}")));
     let files: Vec<Vec<u8>> = paths
         .iter()
-        .map(|p| std::fs::read(root.join(p)).expect("reading a file"))
+        .map(|p| {
+            std::fs::read(root.join(p))
+                .unwrap_or_else(|e| fail(&format!("reading {}: {e}", root.join(p).display())))
+        })
         .collect();
+    if files.is_empty() {
+        fail(&format!("no MIDI files in {dir}"));
+    }
     match args.get(3).map(String::as_str) {
         Some("old") => return pass(&files, true),
         Some("new") => return pass(&files, false),
-        Some(other) => panic!("`{other}`: old or new"),
+        Some(other) => fail(&format!(
+            "`{other}`: the side to run is old or new; {usage}"
+        )),
+        None if rounds == 0 => fail(&format!("ROUNDS must be at least 1; {usage}")),
         None => {}
     }
     for (bytes, path) in files.iter().zip(&paths) {
