@@ -25,6 +25,10 @@
 #    pass against the stage; and the median of each run's own ratio to the
 #    codec run beside it. The last run's own log (`read and encoded ...`,
 #    `ran in ..., stored in ...`) is printed to split the stage's time.
+#    Also alternated: `encode_one_pass`, the codec as the stage runs it (one
+#    pass in a fresh process, every song kept): the stage over it is what
+#    the engine adds (reading, hashing, memo, outputs, commit), and it over
+#    the warm loop is what a single cold pass costs by itself.
 #
 # Load average (/proc/loadavg) is printed before and after: on a shared
 # machine, compare only numbers of one run.
@@ -34,9 +38,10 @@ PAIRS=${1:-7}
 CORPUS=$(realpath "${2:-../shared/corpus}")
 [ -d "$CORPUS" ] || { echo "no $CORPUS: the real corpus is needed"; exit 1; }
 cargo build --release --quiet
-cargo build --release --quiet -p vgmake-stages --example bench_encode
+cargo build --release --quiet -p vgmake-stages --example bench_encode --example encode_one_pass
 VGMAKE=$PWD/target/release/vgmake
 BENCH=$PWD/target/release/examples/bench_encode
+ONE_PASS=$PWD/target/release/examples/encode_one_pass
 PY=${PYTHON:-python3}
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # The ratios of two lists, item by item (runs of one round: a drifting
@@ -82,7 +87,7 @@ source = "$CORPUS"
 [stages.encode]
 deps = ["scrape"]
 TOML
-stage="" wall="" codec=""
+stage="" wall="" codec="" pass=""
 for _ in $(seq "$PAIRS"); do
     rm -rf "$WORK/cache" "$WORK/out"
     t0=$(date +%s%N)
@@ -91,6 +96,7 @@ for _ in $(seq "$PAIRS"); do
     stage+="$(echo "$line" | sed -E 's/.*"seconds":([0-9.e-]+).*/\1/' | awk '{printf "%.3f", $1}') "
     wall+="$(( (t1 - t0) / 1000000 )) "
     codec+="$(codec_rate codes) "
+    pass+="$("$ONE_PASS" "$CORPUS" | awk '{printf "%.4f", $(NF - 1) / 1000}') "
 done
 ST=$(echo "$stage" | median)
 WL=$(echo "$wall" | median)
@@ -104,4 +110,9 @@ echo "ratio engine / codec: stage $(awk -v a="$ST" -v b="$CS" 'BEGIN {printf "%.
 codec_s=$(for r in $codec; do awk -v f="$FILES" -v r="$r" 'BEGIN {printf "%.4f ", f / r}'; done)
 PS=$(paired "$stage" "$codec_s")
 echo "paired (each run's stage / the codec run beside it): median $(echo "$PS" | median) (range $(echo "$PS" | range))"
+OP=$(echo "$pass" | median)
+echo "codec in one cold pass, songs kept (encode_one_pass, a fresh process each run): median ${OP} s (range $(echo "$pass" | range))"
+PE=$(paired "$stage" "$pass")
+PF=$(paired "$pass" "$codec_s")
+echo "paired: stage / one pass (what the engine adds) median $(echo "$PE" | median) (range $(echo "$PE" | range)); one pass / warm loop median $(echo "$PF" | median) (range $(echo "$PF" | range))"
 echo "load after: $(cat /proc/loadavg)"

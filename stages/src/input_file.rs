@@ -26,17 +26,43 @@ pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), MidiError> {
     if let Ok((file, meta)) = opened
         && meta.is_file()
         && meta.len() <= MAX_FILE_BYTES
+        && read_sized(file, meta.len() as usize, buf).is_ok()
+        && buf.len() as u64 <= MAX_FILE_BYTES
     {
-        // One byte more than the size: the read that finds the end needs no
-        // second allocation.
-        buf.reserve(meta.len() as usize + 1);
-        if file.take(MAX_FILE_BYTES + 1).read_to_end(buf).is_ok()
-            && buf.len() as u64 <= MAX_FILE_BYTES
-        {
-            return Ok(());
-        }
+        return Ok(());
     }
     *buf = read_file(path)?;
+    Ok(())
+}
+
+/// Reads `file`, `size` bytes long by its metadata, into `buf`: one read
+/// asking for a byte more than the size, which a regular file answers with
+/// the whole file (std's `read_to_end` reads in growing pieces and then
+/// once more to see the end: 3.6 reads a file on the corpus). A file that
+/// grew since its metadata is read on to its end.
+fn read_sized(mut file: File, size: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    buf.resize(size + 1, 0);
+    let mut filled = 0;
+    loop {
+        match file.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                filled += n;
+                // The size the metadata gave, in a read that asked for
+                // more: the end. The whole buffer: the file grew.
+                if filled == size || filled == buf.len() {
+                    break;
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf.truncate(filled);
+    if filled > size {
+        file.take(MAX_FILE_BYTES + 1 - filled as u64)
+            .read_to_end(buf)?;
+    }
     Ok(())
 }
 
@@ -59,6 +85,26 @@ mod tests {
         for path in [dir.path().to_path_buf(), dir.path().join("gone.mid")] {
             let err = read_into(&path, &mut buf).unwrap_err();
             assert_eq!(err.to_string(), read_file(&path).unwrap_err().to_string());
+        }
+        // An empty file.
+        let empty = dir.path().join("empty.mid");
+        std::fs::write(&empty, b"").unwrap();
+        read_into(&empty, &mut buf).unwrap();
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn a_file_that_grew_or_shrank_since_its_metadata_is_read_to_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("song.mid");
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| i as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let mut buf = b"left from the file before".to_vec();
+        // Sizes as stale metadata would give them: smaller, larger, exact.
+        for size in [0, 4, 9_999, 10_001, 50_000, 10_000] {
+            buf.clear();
+            read_sized(File::open(&path).unwrap(), size, &mut buf).unwrap();
+            assert_eq!(buf, bytes, "metadata size {size}");
         }
     }
 }
