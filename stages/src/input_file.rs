@@ -39,7 +39,11 @@ pub fn read_into(path: &Path, buf: &mut Vec<u8>) -> Result<(), MidiError> {
 /// asking for a byte more than the size, which a regular file answers with
 /// the whole file (std's `read_to_end` reads in growing pieces and then
 /// once more to see the end: 3.6 reads a file on the corpus). A file that
-/// grew since its metadata is read on to its end.
+/// grew since its metadata is read on to its end. Stopping at the
+/// metadata's size trusts a regular file to answer a read in full up to
+/// its end; where one did not, the bytes would differ from the build's
+/// hash of the file, which encode checks before anything is memoized
+/// (every file a stage of the build made has one).
 fn read_sized(mut file: File, size: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
     buf.resize(size + 1, 0);
     let mut filled = 0;
