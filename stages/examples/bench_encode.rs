@@ -24,23 +24,19 @@ fn main() {
     );
     let runs: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(7);
     let root = std::path::Path::new(dir);
-    let files: Vec<Vec<u8>> = vgmake_stages::walk::midi_files(root)
-        .expect("listing the corpus")
-        .iter()
-        .map(|p| std::fs::read(root.join(p)).expect("reading a file"))
-        .collect();
+    let files: Vec<Vec<u8>> = match vgmake_stages::walk::read_midi_files(root) {
+        Ok(files) => files.into_iter().map(|(_, bytes)| bytes).collect(),
+        Err(e) => {
+            eprintln!("bench_encode: {e}");
+            std::process::exit(2);
+        }
+    };
     let bytes: usize = files.iter().map(|f| f.len()).sum();
     let options = EncodeOptions::default();
     let codes = args.get(4).is_some_and(|f| f == "codes");
     let to_codes = |bytes: &[u8]| -> bool {
-        midi::read_song(bytes)
-            .map(|song| {
-                std::hint::black_box(midi::encoder::encode_song_interned(
-                    &song,
-                    &options,
-                    midi::NoteFormat::OnOff,
-                ))
-            })
+        midi::encode_bytes_interned(bytes, &options, midi::NoteFormat::OnOff)
+            .map(std::hint::black_box)
             .is_ok()
     };
     let tokens: usize = files

@@ -27,26 +27,25 @@ use std::time::Instant;
 
 use vgmake_stages::midi as new;
 
-/// A file's song by the other revision's codec (`None`: not encoded).
+/// A file's song by one codec (`None`: not encoded): the same calls
+/// through either module, so that the two sides differ only in the codec.
+macro_rules! song_by {
+    ($codec:ident, $bytes:expr) => {
+        $codec::read_song($bytes).ok().map(|song| {
+            let options = $codec::EncodeOptions::default();
+            $codec::encoder::encode_song_interned(&song, &options, $codec::NoteFormat::OnOff)
+        })
+    };
+}
+
+/// A file's song by the other revision's codec.
 fn by_old(bytes: &[u8]) -> Option<old::encoder::Interned> {
-    let song = old::read_song(bytes).ok()?;
-    let options = old::EncodeOptions::default();
-    Some(old::encoder::encode_song_interned(
-        &song,
-        &options,
-        old::NoteFormat::OnOff,
-    ))
+    song_by!(old, bytes)
 }
 
 /// A file's song by this tree's codec.
 fn by_new(bytes: &[u8]) -> Option<new::encoder::Interned> {
-    let song = new::read_song(bytes).ok()?;
-    let options = new::EncodeOptions::default();
-    Some(new::encoder::encode_song_interned(
-        &song,
-        &options,
-        new::NoteFormat::OnOff,
-    ))
+    song_by!(new, bytes)
 }
 
 /// One pass over `files` by one codec.
@@ -78,16 +77,11 @@ fn main() {
         fail(usage);
     };
     let rounds: usize = rounds;
-    let root = std::path::Path::new(dir);
-    let paths = vgmake_stages::walk::midi_files(root)
-        .unwrap_or_else(|e| fail(&format!("listing MIDI files in {dir}: {e}")));
-    let files: Vec<Vec<u8>> = paths
-        .iter()
-        .map(|p| {
-            std::fs::read(root.join(p))
-                .unwrap_or_else(|e| fail(&format!("reading {}: {e}", root.join(p).display())))
-        })
-        .collect();
+    let (paths, files): (Vec<_>, Vec<_>) =
+        vgmake_stages::walk::read_midi_files(std::path::Path::new(dir))
+            .unwrap_or_else(|e| fail(&e.to_string()))
+            .into_iter()
+            .unzip();
     if files.is_empty() {
         fail(&format!("no MIDI files in {dir}"));
     }

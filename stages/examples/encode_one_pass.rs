@@ -22,27 +22,24 @@ fn main() {
     let dir = std::env::args()
         .nth(1)
         .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus").to_string());
-    let root = std::path::Path::new(&dir);
-    let files: Vec<Vec<u8>> = match vgmake_stages::walk::midi_files(root) {
-        Ok(paths) => paths
-            .iter()
-            .filter_map(|p| std::fs::read(root.join(p)).ok())
-            .collect(),
+    let files = match vgmake_stages::walk::read_midi_files(std::path::Path::new(&dir)) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            eprintln!("encode_one_pass: no MIDI files in {dir}");
+            std::process::exit(2);
+        }
         Err(e) => {
-            eprintln!("encode_one_pass: cannot list {dir}: {e}");
+            eprintln!("encode_one_pass: {e}");
             std::process::exit(2);
         }
     };
-    if files.is_empty() {
-        eprintln!("encode_one_pass: no MIDI files in {dir}");
-        std::process::exit(2);
-    }
     let options = EncodeOptions::default();
     let start = Instant::now();
     let songs: Vec<_> = files
         .iter()
-        .filter_map(|bytes| midi::read_song(bytes).ok())
-        .map(|song| midi::encoder::encode_song_interned(&song, &options, NoteFormat::OnOff))
+        .filter_map(|(_, bytes)| {
+            midi::encode_bytes_interned(bytes, &options, NoteFormat::OnOff).ok()
+        })
         .collect();
     let ms = start.elapsed().as_secs_f64() * 1e3;
     println!(

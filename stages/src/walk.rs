@@ -33,6 +33,27 @@ pub fn midi_files(root: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(corpus_files(root, &ReadFolders)?.0)
 }
 
+/// [`midi_files`] with each file's bytes (the benchmarks' corpus, held in
+/// memory); an error names the folder or the file that could not be read.
+pub fn read_midi_files(root: &Path) -> io::Result<Vec<(PathBuf, Vec<u8>)>> {
+    let paths = midi_files(root).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("listing MIDI files in {}: {e}", root.display()),
+        )
+    })?;
+    paths
+        .into_iter()
+        .map(|rel| {
+            let path = root.join(&rel);
+            let bytes = fs::read(&path).map_err(|e| {
+                io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))
+            })?;
+            Ok((rel, bytes))
+        })
+        .collect()
+}
+
 /// An entry of a folder tree that [`corpus_files`] passed over, and why.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Skipped {
@@ -262,6 +283,29 @@ pub fn slash_path(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn midi_files_are_read_with_their_paths_and_errors_name_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("nes")).unwrap();
+        fs::write(dir.path().join("nes/b.mid"), b"MThd b").unwrap();
+        fs::write(dir.path().join("a.MID"), b"MThd a").unwrap();
+        fs::write(dir.path().join("notes.txt"), b"not MIDI").unwrap();
+        let files = read_midi_files(dir.path()).unwrap();
+        assert_eq!(
+            files,
+            vec![
+                (PathBuf::from("a.MID"), b"MThd a".to_vec()),
+                (PathBuf::from("nes/b.mid"), b"MThd b".to_vec()),
+            ]
+        );
+        let gone = dir.path().join("gone");
+        let err = read_midi_files(&gone).unwrap_err().to_string();
+        assert!(
+            err.contains("listing MIDI files in") && err.contains("gone"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn midi_names_are_those_path_extension_finds() {

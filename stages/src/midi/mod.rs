@@ -119,6 +119,17 @@ pub fn encode_bytes_as(
     Ok(encoder::encode_song_as(&song, options, format))
 }
 
+/// Encodes the bytes of a MIDI file into its tokens interned (the encode
+/// stage's form, [`encoder::Interned`]) in a note format.
+pub fn encode_bytes_interned(
+    bytes: &[u8],
+    options: &EncodeOptions,
+    format: NoteFormat,
+) -> Result<encoder::Interned, MidiError> {
+    let song = read_song(bytes)?;
+    Ok(encoder::encode_song_interned(&song, options, format))
+}
+
 /// Encodes a MIDI file into one token line.
 pub fn encode_file(path: &Path, options: &EncodeOptions) -> Result<String, MidiError> {
     encode_bytes(&read::read_file(path)?, options)
@@ -141,5 +152,28 @@ pub(crate) mod testing {
             out.extend_from_slice(body);
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_interned_are_the_songs_codes_and_bad_bytes_an_error() {
+        let body = [
+            0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00,
+        ];
+        let bytes = testing::smf(96, &[&body]);
+        let options = EncodeOptions::default();
+        let song = read_song(&bytes).unwrap();
+        for format in [NoteFormat::OnOff, NoteFormat::Duration] {
+            let interned = encode_bytes_interned(&bytes, &options, format).unwrap();
+            assert_eq!(
+                interned.to_codes(),
+                encoder::encode_song_codes(&song, &options, format)
+            );
+        }
+        assert!(encode_bytes_interned(b"not MIDI", &options, NoteFormat::OnOff).is_err());
     }
 }
